@@ -1,0 +1,680 @@
+//! The YAML config: where it comes from (file, `DUALPROBE_CONFIG`, `DUALPROBE_CONFIG_FILE`, the
+//! embedded default), how it is parsed (unknown keys are errors), and how it is validated into
+//! runtime [`Target`]s. Every problem names the origin, the line and the field.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::family::Family;
+use crate::probe::CheckKind;
+use crate::target::{
+    AddressSelection, Expect, Expectations, HttpSettings, Host, StatusMatcher, Target,
+    TargetSource, TlsSettings,
+};
+
+/// The default listen address: one dual-stack socket on port 9469.
+pub const DEFAULT_LISTEN: &str = "[::]:9469";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (a path, `DUALPROBE_CONFIG` or `embedded default`).
+    pub origin: String,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Default interval.
+    pub interval: Duration,
+    /// Default per-check timeout.
+    pub timeout: Duration,
+    /// Default families.
+    pub families: Vec<Family>,
+    /// Most (target, family) cycles running at once.
+    pub concurrency: usize,
+    /// Nameservers (empty: `/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
+    /// Targets, in config order.
+    pub targets: Vec<Arc<Target>>,
+}
+
+/// Where the config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A YAML file (re-read on reload).
+    File(PathBuf),
+    /// The whole YAML document in `DUALPROBE_CONFIG` (as ECS task definitions pass it).
+    Inline(String),
+    /// The built-in default for the dual-stack pattern.
+    Embedded,
+}
+
+impl ConfigSource {
+    /// `--config FILE`, else `DUALPROBE_CONFIG`, else `DUALPROBE_CONFIG_FILE`, else embedded.
+    pub fn discover(cli: Option<PathBuf>) -> ConfigSource {
+        if let Some(p) = cli {
+            return ConfigSource::File(p);
+        }
+        if let Ok(doc) = std::env::var("DUALPROBE_CONFIG")
+            && !doc.trim().is_empty()
+        {
+            return ConfigSource::Inline(doc);
+        }
+        if let Ok(p) = std::env::var("DUALPROBE_CONFIG_FILE")
+            && !p.trim().is_empty()
+        {
+            return ConfigSource::File(PathBuf::from(p));
+        }
+        ConfigSource::Embedded
+    }
+
+    /// Reads and validates the config.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => {
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::single(&origin, None, "", format!("cannot read: {e}"))
+                })?;
+                Config::from_yaml(&text, &origin, path.parent())
+            }
+            ConfigSource::Inline(doc) => Config::from_yaml(doc, "DUALPROBE_CONFIG", None),
+            ConfigSource::Embedded => {
+                Config::from_yaml(&embedded_default(), "embedded default", None)
+            }
+        }
+    }
+}
+
+/// The embedded default: the S3 and EC2 dual-stack endpoints of `AWS_REGION` (else
+/// `AWS_DEFAULT_REGION`, else us-east-1), over both families. Any HTTP answer proves the path,
+/// so 4xx (unsigned requests) counts as success.
+pub fn embedded_default() -> String {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .ok()
+        .filter(|r| is_region_name(r))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    format!(
+        r#"# dualprobe embedded default: the dual-stack S3 and EC2 endpoints of {region}.
+listen: "{DEFAULT_LISTEN}"
+interval: 30s
+timeout: 5s
+families: [ipv4, ipv6]
+targets:
+  - name: s3-dualstack
+    host: s3.dualstack.{region}.amazonaws.com
+    port: 443
+    checks: [dns, tcp, tls, http]
+    http: {{ path: /, expect_status: ["2xx", "3xx", "4xx"] }}
+  - name: ec2-dualstack
+    host: ec2.{region}.api.aws
+    port: 443
+    checks: [dns, tcp, tls, http]
+    http: {{ path: /, expect_status: ["2xx", "3xx", "4xx"] }}
+"#
+    )
+}
+
+fn is_region_name(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() < 32
+        && r.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// One problem in a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// The field path, e.g. `targets[1].timeout`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in one config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// Where the config came from.
+    pub origin: String,
+    /// The problems, in document order.
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    fn single(origin: &str, line: Option<u64>, field: &str, message: String) -> ConfigError {
+        ConfigError {
+            origin: origin.to_string(),
+            problems: vec![Problem {
+                line,
+                field: field.to_string(),
+                message,
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.origin)?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+            }
+            if p.field.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": {}: {}", p.field, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---- the YAML shape -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    families: Option<Spanned<Vec<Family>>>,
+    concurrency: Option<Spanned<usize>>,
+    resolver: Option<RawResolver>,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResolver {
+    #[serde(default)]
+    nameservers: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Spanned<String>,
+    host: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
+    checks: Option<Spanned<Vec<Spanned<String>>>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    families: Option<Spanned<Vec<Family>>>,
+    addresses: Option<AddressSelection>,
+    http: Option<RawHttp>,
+    tls: Option<RawTls>,
+    expect: Option<RawExpect>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    path: Option<String>,
+    scheme: Option<Spanned<String>>,
+    expect_status: Option<Vec<Spanned<StatusText>>>,
+    follow_redirects: Option<bool>,
+}
+
+/// `200` or `"2xx"`: read as text either way so one parser judges it.
+#[derive(Debug)]
+struct StatusText(String);
+
+impl<'de> Deserialize<'de> for StatusText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StatusText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an HTTP status such as 200 or \"2xx\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    server_name: Option<String>,
+    ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    ipv4: Option<Expect>,
+    ipv6: Option<Expect>,
+}
+
+// ---- validation -----------------------------------------------------------------------------
+
+/// Collects problems while validating.
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, line: Option<u64>, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            line,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn line_of<T>(s: &Spanned<T>) -> Option<u64> {
+    let l = s.referenced.line();
+    (l > 0).then_some(l)
+}
+
+fn parse_duration(
+    p: &mut Problems,
+    raw: &Option<Spanned<String>>,
+    field: &str,
+) -> Option<Duration> {
+    let raw = raw.as_ref()?;
+    match humantime::parse_duration(raw.value.trim()) {
+        Ok(d) if d.is_zero() => {
+            p.add(line_of(raw), field, "must be greater than zero");
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            p.add(
+                line_of(raw),
+                field,
+                format!("`{}` is not a duration ({e}); write e.g. 15s, 500ms, 1m", raw.value),
+            );
+            None
+        }
+    }
+}
+
+/// Parses `IP:PORT` (`[v6]:PORT`), or a bare IP meaning port 53.
+pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>().ok().or_else(|| {
+        s.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
+impl Config {
+    /// Parses and validates a YAML document. `base_dir` resolves relative file paths.
+    pub fn from_yaml(
+        text: &str,
+        origin: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            return Err(ConfigError::single(
+                origin,
+                None,
+                "",
+                "the document is empty".into(),
+            ));
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| {
+                let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+                let message = e.render_with_options(serde_saphyr::render_options! {
+                    snippets: serde_saphyr::SnippetMode::Off,
+                    formatter: &serde_saphyr::UserMessageFormatter,
+                });
+                ConfigError::single(origin, line, "", message)
+            })?
+        };
+        let mut p = Problems(Vec::new());
+
+        let listen = match &raw.listen {
+            None => DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            Some(s) => match s.value.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    p.add(
+                        line_of(s),
+                        "listen",
+                        format!("`{}` is not an address like [::]:9469 or 0.0.0.0:9469", s.value),
+                    );
+                    DEFAULT_LISTEN.parse().expect("default listen address parses")
+                }
+            },
+        };
+        let interval = parse_duration(&mut p, &raw.interval, "interval")
+            .unwrap_or(Duration::from_secs(15));
+        let timeout =
+            parse_duration(&mut p, &raw.timeout, "timeout").unwrap_or(Duration::from_secs(5));
+        if timeout >= interval {
+            p.add(
+                raw.timeout.as_ref().and_then(line_of),
+                "timeout",
+                format!(
+                    "must be less than interval ({} >= {})",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+        let families = match &raw.families {
+            None => Family::ALL.to_vec(),
+            Some(f) => families_or_problem(&mut p, f, "families"),
+        };
+        let concurrency = match &raw.concurrency {
+            None => 256,
+            Some(c) if c.value == 0 => {
+                p.add(line_of(c), "concurrency", "must be at least 1");
+                1
+            }
+            Some(c) => c.value,
+        };
+        let mut nameservers = Vec::new();
+        if let Some(r) = &raw.resolver {
+            for (i, ns) in r.nameservers.iter().enumerate() {
+                match parse_nameserver(&ns.value) {
+                    Some(a) => nameservers.push(a),
+                    None => p.add(
+                        line_of(ns),
+                        format!("resolver.nameservers[{i}]"),
+                        format!(
+                            "`{}` is not an address like 127.0.0.1:53 or [::1]:5353",
+                            ns.value
+                        ),
+                    ),
+                }
+            }
+        }
+
+        let defaults = TargetDefaults {
+            interval,
+            timeout,
+            families: &families,
+            base_dir,
+        };
+        let mut seen = HashSet::new();
+        let mut targets = Vec::with_capacity(raw.targets.len());
+        for (i, rt) in raw.targets.iter().enumerate() {
+            let field = format!("targets[{i}]");
+            if !seen.insert(rt.name.value.clone()) {
+                p.add(
+                    line_of(&rt.name),
+                    format!("{field}.name"),
+                    format!("`{}` is used by an earlier target; names must be unique", rt.name.value),
+                );
+            }
+            if let Some(t) = build_target(&mut p, rt, &field, &defaults) {
+                targets.push(Arc::new(t));
+            }
+        }
+
+        if !p.0.is_empty() {
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                problems: p.0,
+            });
+        }
+        Ok(Config {
+            origin: origin.to_string(),
+            listen,
+            interval,
+            timeout,
+            families,
+            concurrency,
+            nameservers,
+            targets,
+        })
+    }
+
+    /// Looks a configured target up by name.
+    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+fn families_or_problem(p: &mut Problems, f: &Spanned<Vec<Family>>, field: &str) -> Vec<Family> {
+    let mut v = f.value.clone();
+    v.sort();
+    v.dedup();
+    if v.is_empty() {
+        p.add(line_of(f), field, "must name at least one of ipv4, ipv6");
+        return Family::ALL.to_vec();
+    }
+    v
+}
+
+struct TargetDefaults<'a> {
+    interval: Duration,
+    timeout: Duration,
+    families: &'a [Family],
+    base_dir: Option<&'a Path>,
+}
+
+fn build_target(
+    p: &mut Problems,
+    rt: &RawTarget,
+    field: &str,
+    d: &TargetDefaults<'_>,
+) -> Option<Target> {
+    let before = p.0.len();
+    let name = rt.name.value.trim().to_string();
+    if name.is_empty() {
+        p.add(line_of(&rt.name), format!("{field}.name"), "must not be empty");
+    }
+    let host = match &rt.host {
+        Some(h) if !h.value.trim().is_empty() => Host::parse(h.value.trim()),
+        Some(h) => {
+            p.add(line_of(&h), format!("{field}.host"), "must not be empty");
+            Host::Name(String::new())
+        }
+        None => {
+            p.add(line_of(&rt.name), format!("{field}.host"), "is required");
+            Host::Name(String::new())
+        }
+    };
+    if let Host::Name(n) = &host
+        && !n.is_empty()
+        && n.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
+    {
+        p.add(
+            rt.host.as_ref().and_then(line_of),
+            format!("{field}.host"),
+            format!("`{n}` is not a host name or IP address (put the port in `port:`)"),
+        );
+    }
+
+    let mut checks = Vec::new();
+    match &rt.checks {
+        None => checks.extend(["dns", "tcp"].iter().filter_map(|n| CheckKind::from_name(n))),
+        Some(list) => {
+            if list.value.is_empty() {
+                p.add(line_of(list), format!("{field}.checks"), "must name at least one check");
+            }
+            for (j, c) in list.value.iter().enumerate() {
+                match CheckKind::from_name(c.value.trim()) {
+                    Some(k) if checks.contains(&k) => p.add(
+                        line_of(c),
+                        format!("{field}.checks[{j}]"),
+                        format!("`{}` is listed twice", c.value),
+                    ),
+                    Some(k) => checks.push(k),
+                    None => p.add(
+                        line_of(c),
+                        format!("{field}.checks[{j}]"),
+                        format!(
+                            "unknown check `{}`; known checks: {}",
+                            c.value,
+                            CheckKind::all_names().join(", ")
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    checks.sort_by_key(|k| k.order());
+    // An IP literal needs no lookup: DNS is skipped for it.
+    if matches!(host, Host::Ip(_)) {
+        checks.retain(|k| k.prober().layer() != crate::probe::Layer::Resolve);
+    }
+
+    let interval = parse_duration(p, &rt.interval, &format!("{field}.interval")).unwrap_or(d.interval);
+    let timeout = parse_duration(p, &rt.timeout, &format!("{field}.timeout")).unwrap_or(d.timeout);
+    if timeout >= interval {
+        p.add(
+            rt.timeout
+                .as_ref()
+                .or(rt.interval.as_ref())
+                .and_then(line_of)
+                .or(line_of(&rt.name)),
+            format!("{field}.timeout"),
+            format!(
+                "must be less than interval ({} >= {})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    let mut families = match &rt.families {
+        None => d.families.to_vec(),
+        Some(f) => families_or_problem(p, f, &format!("{field}.families")),
+    };
+    if let Host::Ip(ip) = host {
+        families.retain(|f| *f == Family::of(ip));
+        if families.is_empty() {
+            p.add(
+                rt.families.as_ref().and_then(line_of).or(line_of(&rt.name)),
+                format!("{field}.families"),
+                format!("{ip} is an {} address but that family is not probed", Family::of(ip)),
+            );
+        }
+    }
+
+    let raw_http = rt.http.as_ref();
+    let has_tls = checks.iter().any(|k| k.name() == "tls");
+    let scheme = match raw_http.and_then(|h| h.scheme.as_ref()) {
+        Some(s) if s.value == "http" => "http",
+        Some(s) if s.value == "https" => "https",
+        Some(s) => {
+            p.add(line_of(s), format!("{field}.http.scheme"), format!("`{}` is not http or https", s.value));
+            "http"
+        }
+        None => {
+            let port = rt.port.as_ref().map(|p| p.value);
+            if has_tls || port == Some(443) { "https" } else { "http" }
+        }
+    };
+    let port = match &rt.port {
+        Some(pv) if pv.value == 0 => {
+            p.add(line_of(pv), format!("{field}.port"), "must be 1-65535");
+            0
+        }
+        Some(pv) => pv.value,
+        None if scheme == "https" || has_tls => 443,
+        None if raw_http.is_some() => 80,
+        None => 443,
+    };
+    let mut expect_status = Vec::new();
+    for (j, s) in raw_http
+        .and_then(|h| h.expect_status.as_ref())
+        .map(|v| v.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match StatusMatcher::parse(&s.value.0) {
+            Some(m) => expect_status.push(m),
+            None => p.add(
+                line_of(s),
+                format!("{field}.http.expect_status[{j}]"),
+                format!("`{}` is not a status like 200 or \"2xx\"", s.value.0),
+            ),
+        }
+    }
+    if expect_status.is_empty() {
+        expect_status.push(StatusMatcher::Class(2));
+    }
+    let mut path = raw_http
+        .and_then(|h| h.path.clone())
+        .unwrap_or_else(|| "/".to_string());
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let http = HttpSettings {
+        scheme,
+        path,
+        expect_status,
+        follow_redirects: raw_http.and_then(|h| h.follow_redirects).unwrap_or(true),
+    };
+
+    let raw_tls = rt.tls.as_ref();
+    let ca_file = raw_tls.and_then(|t| t.ca_file.as_ref()).map(|c| {
+        let path = &c.value;
+        let resolved = match d.base_dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.clone(),
+        };
+        (resolved, line_of(c))
+    });
+    let insecure = raw_tls.map(|t| t.insecure_skip_verify).unwrap_or(false);
+    let client_config = match crate::tls_client::client_config(
+        ca_file.as_ref().map(|(p, _)| p.as_path()),
+        insecure,
+    ) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            p.add(ca_file.as_ref().and_then(|(_, l)| *l), format!("{field}.tls.ca_file"), e);
+            return None;
+        }
+    };
+    let tls = TlsSettings {
+        server_name: raw_tls.and_then(|t| t.server_name.clone()),
+        insecure_skip_verify: insecure,
+        client_config,
+    };
+    let expect = Expectations {
+        ipv4: rt.expect.as_ref().and_then(|e| e.ipv4).unwrap_or_default(),
+        ipv6: rt.expect.as_ref().and_then(|e| e.ipv6).unwrap_or_default(),
+    };
+    let target = Target {
+        name,
+        host,
+        port,
+        checks,
+        families,
+        interval,
+        timeout,
+        addresses: rt.addresses.unwrap_or_default(),
+        http,
+        tls,
+        expect,
+        source: TargetSource::Config,
+    };
+    for k in &target.checks {
+        if let Err(msg) = k.prober().validate(&target) {
+            p.add(line_of(&rt.name), format!("{field}.checks"), format!("{}: {msg}", k.name()));
+        }
+    }
+    (p.0.len() == before).then_some(target)
+}

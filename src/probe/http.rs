@@ -1,0 +1,239 @@
+//! `http`: one request over the cycle's family with reqwest. The family is held through
+//! redirects: the client's resolver answers only the family's records, and a redirect to an IP
+//! literal of the other family is refused.
+
+use std::error::Error as StdError;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::{CheckOutput, Failure, FailureReason, Observations, ProbeContext, Prober};
+use crate::env::AddressPolicy;
+use crate::family::Family;
+use crate::resolver::DnsResolver;
+use crate::target::Target;
+
+/// The `http` prober.
+pub struct Http;
+
+impl Prober for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn probe<'a>(&'a self, cx: &'a mut ProbeContext<'_>) -> BoxFuture<'a, CheckOutput> {
+        Box::pin(async move {
+            // Resolve (and guard) first so an IP literal of the other family fails clearly.
+            if let Err(f) = cx.addresses().await {
+                return CheckOutput::fail(f);
+            }
+            let target = cx.target;
+            let family = cx.family;
+            let client = match cx.env.client(target, family, "http", || {
+                build_client(target, family, &cx.env.resolver, cx.env.policy.clone())
+            }) {
+                Ok(c) => c,
+                Err(f) => return CheckOutput::fail(f),
+            };
+            let url = format!(
+                "{}://{}:{}{}",
+                target.http.scheme,
+                target.host.url_host(),
+                target.port,
+                target.http.path
+            );
+            cx.debug(format!("GET {url} over {family}"));
+            match client.get(&url).send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let obs = Observations {
+                        http_status: Some(status),
+                        remote: resp.remote_addr(),
+                        ..Observations::default()
+                    };
+                    if let Some(remote) = resp.remote_addr()
+                        && Family::of(remote.ip()) != family
+                    {
+                        return CheckOutput::fail(Failure::new(
+                            FailureReason::Other,
+                            format!("answered from {remote}, not over {family}"),
+                        ))
+                        .with(obs);
+                    }
+                    cx.debug(format!("{} {status} from {:?}", resp.url(), resp.remote_addr()));
+                    if target.http.expect_status.iter().any(|m| m.matches(status)) {
+                        CheckOutput::pass(obs)
+                    } else {
+                        CheckOutput::fail(Failure::new(
+                            FailureReason::HttpStatus,
+                            format!("status {status} from {} is not an expected one", resp.url()),
+                        ))
+                        .with(obs)
+                    }
+                }
+                Err(e) => CheckOutput::fail(classify(&e)),
+            }
+        })
+    }
+}
+
+/// A failure carried through reqwest's error chain, so the typed reason survives.
+#[derive(Debug)]
+struct CarriedFailure(Failure);
+
+impl std::fmt::Display for CarriedFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.detail.fmt(f)
+    }
+}
+impl StdError for CarriedFailure {}
+
+/// Resolves only one family's records, through the probe resolver, and applies the policy.
+struct PinnedResolver {
+    resolver: DnsResolver,
+    family: Family,
+    policy: Option<Arc<dyn AddressPolicy>>,
+}
+
+impl Resolve for PinnedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let resolver = self.resolver.clone();
+        let family = self.family;
+        let policy = self.policy.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let answer = resolver
+                .lookup(&host, family)
+                .await
+                .map_err(|e| Box::new(CarriedFailure(e.to_failure())) as Box<dyn StdError + Send + Sync>)?;
+            if let Some(p) = &policy {
+                for a in &answer.addresses {
+                    p.check(*a).map_err(|f| Box::new(CarriedFailure(f)) as Box<dyn StdError + Send + Sync>)?;
+                }
+            }
+            let addrs: Addrs = Box::new(
+                answer
+                    .addresses
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            );
+            Ok(addrs)
+        })
+    }
+}
+
+/// One client per (target, family): pinned resolver, the target's TLS roots, no proxy from the
+/// environment, no connection pooling (every probe opens a real connection).
+pub fn build_client(
+    target: &Target,
+    family: Family,
+    resolver: &DnsResolver,
+    policy: Option<Arc<dyn AddressPolicy>>,
+) -> Result<reqwest::Client, Failure> {
+    let mut tls = (*target.tls.client_config).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let redirect_policy = {
+        let policy = policy.clone();
+        let follow = target.http.follow_redirects;
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if !follow {
+                return attempt.stop();
+            }
+            if attempt.previous().len() >= 10 {
+                return attempt.error(CarriedFailure(Failure::new(
+                    FailureReason::HttpStatus,
+                    "more than 10 redirects",
+                )));
+            }
+            let literal = attempt
+                .url()
+                .host_str()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+                .and_then(|h| h.parse::<IpAddr>().ok());
+            if let Some(ip) = literal {
+                if Family::of(ip) != family {
+                    let msg = format!("redirect to {} leaves {family}", attempt.url());
+                    return attempt.error(CarriedFailure(Failure::new(FailureReason::Unreachable, msg)));
+                }
+                if let Some(p) = &policy
+                    && let Err(f) = p.check(ip)
+                {
+                    return attempt.error(CarriedFailure(f));
+                }
+            }
+            attempt.follow()
+        })
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .dns_resolver(Arc::new(PinnedResolver {
+            resolver: resolver.clone(),
+            family,
+            policy,
+        }))
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .redirect(redirect_policy)
+        .timeout(target.timeout)
+        .user_agent(concat!("dualprobe/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Failure::new(FailureReason::Other, format!("building HTTP client: {e}")))
+}
+
+/// Maps a reqwest error onto a reason by walking its source chain.
+fn classify(err: &reqwest::Error) -> Failure {
+    let detail = chain(err);
+    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = src {
+        if let Some(c) = e.downcast_ref::<CarriedFailure>() {
+            return Failure::new(c.0.reason, detail);
+        }
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            let reason = match r {
+                rustls::Error::InvalidCertificate(_) => FailureReason::CertInvalid,
+                _ => FailureReason::TlsError,
+            };
+            return Failure::new(reason, detail);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                let reason = match r {
+                    rustls::Error::InvalidCertificate(_) => FailureReason::CertInvalid,
+                    _ => FailureReason::TlsError,
+                };
+                return Failure::new(reason, detail);
+            }
+            let reason = FailureReason::from_io(io);
+            if reason != FailureReason::Other {
+                return Failure::new(reason, detail);
+            }
+        }
+        src = e.source();
+    }
+    let reason = if err.is_timeout() {
+        FailureReason::Timeout
+    } else if err.is_connect() {
+        FailureReason::Unreachable
+    } else {
+        FailureReason::HttpStatus
+    };
+    Failure::new(reason, detail)
+}
+
+fn chain(err: &dyn StdError) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        let m = e.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = e.source();
+    }
+    s
+}

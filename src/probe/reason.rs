@@ -1,0 +1,160 @@
+//! The fixed set of failure reasons: the only values the `result` label can take besides `ok`.
+
+use std::fmt;
+use std::io;
+
+use serde::Serialize;
+
+/// Why a check failed. A closed set, so metrics never carry free text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The check's deadline passed (no answer, SYN dropped, handshake stalled).
+    Timeout,
+    /// The peer actively refused (TCP RST to a SYN, ICMP port unreachable).
+    Refused,
+    /// No route to the address, or the family has no address to try.
+    Unreachable,
+    /// An established connection was reset or closed early.
+    Reset,
+    /// The name does not exist (NXDOMAIN).
+    Nxdomain,
+    /// The name exists but has no record of this family's type (NOERROR, empty answer).
+    Nodata,
+    /// The DNS server answered SERVFAIL.
+    Servfail,
+    /// Any other DNS failure (REFUSED, malformed name, no nameserver, ...).
+    DnsError,
+    /// The TLS handshake failed for a reason other than the certificate.
+    TlsError,
+    /// The server's certificate did not verify (unknown CA, expired, wrong name).
+    CertInvalid,
+    /// The HTTP response status was not one of the expected ones, or the request failed.
+    HttpStatus,
+    /// Not run because an earlier check of the same chain failed.
+    Skipped,
+    /// Refused by the probe's own safety rules (metadata address, not on the allowlist).
+    Forbidden,
+    /// A PrivateLink name answered with a public address: private DNS is off.
+    PublicAddress,
+    /// AWS rejected the credentials or the signature.
+    AwsAuth,
+    /// AWS answered AccessDenied: the network path worked.
+    AwsDenied,
+    /// AWS throttled the call.
+    AwsThrottled,
+    /// Any other AWS service error.
+    AwsError,
+    /// Anything else.
+    Other,
+}
+
+impl FailureReason {
+    /// Every reason, for pre-registering or removing series.
+    pub const ALL: [FailureReason; 19] = [
+        FailureReason::Timeout,
+        FailureReason::Refused,
+        FailureReason::Unreachable,
+        FailureReason::Reset,
+        FailureReason::Nxdomain,
+        FailureReason::Nodata,
+        FailureReason::Servfail,
+        FailureReason::DnsError,
+        FailureReason::TlsError,
+        FailureReason::CertInvalid,
+        FailureReason::HttpStatus,
+        FailureReason::Skipped,
+        FailureReason::Forbidden,
+        FailureReason::PublicAddress,
+        FailureReason::AwsAuth,
+        FailureReason::AwsDenied,
+        FailureReason::AwsThrottled,
+        FailureReason::AwsError,
+        FailureReason::Other,
+    ];
+
+    /// The value of the `result` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Refused => "refused",
+            FailureReason::Unreachable => "unreachable",
+            FailureReason::Reset => "reset",
+            FailureReason::Nxdomain => "nxdomain",
+            FailureReason::Nodata => "nodata",
+            FailureReason::Servfail => "servfail",
+            FailureReason::DnsError => "dns_error",
+            FailureReason::TlsError => "tls_error",
+            FailureReason::CertInvalid => "cert_invalid",
+            FailureReason::HttpStatus => "http_status",
+            FailureReason::Skipped => "skipped",
+            FailureReason::Forbidden => "forbidden",
+            FailureReason::PublicAddress => "public_address",
+            FailureReason::AwsAuth => "aws_auth",
+            FailureReason::AwsDenied => "aws_denied",
+            FailureReason::AwsThrottled => "aws_throttled",
+            FailureReason::AwsError => "aws_error",
+            FailureReason::Other => "other",
+        }
+    }
+
+    /// Classifies a socket error. `ETIMEDOUT` from the kernel counts as a timeout too.
+    pub fn from_io(err: &io::Error) -> FailureReason {
+        use io::ErrorKind as K;
+        match err.kind() {
+            K::ConnectionRefused => FailureReason::Refused,
+            K::TimedOut | K::WouldBlock => FailureReason::Timeout,
+            K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
+                FailureReason::Unreachable
+            }
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                FailureReason::Reset
+            }
+            _ => match err.raw_os_error() {
+                // EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL, EAFNOSUPPORT, ENETDOWN on Linux.
+                Some(113 | 101 | 99 | 97 | 100) => FailureReason::Unreachable,
+                Some(110) => FailureReason::Timeout,
+                Some(111) => FailureReason::Refused,
+                Some(104) => FailureReason::Reset,
+                _ => FailureReason::Other,
+            },
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed check: the reason that goes into metrics and a detail that goes only into logs and
+/// JSON answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The fixed reason (metric label).
+    pub reason: FailureReason,
+    /// Human-readable detail for logs and `/probe?format=json`; never a metric label.
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure with a reason and a detail.
+    pub fn new(reason: FailureReason, detail: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// A failure classified from a socket error.
+    pub fn from_io(context: &str, err: &io::Error) -> Failure {
+        Failure::new(FailureReason::from_io(err), format!("{context}: {err}"))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
