@@ -33,10 +33,19 @@ ENV CC_x86_64_unknown_linux_musl=musl-gcc \
 WORKDIR /build
 
 # --- dependency layer: only re-built when Cargo.toml / Cargo.lock change ---
+# Stub every target the manifest names (src/main.rs, src/lib.rs, and any
+# [[bench]]/[[test]]/[[example]] or explicit `path = "*.rs"`) so cargo can load it;
+# only src/ is replaced by the real sources below.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
- && echo '' > src/lib.rs \
+ && touch src/lib.rs \
+ && awk -F'"' \
+      'function f(){ if (p != "") print p; else if (d != "" && n != "") print d "/" n ".rs"; d = n = p = "" } \
+       /^\[/ { f() } /^\[\[bench\]\]/ { d = "benches" } /^\[\[test\]\]/ { d = "tests" } /^\[\[example\]\]/ { d = "examples" } \
+       /^name *=/ { n = $2 } /^path *= *".*\.rs"/ { p = $2 } END { f() }' \
+      Cargo.toml \
+    | while read -r f; do mkdir -p "$(dirname "$f")"; [ -e "$f" ] || echo 'fn main() {}' > "$f"; done \
  && cargo build --release --locked --target "${TARGET}" \
  && rm -rf src \
            "target/${TARGET}/release/dualprobe" \

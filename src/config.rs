@@ -41,6 +41,8 @@ pub struct Config {
     pub nameservers: Vec<SocketAddr>,
     /// Targets, in config order.
     pub targets: Vec<Arc<Target>>,
+    /// Where more targets come from (`discovery:`).
+    pub discovery: crate::discovery::DiscoveryConfig,
 }
 
 /// Where the config comes from.
@@ -194,6 +196,49 @@ struct RawConfig {
     resolver: Option<RawResolver>,
     #[serde(default)]
     targets: Vec<RawTarget>,
+    discovery: Option<RawDiscovery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    cloudformation: Option<Spanned<RawCloudFormation>>,
+    vpc_endpoints: Option<Spanned<RawVpcEndpoints>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloudFormation {
+    template: Spanned<PathBuf>,
+    region: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVpcEndpoints {
+    vpc_id: Option<Spanned<String>>,
+    region: Spanned<String>,
+    refresh: Option<Spanned<String>>,
+    dual_stack: Option<bool>,
+    endpoint_url: Option<Spanned<String>>,
+    ca_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    service: Spanned<String>,
+    region: Spanned<String>,
+    dual_stack: Option<bool>,
+    endpoint_url: Option<Spanned<String>>,
+    operation: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrivateDns {
+    #[serde(default)]
+    cidrs: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +262,8 @@ struct RawTarget {
     http: Option<RawHttp>,
     tls: Option<RawTls>,
     expect: Option<RawExpect>,
+    aws: Option<Spanned<RawAws>>,
+    private_dns: Option<RawPrivateDns>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -430,6 +477,11 @@ impl Config {
             }
         }
 
+        let discovery = match &raw.discovery {
+            Some(d) => build_discovery(&mut p, d, base_dir),
+            None => crate::discovery::DiscoveryConfig::default(),
+        };
+
         if !p.0.is_empty() {
             return Err(ConfigError {
                 origin: origin.to_string(),
@@ -445,6 +497,7 @@ impl Config {
             concurrency,
             nameservers,
             targets,
+            discovery,
         })
     }
 
@@ -483,7 +536,21 @@ fn build_target(
     if name.is_empty() {
         p.add(line_of(&rt.name), format!("{field}.name"), "must not be empty");
     }
+    let aws = rt.aws.as_ref().and_then(|a| build_aws(p, a, field));
+    let aws_endpoint = aws.as_ref().and_then(|a| crate::aws::endpoint_host_port(&a.endpoint));
     let host = match &rt.host {
+        Some(h) if rt.aws.is_some() => {
+            p.add(
+                line_of(h),
+                format!("{field}.host"),
+                "must not be set with `aws:`: the host is the SDK's endpoint (override it with `aws.endpoint_url`)",
+            );
+            Host::Name(String::new())
+        }
+        None if rt.aws.is_some() => match &aws_endpoint {
+            Some((h, _)) => Host::parse(h),
+            None => Host::Name(String::new()),
+        },
         Some(h) if !h.value.trim().is_empty() => Host::parse(h.value.trim()),
         Some(h) => {
             p.add(line_of(&h), format!("{field}.host"), "must not be empty");
@@ -507,7 +574,14 @@ fn build_target(
 
     let mut checks = Vec::new();
     match &rt.checks {
-        None => checks.extend(["dns", "tcp"].iter().filter_map(|n| CheckKind::from_name(n))),
+        None => {
+            let service = aws.as_ref().map(|a| a.service.as_str());
+            let names: &[&str] = match service {
+                Some(s) => &["dns", "tcp", "tls", s],
+                None => &["dns", "tcp"],
+            };
+            checks.extend(names.iter().filter_map(|n| CheckKind::from_name(n)));
+        }
         Some(list) => {
             if list.value.is_empty() {
                 p.add(line_of(list), format!("{field}.checks"), "must name at least one check");
@@ -541,7 +615,9 @@ fn build_target(
 
     let interval = parse_duration(p, &rt.interval, &format!("{field}.interval")).unwrap_or(d.interval);
     let timeout = parse_duration(p, &rt.timeout, &format!("{field}.timeout")).unwrap_or(d.timeout);
-    if timeout >= interval {
+    // With neither set here, the top-level check already reported it.
+    let overrides = rt.timeout.is_some() || rt.interval.is_some();
+    if timeout >= interval && overrides {
         p.add(
             rt.timeout
                 .as_ref()
@@ -591,6 +667,7 @@ fn build_target(
             0
         }
         Some(pv) => pv.value,
+        None if aws_endpoint.is_some() => aws_endpoint.as_ref().map_or(443, |(_, port)| *port),
         None if scheme == "https" || has_tls => 443,
         None if raw_http.is_some() => 80,
         None => 443,
@@ -670,6 +747,8 @@ fn build_target(
         tls,
         expect,
         source: TargetSource::Config,
+        aws,
+        private_cidrs: parse_cidrs(p, rt.private_dns.as_ref(), field),
     };
     for k in &target.checks {
         if let Err(msg) = k.prober().validate(&target) {
@@ -677,4 +756,204 @@ fn build_target(
         }
     }
     (p.0.len() == before).then_some(target)
+}
+
+fn parse_cidrs(p: &mut Problems, raw: Option<&RawPrivateDns>, field: &str) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for (i, c) in raw.map(|r| r.cidrs.as_slice()).unwrap_or_default().iter().enumerate() {
+        match c.value.trim().parse::<ipnet::IpNet>() {
+            Ok(n) => out.push(n),
+            Err(_) => p.add(
+                line_of(c),
+                format!("{field}.private_dns.cidrs[{i}]"),
+                format!("`{}` is not a CIDR like 10.0.0.0/16 or 2600:1f18:abcd:ef00::/56", c.value),
+            ),
+        }
+    }
+    out
+}
+
+fn check_region(p: &mut Problems, r: &Spanned<String>, field: String) -> Option<String> {
+    let v = r.value.trim();
+    if is_region_name(v) && v.contains('-') {
+        Some(v.to_string())
+    } else {
+        p.add(line_of(r), field, format!("`{}` is not a region name like us-east-1", r.value));
+        None
+    }
+}
+
+fn build_aws(p: &mut Problems, raw: &Spanned<RawAws>, field: &str) -> Option<crate::aws::AwsSettings> {
+    use crate::aws::{AwsService, Ec2Operation};
+    let a = &raw.value;
+    let before = p.0.len();
+    let service = AwsService::parse(a.service.value.trim());
+    if service.is_none() {
+        p.add(
+            line_of(&a.service),
+            format!("{field}.aws.service"),
+            format!("unknown service `{}`; known services: s3, ec2", a.service.value),
+        );
+    }
+    let region = check_region(p, &a.region, format!("{field}.aws.region"));
+    let dual_stack = a.dual_stack.unwrap_or(true);
+    let endpoint_url = a.endpoint_url.as_ref().map(|u| u.value.trim().to_string());
+    if let Some(u) = &a.endpoint_url {
+        if dual_stack {
+            p.add(
+                line_of(u),
+                format!("{field}.aws.endpoint_url"),
+                "cannot be used with `dual_stack: true` (the SDKs reject both); set `dual_stack: false`",
+            );
+        } else if crate::aws::endpoint_host_port(u.value.trim()).is_none() {
+            p.add(
+                line_of(u),
+                format!("{field}.aws.endpoint_url"),
+                format!("`{}` is not a URL like https://host:port", u.value),
+            );
+        }
+    }
+    let ec2_operation = match &a.operation {
+        None => Ec2Operation::default(),
+        Some(o) => match (service, Ec2Operation::parse(o.value.trim())) {
+            (Some(AwsService::Ec2), Some(op)) => op,
+            (Some(AwsService::Ec2), None) => {
+                let known: Vec<&str> = Ec2Operation::ALL.iter().map(|o| o.as_str()).collect();
+                p.add(
+                    line_of(o),
+                    format!("{field}.aws.operation"),
+                    format!("unknown operation `{}`; known: {}", o.value, known.join(", ")),
+                );
+                Ec2Operation::default()
+            }
+            _ => {
+                p.add(line_of(o), format!("{field}.aws.operation"), "only applies to `service: ec2`");
+                Ec2Operation::default()
+            }
+        },
+    };
+    if p.0.len() != before {
+        return None;
+    }
+    let (service, region) = (service?, region?);
+    match crate::aws::resolve_endpoint(service, &region, dual_stack, endpoint_url.as_deref()) {
+        Ok(endpoint) => Some(crate::aws::AwsSettings {
+            service,
+            region,
+            dual_stack,
+            endpoint_url,
+            ec2_operation,
+            endpoint,
+            credentials: None,
+        }),
+        Err(e) => {
+            p.add(line_of(raw), format!("{field}.aws"), format!("no endpoint: {e}"));
+            None
+        }
+    }
+}
+
+fn resolve_path(base_dir: Option<&Path>, path: &Path) -> PathBuf {
+    match base_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn build_discovery(
+    p: &mut Problems,
+    raw: &RawDiscovery,
+    base_dir: Option<&Path>,
+) -> crate::discovery::DiscoveryConfig {
+    use crate::discovery::{CloudFormationDiscovery, DiscoveryConfig, VpcEndpointsDiscovery};
+    let mut out = DiscoveryConfig::default();
+    if let Some(cfn) = &raw.cloudformation {
+        let c = &cfn.value;
+        let template = resolve_path(base_dir, &c.template.value);
+        let region = check_region(p, &c.region, "discovery.cloudformation.region".into());
+        let parsed = std::fs::read_to_string(&template)
+            .map_err(|e| format!("cannot read {}: {e}", template.display()))
+            .and_then(|text| match &region {
+                Some(r) => crate::discovery::cloudformation::discover_in_template(&text, r)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        crate::discovery::DiscoveryError::Template { message, .. } => message,
+                        other => other.to_string(),
+                    }),
+                None => crate::discovery::cloudformation::parse_template(&text)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            });
+        match (parsed, region) {
+            (Ok(_), Some(region)) => {
+                out.cloudformation = Some(CloudFormationDiscovery { template, region });
+            }
+            (Err(e), _) => p.add(line_of(&c.template), "discovery.cloudformation.template", e),
+            (Ok(_), None) => {}
+        }
+    }
+    if let Some(v) = &raw.vpc_endpoints {
+        let r = &v.value;
+        let before = p.0.len();
+        let region = check_region(p, &r.region, "discovery.vpc_endpoints.region".into());
+        let vpc_id = match &r.vpc_id {
+            Some(id) => Some((id.value.trim().to_string(), line_of(id))),
+            None => std::env::var("DUALPROBE_VPC_ID")
+                .ok()
+                .map(|s| (s.trim().to_string(), line_of(v)))
+                .filter(|(s, _)| !s.is_empty()),
+        };
+        let vpc_id = match vpc_id {
+            None => {
+                p.add(line_of(v), "discovery.vpc_endpoints.vpc_id", "is required (or set DUALPROBE_VPC_ID)");
+                None
+            }
+            Some((id, line)) => {
+                let ok = id.strip_prefix("vpc-").is_some_and(|h| {
+                    !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())
+                });
+                if !ok {
+                    p.add(line, "discovery.vpc_endpoints.vpc_id", format!("`{id}` is not a VPC ID like vpc-0abc123"));
+                }
+                Some(id)
+            }
+        };
+        let refresh = parse_duration(p, &r.refresh, "discovery.vpc_endpoints.refresh")
+            .unwrap_or(Duration::from_secs(300));
+        let dual_stack = r.dual_stack.unwrap_or(r.endpoint_url.is_none());
+        if let Some(u) = &r.endpoint_url {
+            if dual_stack {
+                p.add(
+                    line_of(u),
+                    "discovery.vpc_endpoints.endpoint_url",
+                    "cannot be used with `dual_stack: true` (the SDKs reject both); set `dual_stack: false`",
+                );
+            } else if crate::aws::endpoint_host_port(u.value.trim()).is_none() {
+                p.add(
+                    line_of(u),
+                    "discovery.vpc_endpoints.endpoint_url",
+                    format!("`{}` is not a URL like https://host:port", u.value),
+                );
+            }
+        }
+        let ca_file = r.ca_file.as_ref().map(|c| resolve_path(base_dir, &c.value));
+        if let (Some(path), Some(raw_ca)) = (&ca_file, &r.ca_file)
+            && let Err(e) = crate::tls_client::client_config(Some(path), false)
+        {
+            p.add(line_of(raw_ca), "discovery.vpc_endpoints.ca_file", e);
+        }
+        if p.0.len() == before
+            && let (Some(vpc_id), Some(region)) = (vpc_id, region)
+        {
+            out.vpc_endpoints = Some(VpcEndpointsDiscovery {
+                vpc_id,
+                region,
+                refresh,
+                dual_stack,
+                endpoint_url: r.endpoint_url.as_ref().map(|u| u.value.trim().to_string()),
+                ca_file,
+            });
+        }
+    }
+    out
 }

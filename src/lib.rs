@@ -4,10 +4,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adhoc;
+pub mod agent;
+pub mod aws;
 pub mod config;
+pub mod discovery;
 pub mod env;
 pub mod family;
+pub mod metrics;
+pub mod process_metrics;
 pub mod probe;
 pub mod resolver;
+pub mod results;
+pub mod scheduler;
+pub mod server;
 pub mod target;
 pub mod tls_client;

@@ -1,1 +1,356 @@
-fn main(){}
+//! The `dualprobe` binary: command line, logging, signals. Everything else is in the library.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dualprobe::adhoc::{self, AdhocRequest};
+use dualprobe::agent::{self, Agent, RunOptions};
+use dualprobe::config::{ConfigSource, parse_nameserver};
+use dualprobe::env::ProbeEnv;
+use dualprobe::family::Family;
+use dualprobe::probe::{CycleReport, run_cycle};
+use dualprobe::resolver::DnsResolver;
+use tokio_util::sync::CancellationToken;
+
+/// Per-address-family reachability prober for dual-stack ECS/Fargate tasks.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the scheduler and serve /metrics (the default).
+    Run(RunArgs),
+    /// Validate a config file: exit 0, or print every problem with file, line and field.
+    CheckConfig {
+        /// The YAML file.
+        file: PathBuf,
+    },
+    /// Probe a host once, per family, and print a table (or JSON).
+    Probe(ProbeArgs),
+    /// Exit 0 when the local agent answers its health endpoint (container HealthCheck).
+    Healthcheck {
+        /// The URL to ask (default: the configured listen port on loopback).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    /// Config file (else DUALPROBE_CONFIG, DUALPROBE_CONFIG_FILE, or the embedded default).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the config's `listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum)]
+enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FamilyArg {
+    Ipv4,
+    Ipv6,
+    Both,
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// HOST[:PORT], [IPV6]:PORT, or http(s)://HOST[:PORT]/PATH; or the name of a configured target.
+    target: String,
+    /// Checks to run (repeatable or comma-separated): dns, tcp, tls, http, ...
+    #[arg(long = "check")]
+    checks: Vec<String>,
+    /// Which families.
+    #[arg(long, value_enum, default_value_t = FamilyArg::Both)]
+    family: FamilyArg,
+    /// Nameserver IP:PORT to use instead of the system's (repeatable).
+    #[arg(long = "nameserver")]
+    nameservers: Vec<String>,
+    /// Per-check timeout.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DUALPROBE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    // Two workers are plenty for a sidecar and keep idle memory low.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn main() -> ExitCode {
+    // One crypto provider for every rustls user (reqwest looks up the process default).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::Probe(args)) => {
+            init_logging(cli.run.log_format);
+            exit(runtime().and_then(|rt| rt.block_on(probe(args, cli.run.config))))
+        }
+        Some(Command::Healthcheck { url }) => exit(healthcheck(url, cli.run.config)),
+        Some(Command::Run(args)) => {
+            let args = RunArgs { config: args.config.or(cli.run.config), ..args };
+            init_logging(args.log_format);
+            exit(runtime().and_then(|rt| rt.block_on(run(args))))
+        }
+        None => {
+            init_logging(cli.run.log_format);
+            exit(runtime().and_then(|rt| rt.block_on(run(cli.run))))
+        }
+    }
+}
+
+fn exit(r: Result<bool>) -> ExitCode {
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("dualprobe: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_config(file: PathBuf) -> ExitCode {
+    match ConfigSource::File(file.clone()).load() {
+        Ok(c) => {
+            println!("{}: ok ({} targets)", file.display(), c.targets.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<bool> {
+    let source = ConfigSource::discover(args.config.clone());
+    let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listen = args.listen.unwrap_or(config.listen);
+    let listener = bind_dual_stack(listen).with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "dualprobe starting");
+    let shutdown = CancellationToken::new();
+    let agent = Agent::start(source, config, RunOptions::default(), shutdown.clone())?;
+    tokio::spawn(wait_for_shutdown_signal(shutdown));
+    agent::run(listener, agent, Duration::from_millis(800)).await?;
+    tracing::info!("dualprobe stopped");
+    Ok(true)
+}
+
+/// `[::]:PORT` accepts IPv4 too (not v6-only), so one socket serves both families.
+fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+async fn wait_for_shutdown_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}
+
+async fn probe(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
+    let families = match args.family {
+        FamilyArg::Ipv4 => vec![Family::Ipv4],
+        FamilyArg::Ipv6 => vec![Family::Ipv6],
+        FamilyArg::Both => Family::ALL.to_vec(),
+    };
+    let config = match config {
+        Some(p) => Some(ConfigSource::File(p).load().map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    let mut nameservers = Vec::new();
+    for ns in &args.nameservers {
+        nameservers.push(parse_nameserver(ns).with_context(|| format!("`{ns}` is not a nameserver address like 127.0.0.1:53"))?);
+    }
+    if nameservers.is_empty()
+        && let Some(c) = &config
+    {
+        nameservers = c.nameservers.clone();
+    }
+    let configured = config.as_ref().and_then(|c| c.target(&args.target).cloned());
+    let target = match configured {
+        Some(t) if args.checks.is_empty() => {
+            let mut t = (*t).clone();
+            t.families.retain(|f| families.contains(f));
+            Arc::new(t)
+        }
+        _ => adhoc::build(&AdhocRequest {
+            target: args.target.clone(),
+            checks: args.checks.clone(),
+            families,
+            timeout: args.timeout,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let env = ProbeEnv::new(DnsResolver::new(&nameservers, target.timeout)?);
+    let mut reports = Vec::new();
+    for &f in &target.families {
+        reports.push(run_cycle(&target, f, &env, false).await);
+    }
+    let all_met = reports.iter().all(|r| r.expectation_met.unwrap_or(true));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print!("{}", render_table(&target.name, &reports));
+    }
+    Ok(all_met)
+}
+
+fn render_table(name: &str, reports: &[CycleReport]) -> String {
+    let mut rows = vec![[
+        "FAMILY".to_string(),
+        "CHECK".into(),
+        "RESULT".into(),
+        "DURATION".into(),
+        "DETAIL".into(),
+    ]];
+    for r in reports {
+        for o in &r.checks {
+            let detail = match &o.result {
+                Ok(()) => {
+                    let ob = &o.observations;
+                    let mut d = Vec::new();
+                    if !ob.addresses.is_empty() {
+                        d.push(ob.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "));
+                    }
+                    if let Some(s) = ob.http_status {
+                        d.push(format!("HTTP {s}"));
+                    }
+                    if let Some(t) = ob.cert_not_after {
+                        d.push(format!("cert expires in {}d", (t - unix_secs()) / 86_400));
+                    }
+                    d.join(", ")
+                }
+                Err(f) => f.detail.clone(),
+            };
+            rows.push([
+                r.family.to_string(),
+                o.check.name().to_string(),
+                o.result_label().to_string(),
+                format!("{:.1}ms", o.duration.as_secs_f64() * 1000.0),
+                detail,
+            ]);
+        }
+        let verdict = match r.expectation_met {
+            Some(true) => "expectation met",
+            Some(false) => "EXPECTATION NOT MET",
+            None => "not judged",
+        };
+        rows.push([r.family.to_string(), "=".into(), verdict.into(), String::new(), String::new()]);
+    }
+    let widths: Vec<usize> = (0..4).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut out = format!("{name}\n");
+    for r in rows {
+        let line = format!(
+            "  {:w0$}  {:w1$}  {:w2$}  {:>w3$}  {}",
+            r[0], r[1], r[2], r[3], r[4],
+            w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn unix_secs() -> i64 {
+    std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs() as i64)
+}
+
+fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {
+    let url = match url {
+        Some(u) => u,
+        None => {
+            let port = ConfigSource::discover(config)
+                .load()
+                .map(|c| c.listen.port())
+                .unwrap_or(9469);
+            format!("http://127.0.0.1:{port}/-/healthy")
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(3))
+            .build()?;
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => Ok(true),
+            Ok(r) => {
+                eprintln!("{url}: HTTP {}", r.status());
+                Ok(false)
+            }
+            Err(e) => {
+                eprintln!("{url}: {e}");
+                Ok(false)
+            }
+        }
+    })
+}

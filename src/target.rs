@@ -210,6 +210,10 @@ pub struct Target {
     pub expect: Expectations,
     /// Where it came from.
     pub source: TargetSource,
+    /// The `aws:` block (`s3`/`ec2` checks); its resolved endpoint is `host`/`port`.
+    pub aws: Option<crate::aws::AwsSettings>,
+    /// Extra ranges `private_dns` accepts besides RFC 1918 and ULA (the VPC's CIDRs).
+    pub private_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl Target {

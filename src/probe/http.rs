@@ -189,28 +189,8 @@ fn classify(err: &reqwest::Error) -> Failure {
     let detail = chain(err);
     let mut src: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = src {
-        if let Some(c) = e.downcast_ref::<CarriedFailure>() {
-            return Failure::new(c.0.reason, detail);
-        }
-        if let Some(r) = e.downcast_ref::<rustls::Error>() {
-            let reason = match r {
-                rustls::Error::InvalidCertificate(_) => FailureReason::CertInvalid,
-                _ => FailureReason::TlsError,
-            };
+        if let Some(reason) = reason_of(e) {
             return Failure::new(reason, detail);
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                let reason = match r {
-                    rustls::Error::InvalidCertificate(_) => FailureReason::CertInvalid,
-                    _ => FailureReason::TlsError,
-                };
-                return Failure::new(reason, detail);
-            }
-            let reason = FailureReason::from_io(io);
-            if reason != FailureReason::Other {
-                return Failure::new(reason, detail);
-            }
         }
         src = e.source();
     }
@@ -222,6 +202,27 @@ fn classify(err: &reqwest::Error) -> Failure {
         FailureReason::HttpStatus
     };
     Failure::new(reason, detail)
+}
+
+/// The reason one link of the chain carries, if it is one we know. An `io::Error` is looked
+/// into, since its `source()` skips the error it wraps: that is where rustls errors travel.
+fn reason_of(e: &(dyn StdError + 'static)) -> Option<FailureReason> {
+    if let Some(c) = e.downcast_ref::<CarriedFailure>() {
+        return Some(c.0.reason);
+    }
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(super::tls::rustls_reason(r));
+    }
+    let io = e.downcast_ref::<std::io::Error>()?;
+    if let Some(inner) = io.get_ref()
+        && let Some(reason) = reason_of(inner)
+    {
+        return Some(reason);
+    }
+    match FailureReason::from_io(io) {
+        FailureReason::Other => None,
+        reason => Some(reason),
+    }
 }
 
 fn chain(err: &dyn StdError) -> String {

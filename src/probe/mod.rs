@@ -3,8 +3,11 @@
 //! typed [`FailureReason`] and never touches metrics: results flow on to `results`.
 
 mod dns;
+mod ec2;
 mod http;
+mod private_dns;
 pub mod reason;
+mod s3;
 mod tcp;
 mod tls;
 
@@ -25,9 +28,12 @@ pub use reason::{Failure, FailureReason};
 /// Every probe kind, in the order a chain runs them. Adding a kind: one new file plus one line here.
 pub static PROBERS: &[&dyn Prober] = &[
     &dns::Dns,
+    &private_dns::PrivateDns,
     &tcp::Tcp,
     &tls::Tls,
     &http::Http,
+    &s3::S3,
+    &ec2::Ec2,
 ];
 
 /// How deep into the stack a check goes; `expect: unreachable` is judged on the layers above
@@ -141,6 +147,10 @@ pub struct Observations {
     /// Final HTTP status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// On a pass: a reason that still goes into the `result` label. AWS answering AccessDenied
+    /// proves the family's path (the check passes) but is counted as `aws_denied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<Failure>,
 }
 
 /// What a prober hands back: pass or a typed failure, plus observations either way.
@@ -198,10 +208,10 @@ impl Outcome {
         self.result.is_ok()
     }
 
-    /// `ok` or the failure reason: the `result` label.
+    /// `ok` (or a pass's note, e.g. `aws_denied`) or the failure reason: the `result` label.
     pub fn result_label(&self) -> &'static str {
         match &self.result {
-            Ok(()) => "ok",
+            Ok(()) => self.observations.note.as_ref().map_or("ok", |n| n.reason.as_str()),
             Err(f) => f.reason.as_str(),
         }
     }

@@ -62,17 +62,39 @@ impl Prober for Tls {
 /// Certificate problems are `cert_invalid`; other handshake failures `tls_error`; a peer that
 /// hangs up mid-handshake `reset`.
 pub fn classify(err: &std::io::Error) -> Failure {
-    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(c)) => Failure::new(
-            FailureReason::CertInvalid,
-            format!("certificate rejected: {c:?}"),
-        ),
-        Some(other) => Failure::new(FailureReason::TlsError, format!("handshake failed: {other}")),
+    match rustls_error(err) {
+        Some(e) => Failure::new(rustls_reason(e), format!("handshake failed: {}", describe(e))),
         None => match FailureReason::from_io(err) {
             FailureReason::Other => {
                 Failure::new(FailureReason::TlsError, format!("handshake failed: {err}"))
             }
             r => Failure::new(r, format!("handshake failed: {err}")),
         },
+    }
+}
+
+/// The reason a rustls error maps to.
+pub fn rustls_reason(err: &rustls::Error) -> FailureReason {
+    match err {
+        rustls::Error::InvalidCertificate(_) => FailureReason::CertInvalid,
+        _ => FailureReason::TlsError,
+    }
+}
+
+/// The rustls error carried by `err`, looking through nested `io::Error`s: connectors (e.g.
+/// hyper-rustls under reqwest) wrap the handshake's `io::Error` in another one, and
+/// `io::Error::source()` skips the error it carries, so walking `source()` never reaches it.
+pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
+    let inner = err.get_ref()?;
+    if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    rustls_error(inner.downcast_ref::<std::io::Error>()?)
+}
+
+fn describe(err: &rustls::Error) -> String {
+    match err {
+        rustls::Error::InvalidCertificate(c) => format!("certificate rejected: {c:?}"),
+        other => other.to_string(),
     }
 }

@@ -1,0 +1,561 @@
+//! Targets from a CloudFormation template: every `AWS::EC2::VPCEndpoint` becomes the name a
+//! task would reach through it. YAML (with the short-form tags `!Sub`, `!Ref`, `!GetAtt`, `!If`,
+//! `!Join`, `!Select`, `!Equals`, ...) and JSON templates are read into one [`Node`] tree;
+//! serde-saphyr hands a tagged node to serde's buffering deserializer as a one-key map
+//! (`!Sub x` → `{Sub: x}`), which is the long form without the `Fn::` prefix, so both forms are
+//! evaluated by the same code. Only what a service name needs is evaluated: `Ref` to parameters
+//! (their `Default`) and pseudo parameters, `Sub`, `Join`, `Select`, `If` with `Conditions`.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+
+use super::{Discovered, DiscoveryError, EndpointKind, private_dns_name, split_service_name, target_name};
+use crate::family::Family;
+
+/// A template value: YAML or JSON, tags turned into one-key maps, mapping order kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Node {
+    /// `null` / `~`.
+    Null,
+    /// true / false.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in document order.
+    Map(Mapping),
+}
+
+/// A mapping that keeps document order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mapping(pub Vec<(String, Node)>);
+
+impl Mapping {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mapping {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Mapping;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Mapping, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<KeyText, Node>()? {
+                    out.push((k.0, v));
+                }
+                Ok(Mapping(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Mapping keys as text, whatever scalar they are.
+struct KeyText(String);
+
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar key")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<KeyText, E> {
+                Ok(KeyText(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<KeyText, E> {
+                Ok(KeyText(v.to_string()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<KeyText, E> {
+                Ok(KeyText(String::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Node {
+    fn as_map(&self) -> Option<&Mapping> {
+        match self {
+            Node::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// `(function, argument)` when this is an intrinsic function call (`{Fn::Sub: x}`,
+    /// `{Ref: x}`, or a short-form tag, which arrives as `{Sub: x}`).
+    fn intrinsic(&self) -> Option<(&str, &Node)> {
+        let m = self.as_map()?;
+        if m.0.len() != 1 {
+            return None;
+        }
+        let (k, v) = &m.0[0];
+        let name = k.strip_prefix("Fn::").unwrap_or(k);
+        const KNOWN: &[&str] = &[
+            "Ref", "Sub", "Join", "Select", "If", "GetAtt", "Equals", "Not", "And", "Or",
+            "Condition", "FindInMap", "GetAZs", "Split", "ImportValue", "Base64", "Cidr",
+        ];
+        (KNOWN.contains(&name) && (k.starts_with("Fn::") || k == name)).then_some((name, v))
+    }
+}
+
+/// A parsed template: what discovery reads from it.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// `Parameters`, with their defaults.
+    pub parameters: HashMap<String, Node>,
+    /// `Conditions`.
+    pub conditions: HashMap<String, Node>,
+    /// `Resources`, in document order: (logical ID, type, the resource mapping).
+    pub resources: Vec<(String, String, Mapping)>,
+}
+
+/// Why a template could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    /// What is wrong (with the line when known).
+    pub message: String,
+}
+
+/// Parses a YAML or JSON template.
+pub fn parse_template(text: &str) -> Result<Template, TemplateError> {
+    let root: Node = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| TemplateError {
+            message: format!("not a JSON template: {e}"),
+        })?
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+            let msg = e.render_with_options(serde_saphyr::render_options! {
+                snippets: serde_saphyr::SnippetMode::Off,
+                formatter: &serde_saphyr::UserMessageFormatter,
+            });
+            TemplateError {
+                message: match line {
+                    Some(l) => format!("line {l}: {msg}"),
+                    None => msg,
+                },
+            }
+        })?
+    };
+    let Some(root) = root.as_map() else {
+        return Err(TemplateError {
+            message: "a template is a mapping with `Resources:`".into(),
+        });
+    };
+    let section = |name: &str| -> HashMap<String, Node> {
+        root.get(name)
+            .and_then(Node::as_map)
+            .map(|m| m.0.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    let Some(resources) = root.get("Resources").and_then(Node::as_map) else {
+        return Err(TemplateError {
+            message: "no `Resources:` mapping".into(),
+        });
+    };
+    let mut out = Vec::new();
+    for (id, r) in &resources.0 {
+        let Some(m) = r.as_map() else {
+            return Err(TemplateError {
+                message: format!("resource `{id}` is not a mapping"),
+            });
+        };
+        let ty = m.get("Type").and_then(Node::as_str).unwrap_or_default().to_string();
+        out.push((id.clone(), ty, m.clone()));
+    }
+    Ok(Template {
+        parameters: section("Parameters"),
+        conditions: section("Conditions"),
+        resources: out,
+    })
+}
+
+/// What `Ref`/`Sub` can see.
+struct Scope<'a> {
+    template: &'a Template,
+    region: &'a str,
+}
+
+impl Scope<'_> {
+    fn pseudo(&self, name: &str) -> Option<String> {
+        match name {
+            "AWS::Region" => Some(self.region.to_string()),
+            "AWS::Partition" => Some(if self.region.starts_with("cn-") { "aws-cn" } else { "aws" }.into()),
+            "AWS::URLSuffix" => Some(
+                if self.region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" }.into(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn reference(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.pseudo(name) {
+            return Some(v);
+        }
+        let p = self.template.parameters.get(name)?.as_map()?;
+        self.string(p.get("Default")?)
+    }
+
+    /// Evaluates a node to a string, when it can be known before deployment.
+    fn string(&self, node: &Node) -> Option<String> {
+        match node {
+            Node::Str(s) => Some(s.clone()),
+            Node::Int(i) => Some(i.to_string()),
+            Node::Bool(b) => Some(b.to_string()),
+            Node::Float(f) => Some(f.to_string()),
+            Node::Map(_) => {
+                let (f, arg) = node.intrinsic()?;
+                match f {
+                    "Ref" => self.reference(arg.as_str()?),
+                    "Sub" => self.sub(arg),
+                    "Join" => {
+                        let Node::Seq(a) = arg else { return None };
+                        let delim = self.string(a.first()?)?;
+                        let items = self.list(a.get(1)?)?;
+                        Some(items.join(&delim))
+                    }
+                    "Select" => {
+                        let Node::Seq(a) = arg else { return None };
+                        let i: usize = self.string(a.first()?)?.parse().ok()?;
+                        self.list(a.get(1)?)?.into_iter().nth(i)
+                    }
+                    "If" => {
+                        let Node::Seq(a) = arg else { return None };
+                        let cond = a.first()?.as_str()?;
+                        let chosen = if self.condition(cond)? { a.get(1)? } else { a.get(2)? };
+                        self.string(chosen)
+                    }
+                    _ => None,
+                }
+            }
+            Node::Null | Node::Seq(_) => None,
+        }
+    }
+
+    fn list(&self, node: &Node) -> Option<Vec<String>> {
+        match node {
+            Node::Seq(items) => items.iter().map(|i| self.string(i)).collect(),
+            other => match other.intrinsic()? {
+                ("Split", Node::Seq(a)) => {
+                    let delim = self.string(a.first()?)?;
+                    let s = self.string(a.get(1)?)?;
+                    Some(s.split(delim.as_str()).map(str::to_string).collect())
+                }
+                _ => None,
+            },
+        }
+    }
+
+    fn sub(&self, arg: &Node) -> Option<String> {
+        let (text, vars) = match arg {
+            Node::Str(s) => (s.as_str(), None),
+            Node::Seq(a) => (a.first()?.as_str()?, a.get(1).and_then(Node::as_map)),
+            _ => return None,
+        };
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}')?;
+            let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            } else if let Some(v) = vars.and_then(|m| m.get(name)) {
+                out.push_str(&self.string(v)?);
+            } else {
+                out.push_str(&self.reference(name)?);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
+    /// Evaluates a named condition with the parameters' defaults.
+    fn condition(&self, name: &str) -> Option<bool> {
+        self.truth(self.template.conditions.get(name)?, 0)
+    }
+
+    fn truth(&self, node: &Node, depth: usize) -> Option<bool> {
+        if depth > 16 {
+            return None;
+        }
+        let (f, arg) = node.intrinsic()?;
+        let items = |a: &Node| match a {
+            Node::Seq(v) => Some(v.clone()),
+            _ => None,
+        };
+        match f {
+            "Equals" => {
+                let a = items(arg)?;
+                Some(self.string(a.first()?)? == self.string(a.get(1)?)?)
+            }
+            "Not" => Some(!self.truth(items(arg)?.first()?, depth + 1)?),
+            "And" => items(arg)?.iter().try_fold(true, |acc, n| Some(acc & self.truth(n, depth + 1)?)),
+            "Or" => items(arg)?.iter().try_fold(false, |acc, n| Some(acc | self.truth(n, depth + 1)?)),
+            "Condition" => self.truth(self.template.conditions.get(arg.as_str()?)?, depth + 1),
+            _ => None,
+        }
+    }
+}
+
+/// An endpoint as declared in a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateEndpoint {
+    /// The logical ID.
+    pub logical_id: String,
+    /// The evaluated `ServiceName`.
+    pub service_name: String,
+    /// `VpcEndpointType` (CloudFormation's default is `Gateway`).
+    pub kind: EndpointKind,
+    /// `PrivateDnsEnabled` (default false).
+    pub private_dns: bool,
+    /// From `IpAddressType` (default ipv4).
+    pub families: Vec<Family>,
+    /// The resource's `Condition`.
+    pub condition: Option<String>,
+    /// Whether that condition holds with the parameters' defaults (`None`: unknown).
+    pub condition_default: Option<bool>,
+}
+
+/// Every `AWS::EC2::VPCEndpoint` of the template, with `${AWS::Region}` set to `region`.
+pub fn endpoints(template: &Template, region: &str) -> Result<Vec<TemplateEndpoint>, DiscoveryError> {
+    let scope = Scope { template, region };
+    let mut out = Vec::new();
+    for (id, ty, res) in &template.resources {
+        if ty != "AWS::EC2::VPCEndpoint" {
+            continue;
+        }
+        let props = res.get("Properties").and_then(Node::as_map).cloned().unwrap_or_default();
+        let service_name = props
+            .get("ServiceName")
+            .and_then(|n| scope.string(n))
+            .ok_or_else(|| DiscoveryError::Template {
+                path: String::new(),
+                message: format!("{id}: ServiceName cannot be evaluated before deployment"),
+            })?;
+        let kind = match props.get("VpcEndpointType").and_then(|n| scope.string(n)).as_deref() {
+            None | Some("Gateway") => EndpointKind::Gateway,
+            Some("Interface") => EndpointKind::Interface,
+            Some(other) => {
+                // GatewayLoadBalancer, Resource, ServiceNetwork: no AWS service name to probe.
+                tracing::debug!("{id}: endpoint type {other} skipped");
+                continue;
+            }
+        };
+        let private_dns = props
+            .get("PrivateDnsEnabled")
+            .and_then(|n| match n {
+                Node::Bool(b) => Some(*b),
+                other => scope.string(other).map(|s| s.eq_ignore_ascii_case("true")),
+            })
+            .unwrap_or(false);
+        let families = match kind {
+            EndpointKind::Gateway => vec![Family::Ipv4],
+            EndpointKind::Interface => {
+                match props.get("IpAddressType").and_then(|n| scope.string(n)).as_deref() {
+                    Some("dualstack") => vec![Family::Ipv4, Family::Ipv6],
+                    Some("ipv6") => vec![Family::Ipv6],
+                    _ => vec![Family::Ipv4],
+                }
+            }
+        };
+        let condition = res.get("Condition").and_then(Node::as_str).map(str::to_string);
+        let condition_default = condition.as_deref().and_then(|c| scope.condition(c));
+        out.push(TemplateEndpoint {
+            logical_id: id.clone(),
+            service_name,
+            kind,
+            private_dns,
+            families,
+            condition,
+            condition_default,
+        });
+    }
+    Ok(out)
+}
+
+/// The names to probe for a template's endpoints: interface endpoints with private DNS → the
+/// service's private DNS name (checked by `private_dns`); gateway endpoints → the regional
+/// service name over IPv4. Interface endpoints without private DNS have no name a task uses and
+/// are left out (logged).
+pub fn discover_in_template(text: &str, region: &str) -> Result<Vec<Discovered>, DiscoveryError> {
+    let template = parse_template(text).map_err(|e| DiscoveryError::Template {
+        path: String::new(),
+        message: e.message,
+    })?;
+    let mut out = Vec::new();
+    for ep in endpoints(&template, region)? {
+        let Some((ep_region, service)) = split_service_name(&ep.service_name) else {
+            tracing::info!("{}: {} is not an AWS service endpoint; skipped", ep.logical_id, ep.service_name);
+            continue;
+        };
+        if ep.kind == EndpointKind::Interface && !ep.private_dns {
+            tracing::info!("{}: private DNS is off; no name to probe", ep.logical_id);
+            continue;
+        }
+        let Some(host) = private_dns_name(service, ep_region) else {
+            tracing::info!("{}: no known DNS name for {}", ep.logical_id, ep.service_name);
+            continue;
+        };
+        out.push(Discovered {
+            name: target_name(service, ep.kind),
+            origin: ep.logical_id.clone(),
+            service_name: ep.service_name.clone(),
+            kind: ep.kind,
+            host,
+            families: ep.families.clone(),
+            check_private: ep.kind == EndpointKind::Interface,
+            condition: ep.condition.clone(),
+            cidrs: Vec::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Reads `path` and discovers its endpoints (for `discovery.cloudformation` and
+/// `dualprobe targets --from-template`).
+pub fn discover_template_file(path: &std::path::Path, region: &str) -> Result<Vec<Discovered>, DiscoveryError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| DiscoveryError::Template {
+        path: shown.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    discover_in_template(&text, region).map_err(|e| match e {
+        DiscoveryError::Template { message, .. } => DiscoveryError::Template { path: shown, message },
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = r#"
+Parameters:
+  Enable: { Type: String, Default: "true" }
+  Svc: { Type: String, Default: kms }
+Conditions:
+  IsOn: !Equals [!Ref Enable, "true"]
+  IsOff: !Not [!Condition IsOn]
+Resources:
+  A:
+    Type: AWS::EC2::VPCEndpoint
+    Properties:
+      ServiceName: !Sub com.amazonaws.${AWS::Region}.logs
+      VpcEndpointType: Interface
+      PrivateDnsEnabled: true
+      IpAddressType: dualstack
+  B:
+    Type: AWS::EC2::VPCEndpoint
+    Condition: IsOn
+    Properties:
+      ServiceName: !Join ["", ["com.amazonaws.", !Ref "AWS::Region", ".", !Ref Svc]]
+      VpcEndpointType: Interface
+      PrivateDnsEnabled: true
+  C:
+    Type: AWS::EC2::VPCEndpoint
+    Condition: IsOff
+    Properties:
+      ServiceName: !If [IsOn, !Sub "com.amazonaws.${AWS::Region}.s3", "com.amazonaws.x.y"]
+  D:
+    Type: AWS::EC2::VPCEndpoint
+    Properties:
+      ServiceName: { "Fn::Sub": [ "com.amazonaws.${R}.sts", { R: !Ref "AWS::Region" } ] }
+      VpcEndpointType: Interface
+  Other:
+    Type: AWS::EC2::VPC
+    Properties: { CidrBlock: !Select [0, !Cidr [10.0.0.0/16, 4, 14]] }
+"#;
+
+    #[test]
+    fn short_and_long_forms_evaluate() {
+        let t = parse_template(YAML).unwrap();
+        let eps = endpoints(&t, "eu-west-1").unwrap();
+        let names: Vec<&str> = eps.iter().map(|e| e.service_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "com.amazonaws.eu-west-1.logs",
+                "com.amazonaws.eu-west-1.kms",
+                "com.amazonaws.eu-west-1.s3",
+                "com.amazonaws.eu-west-1.sts"
+            ]
+        );
+        assert_eq!(eps[0].families, vec![Family::Ipv4, Family::Ipv6]);
+        assert_eq!(eps[1].condition.as_deref(), Some("IsOn"));
+        assert_eq!(eps[1].condition_default, Some(true));
+        assert_eq!(eps[2].condition_default, Some(false));
+        assert_eq!(eps[2].kind, EndpointKind::Gateway);
+        assert!(!eps[3].private_dns);
+
+        let found = discover_in_template(YAML, "eu-west-1").unwrap();
+        let hosts: Vec<&str> = found.iter().map(|d| d.host.as_str()).collect();
+        // D has private DNS off: no name a task would use.
+        assert_eq!(hosts, ["logs.eu-west-1.amazonaws.com", "kms.eu-west-1.amazonaws.com", "s3.eu-west-1.amazonaws.com"]);
+        assert_eq!(found[2].families, vec![Family::Ipv4]);
+        assert!(!found[2].check_private);
+    }
+
+    #[test]
+    fn json_templates_parse() {
+        let json = r#"{"Resources": {"E": {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
+            "ServiceName": {"Fn::Join": ["", ["com.amazonaws.", {"Ref": "AWS::Region"}, ".ecr.api"]]},
+            "VpcEndpointType": "Interface", "PrivateDnsEnabled": true}}}}"#;
+        let found = discover_in_template(json, "us-west-2").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].host, "api.ecr.us-west-2.amazonaws.com");
+        assert_eq!(found[0].name, "vpce-ecr-api");
+    }
+
+    #[test]
+    fn bad_templates_are_errors_not_panics() {
+        assert!(parse_template("Resources: [1, 2]").is_err());
+        assert!(parse_template("a: [unclosed").is_err());
+        assert!(parse_template("{\"x\": 1").is_err());
+        assert!(parse_template("Foo: 1").is_err());
+        let unknown = "Resources:\n  E:\n    Type: AWS::EC2::VPCEndpoint\n    Properties:\n      ServiceName: !ImportValue Other\n";
+        assert!(discover_in_template(unknown, "us-east-1").is_err());
+    }
+}

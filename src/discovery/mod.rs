@@ -1,0 +1,311 @@
+//! Targets found rather than written: AWS PrivateLink endpoints from a CloudFormation template
+//! ([`cloudformation`]) or from `ec2:DescribeVpcEndpoints` ([`vpc_endpoints`]). Both produce
+//! [`Discovered`] endpoints, which [`to_targets`] turns into probe targets with the config's
+//! defaults, and [`render_discovered`] prints for `dualprobe targets`.
+
+pub mod cloudformation;
+pub mod vpc_endpoints;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::family::Family;
+use crate::probe::CheckKind;
+use crate::target::{
+    AddressSelection, Expectations, Host, HttpSettings, StatusMatcher, Target, TargetSource,
+    TlsSettings,
+};
+
+/// The `discovery:` section.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryConfig {
+    /// `cloudformation:`: read a template once per (re)load.
+    pub cloudformation: Option<CloudFormationDiscovery>,
+    /// `vpc_endpoints:`: ask EC2 for the VPC's endpoints every `refresh`.
+    pub vpc_endpoints: Option<VpcEndpointsDiscovery>,
+}
+
+/// `discovery.cloudformation`.
+#[derive(Debug, Clone)]
+pub struct CloudFormationDiscovery {
+    /// The template file (YAML or JSON), relative paths resolved against the config's folder.
+    pub template: PathBuf,
+    /// The region `${AWS::Region}` stands for.
+    pub region: String,
+}
+
+/// `discovery.vpc_endpoints`.
+#[derive(Debug, Clone)]
+pub struct VpcEndpointsDiscovery {
+    /// The VPC (from config or `DUALPROBE_VPC_ID`).
+    pub vpc_id: String,
+    /// The region of the VPC and of the EC2 endpoint asked.
+    pub region: String,
+    /// How often to ask again.
+    pub refresh: Duration,
+    /// Use EC2's dual-stack endpoint (`ec2.R.api.aws`), the default: reachable over IPv6 from a
+    /// subnet without IPv4 egress.
+    pub dual_stack: bool,
+    /// An EC2 endpoint override (without `dual_stack`).
+    pub endpoint_url: Option<String>,
+    /// An extra CA (PEM) for the EC2 endpoint (tests, TLS-inspecting proxies).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Whether the endpoint is an interface (PrivateLink ENIs, private DNS) or a gateway (route
+/// table entries only; the public name is used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// `Interface`: private addresses behind the service's name when private DNS is on.
+    Interface,
+    /// `Gateway` (S3, DynamoDB): public addresses reached through the VPC's route tables,
+    /// IPv4 only.
+    Gateway,
+}
+
+impl EndpointKind {
+    /// `interface` / `gateway`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointKind::Interface => "interface",
+            EndpointKind::Gateway => "gateway",
+        }
+    }
+}
+
+/// One name to probe, found for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// The target name (unique within one discovery run).
+    pub name: String,
+    /// Where it came from: the template's logical ID or the endpoint ID.
+    pub origin: String,
+    /// `com.amazonaws.REGION.SERVICE`.
+    pub service_name: String,
+    /// Interface or gateway.
+    pub kind: EndpointKind,
+    /// The DNS name to probe.
+    pub host: String,
+    /// The families the endpoint serves.
+    pub families: Vec<Family>,
+    /// `private_dns` applies (interface endpoints whose name is answered by the endpoint).
+    pub check_private: bool,
+    /// The template's `Condition:` the endpoint depends on, if any.
+    pub condition: Option<String>,
+    /// The VPC's CIDRs (when known), which `private_dns` accepts besides RFC 1918 and ULA.
+    pub cidrs: Vec<ipnet::IpNet>,
+}
+
+/// Why discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The template could not be read or parsed.
+    #[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+    Template {
+        /// The template file.
+        path: String,
+        /// What is wrong (with the line when known).
+        message: String,
+    },
+    /// The EC2 call failed.
+    #[error("ec2:DescribeVpcEndpoints for {vpc_id}: {failure}")]
+    Api {
+        /// The VPC asked about.
+        vpc_id: String,
+        /// The classified failure.
+        failure: crate::probe::Failure,
+    },
+}
+
+/// The private DNS name AWS gives an interface endpoint of `service` (the part after
+/// `com.amazonaws.REGION.`), or `None` for services with no known name. Wildcard names
+/// (`*.dkr.ecr...`) are returned with a concrete first label (`dualprobe`), which the wildcard
+/// record answers.
+pub fn private_dns_name(service: &str, region: &str) -> Option<String> {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    let name = match service {
+        "" => return None,
+        "ecr.api" => format!("api.ecr.{region}.{suffix}"),
+        "ecr.dkr" => format!("dualprobe.dkr.ecr.{region}.{suffix}"),
+        "ecs-agent" => format!("ecs-a.{region}.{suffix}"),
+        "ecs-telemetry" => format!("ecs-t.{region}.{suffix}"),
+        "kinesis-streams" => format!("kinesis.{region}.{suffix}"),
+        "execute-api" => format!("dualprobe.execute-api.{region}.{suffix}"),
+        "s3" => format!("s3.{region}.{suffix}"),
+        s if s.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')) => {
+            return None;
+        }
+        // logs, ssm, ssmmessages, ec2messages, secretsmanager, ecs, sts, kms, monitoring, sqs,
+        // sns, events, ec2, elasticloadbalancing, xray, ...: SERVICE.REGION.amazonaws.com.
+        s => format!("{s}.{region}.{suffix}"),
+    };
+    Some(name)
+}
+
+/// Splits `com.amazonaws.REGION.SERVICE` into (region, service).
+pub fn split_service_name(service_name: &str) -> Option<(&str, &str)> {
+    let rest = service_name
+        .strip_prefix("com.amazonaws.")
+        .or_else(|| service_name.strip_prefix("cn.com.amazonaws."))?;
+    let (region, service) = rest.split_once('.')?;
+    (!region.is_empty() && !service.is_empty()).then_some((region, service))
+}
+
+/// A target name from a service: `vpce-ecr-api`, `vpce-s3-gateway`.
+pub fn target_name(service: &str, kind: EndpointKind) -> String {
+    let base: String = service
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    match kind {
+        EndpointKind::Interface => format!("vpce-{base}"),
+        EndpointKind::Gateway => format!("vpce-{base}-gateway"),
+    }
+}
+
+/// Turns discovered endpoints into targets with the config's defaults: interface endpoints get
+/// `[dns, private_dns, tcp, tls]`, gateway endpoints `[dns, tcp, tls]` over IPv4, port 443.
+/// Families are the endpoint's, intersected with the config's. Names already used by
+/// configured targets are skipped (configured targets win).
+pub fn to_targets(found: &[Discovered], config: &Config, source: TargetSource) -> Vec<Arc<Target>> {
+    let client_config = match crate::tls_client::client_config(None, false) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("TLS setup for discovered targets: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(found.len());
+    for d in found {
+        if config.target(&d.name).is_some() || out.iter().any(|t: &Arc<Target>| t.name == d.name) {
+            continue;
+        }
+        let families: Vec<Family> = d
+            .families
+            .iter()
+            .copied()
+            .filter(|f| config.families.contains(f))
+            .collect();
+        if families.is_empty() {
+            continue;
+        }
+        let mut names = vec!["dns", "tcp", "tls"];
+        if d.check_private {
+            names.insert(1, "private_dns");
+        }
+        let checks: Vec<CheckKind> = names.iter().filter_map(|n| CheckKind::from_name(n)).collect();
+        out.push(Arc::new(Target {
+            name: d.name.clone(),
+            host: Host::parse(&d.host),
+            port: 443,
+            checks,
+            families,
+            interval: config.interval,
+            timeout: config.timeout,
+            addresses: AddressSelection::First,
+            http: HttpSettings {
+                scheme: "https",
+                path: "/".into(),
+                expect_status: vec![StatusMatcher::Class(2)],
+                follow_redirects: false,
+            },
+            tls: TlsSettings {
+                server_name: None,
+                insecure_skip_verify: false,
+                client_config: Arc::clone(&client_config),
+            },
+            expect: Expectations::default(),
+            source,
+            aws: None,
+            private_cidrs: d.cidrs.clone(),
+        }));
+    }
+    out
+}
+
+/// `discovery.cloudformation` of `config` as targets (source `cloudformation`); none when the
+/// section is absent. The template is read again on every call (call it on each (re)load).
+pub fn discover_cloudformation(config: &Config) -> Result<Vec<Arc<Target>>, DiscoveryError> {
+    let Some(c) = &config.discovery.cloudformation else {
+        return Ok(Vec::new());
+    };
+    let found = cloudformation::discover_template_file(&c.template, &c.region)?;
+    Ok(to_targets(&found, config, TargetSource::Cloudformation))
+}
+
+/// One round of `discovery.vpc_endpoints` of `config` as targets (source `vpc_endpoints`); none
+/// when the section is absent. Call it at start and every `refresh`; `credentials` replaces the
+/// standard chain (tests).
+pub async fn discover_vpc_endpoints(
+    config: &Config,
+    resolver: &crate::resolver::DnsResolver,
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+) -> Result<Vec<Arc<Target>>, DiscoveryError> {
+    let Some(v) = &config.discovery.vpc_endpoints else {
+        return Ok(Vec::new());
+    };
+    let client = vpc_endpoints::VpcEndpointsClient::new(v, resolver, credentials).await?;
+    let found = client.discover().await?;
+    Ok(to_targets(&found, config, TargetSource::VpcEndpoints))
+}
+
+/// What `dualprobe targets` prints: one line per discovered name, conditional endpoints marked.
+pub fn render_discovered(found: &[Discovered]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{} endpoint target(s)", found.len());
+    for d in found {
+        let fams: Vec<&str> = d.families.iter().map(|f| f.as_str()).collect();
+        let checks = if d.check_private {
+            "dns,private_dns,tcp,tls"
+        } else {
+            "dns,tcp,tls"
+        };
+        let _ = write!(
+            s,
+            "{:<28} {:<9} {:<44} {:<9} {:<24} from {} ({})",
+            d.name,
+            d.kind.as_str(),
+            d.host,
+            fams.join(","),
+            checks,
+            d.origin,
+            d.service_name
+        );
+        if let Some(c) = &d.condition {
+            let _ = write!(s, " if {c}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_dns_names_follow_aws() {
+        let r = "eu-west-1";
+        assert_eq!(private_dns_name("logs", r).unwrap(), "logs.eu-west-1.amazonaws.com");
+        assert_eq!(private_dns_name("ecr.api", r).unwrap(), "api.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(
+            private_dns_name("ecr.dkr", r).unwrap(),
+            "dualprobe.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(private_dns_name("ssmmessages", r).unwrap(), "ssmmessages.eu-west-1.amazonaws.com");
+        assert_eq!(private_dns_name("secretsmanager", r).unwrap(), "secretsmanager.eu-west-1.amazonaws.com");
+        assert_eq!(private_dns_name("sts", "cn-north-1").unwrap(), "sts.cn-north-1.amazonaws.com.cn");
+        assert_eq!(private_dns_name("bad/name", r), None);
+        assert_eq!(split_service_name("com.amazonaws.us-east-1.ecr.dkr"), Some(("us-east-1", "ecr.dkr")));
+        assert_eq!(split_service_name("com.example.x"), None);
+        assert_eq!(target_name("ecr.api", EndpointKind::Interface), "vpce-ecr-api");
+        assert_eq!(target_name("s3", EndpointKind::Gateway), "vpce-s3-gateway");
+    }
+}

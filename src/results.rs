@@ -1,0 +1,116 @@
+//! Where cycle reports go: metrics, transition logs (a target/family going from success to
+//! failure and back, once per change), the latest report per target and family (for `/` and
+//! readiness), and optionally CloudWatch EMF lines.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use crate::family::Family;
+use crate::metrics::Metrics;
+use crate::probe::CycleReport;
+use crate::target::Target;
+
+/// A sink for every finished cycle besides metrics (EMF writer, test recorders).
+pub trait ReportSink: Send + Sync + 'static {
+    /// Called once per finished cycle.
+    fn report(&self, report: &CycleReport);
+}
+
+type Key = (String, Family);
+
+/// Fans each cycle report out to its consumers.
+pub struct Results {
+    metrics: Metrics,
+    latest: RwLock<HashMap<Key, Arc<CycleReport>>>,
+    sinks: Vec<Arc<dyn ReportSink>>,
+}
+
+impl Results {
+    /// Results that write to `metrics` and to each extra sink.
+    pub fn new(metrics: Metrics, sinks: Vec<Arc<dyn ReportSink>>) -> Results {
+        Results {
+            metrics,
+            latest: RwLock::new(HashMap::new()),
+            sinks,
+        }
+    }
+
+    /// Records one finished cycle.
+    pub fn record(&self, report: CycleReport) {
+        self.metrics.record(&report);
+        for s in &self.sinks {
+            s.report(&report);
+        }
+        let key = (report.target.name.clone(), report.family);
+        let report = Arc::new(report);
+        let previous = self
+            .latest
+            .write()
+            .expect("results lock")
+            .insert(key, Arc::clone(&report));
+        log_transition(previous.as_deref(), &report);
+    }
+
+    /// Drops what is kept for targets or families no longer configured.
+    pub fn retain(&self, targets: &[Arc<Target>]) {
+        let keep: HashSet<Key> = targets
+            .iter()
+            .flat_map(|t| t.families.iter().map(move |f| (t.name.clone(), *f)))
+            .collect();
+        self.latest
+            .write()
+            .expect("results lock")
+            .retain(|k, _| keep.contains(k));
+    }
+
+    /// The latest report of each target and family.
+    pub fn latest(&self) -> Vec<Arc<CycleReport>> {
+        self.latest
+            .read()
+            .expect("results lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The latest report of one target and family.
+    pub fn latest_for(&self, target: &str, family: Family) -> Option<Arc<CycleReport>> {
+        self.latest
+            .read()
+            .expect("results lock")
+            .get(&(target.to_string(), family))
+            .cloned()
+    }
+}
+
+/// The first failing check's `check: reason (detail)`, or None when all passed.
+fn failure_summary(r: &CycleReport) -> Option<(String, String)> {
+    r.checks.iter().find_map(|o| {
+        o.result
+            .as_ref()
+            .err()
+            .map(|f| (format!("{}:{}", o.check.name(), f.reason), f.detail.clone()))
+    })
+}
+
+fn log_transition(previous: Option<&CycleReport>, now: &CycleReport) {
+    let target = &now.target.name;
+    let family = now.family.as_str();
+    let expectation = now.expectation_met;
+    let before = previous.map(failure_summary);
+    let after = failure_summary(now);
+    match (before, after) {
+        (None, None) => tracing::info!(target, family, "first probe: all checks passed"),
+        (None, Some((reason, detail))) => {
+            tracing::warn!(target, family, %reason, %detail, ?expectation, "first probe: failing")
+        }
+        (Some(Some(_)), None) => tracing::info!(target, family, ?expectation, "recovered: all checks pass"),
+        (Some(None), Some((reason, detail))) => {
+            tracing::warn!(target, family, %reason, %detail, ?expectation, "now failing")
+        }
+        (Some(Some((old, _))), Some((reason, detail))) if old != reason => {
+            tracing::warn!(target, family, %reason, previous = %old, %detail, "still failing, new reason")
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,168 @@
+//! Runs every (target, family) on its interval: one task each, first runs spread across the
+//! interval, a global concurrency bound, missed ticks skipped (never queued), and every task
+//! stopped by one cancellation token.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::env::ProbeEnv;
+use crate::family::Family;
+use crate::probe::{CycleReport, run_cycle};
+use crate::results::Results;
+use crate::target::Target;
+
+/// Tracks which (target, family) pairs have finished a first cycle; ready once all have.
+#[derive(Debug)]
+pub struct Readiness {
+    pending: Mutex<HashSet<(String, Family)>>,
+    ready: watch::Sender<bool>,
+}
+
+impl Readiness {
+    /// Not ready until [`Readiness::expect`] is called and every pair has reported.
+    pub fn new() -> Readiness {
+        Readiness {
+            pending: Mutex::new(HashSet::new()),
+            ready: watch::channel(false).0,
+        }
+    }
+
+    /// Sets the pairs of the first generation. Later reloads do not make the agent unready.
+    pub fn expect(&self, targets: &[Arc<Target>]) {
+        if *self.ready.borrow() {
+            return;
+        }
+        let mut pending = self.pending.lock().expect("readiness lock");
+        *pending = targets
+            .iter()
+            .flat_map(|t| t.families.iter().map(move |f| (t.name.clone(), *f)))
+            .collect();
+        if pending.is_empty() {
+            self.ready.send_replace(true);
+        }
+    }
+
+    fn done(&self, target: &str, family: Family) {
+        if *self.ready.borrow() {
+            return;
+        }
+        let mut pending = self.pending.lock().expect("readiness lock");
+        pending.remove(&(target.to_string(), family));
+        if pending.is_empty() {
+            self.ready.send_replace(true);
+        }
+    }
+
+    /// True after the first full probe cycle.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until ready.
+    pub async fn wait(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a pair's first run lands: spread evenly over its interval by position, so a start or a
+/// reload never fires every probe at once.
+pub fn first_run_offset(index: usize, total: usize, interval: Duration) -> Duration {
+    if total <= 1 {
+        return Duration::ZERO;
+    }
+    interval.mul_f64(index as f64 / total as f64)
+}
+
+/// The first interval boundary after `now`: a cycle that overran its interval skips the ticks
+/// it missed instead of running them late, back to back.
+pub fn next_boundary(previous: Instant, interval: Duration, now: Instant) -> Instant {
+    let mut next = previous + interval;
+    if next <= now {
+        let behind = now.duration_since(next).as_nanos() / interval.as_nanos().max(1);
+        next += interval * (behind as u32 + 1);
+    }
+    next
+}
+
+/// Runs one cycle. The agent uses [`real_cycle`]; scheduler tests substitute a timed fake.
+pub type CycleFn =
+    Arc<dyn Fn(Arc<Target>, Family, Arc<ProbeEnv>) -> BoxFuture<'static, CycleReport> + Send + Sync>;
+
+/// The production cycle: every configured check, for real.
+pub fn real_cycle() -> CycleFn {
+    Arc::new(|target, family, env| {
+        Box::pin(async move { run_cycle(&target, family, &env, false).await })
+    })
+}
+
+/// Everything the per-pair tasks share.
+#[derive(Clone)]
+pub struct SchedulerDeps {
+    /// Probe resources of this generation.
+    pub env: Arc<ProbeEnv>,
+    /// Where reports go.
+    pub results: Arc<Results>,
+    /// Global bound on cycles in flight.
+    pub concurrency: Arc<Semaphore>,
+    /// First-cycle tracking.
+    pub readiness: Arc<Readiness>,
+    /// What one cycle does.
+    pub run: CycleFn,
+}
+
+/// Spawns one task per (target, family) onto `tracker`; all stop when `cancel` fires.
+pub fn spawn(
+    targets: &[Arc<Target>],
+    deps: SchedulerDeps,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) {
+    let pairs: Vec<(Arc<Target>, Family)> = targets
+        .iter()
+        .flat_map(|t| t.families.iter().map(move |f| (Arc::clone(t), *f)))
+        .collect();
+    let total = pairs.len();
+    for (index, (target, family)) in pairs.into_iter().enumerate() {
+        let offset = first_run_offset(index, total, target.interval);
+        let deps = deps.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let mut next = Instant::now() + offset;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                let permit = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    p = deps.concurrency.acquire() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let report = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = (deps.run)(Arc::clone(&target), family, Arc::clone(&deps.env)) => r,
+                };
+                drop(permit);
+                deps.results.record(report);
+                deps.readiness.done(&target.name, family);
+                next = next_boundary(next, target.interval, Instant::now());
+            }
+        });
+    }
+}
