@@ -13,6 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::env::ProbeEnv;
+use crate::guard::AdhocPolicy;
+use crate::probe_api::ProbeGate;
 use crate::metrics::{BuildLabels, Metrics};
 use crate::resolver::DnsResolver;
 use crate::results::{ReportSink, Results};
@@ -24,8 +26,31 @@ pub struct Generation {
     pub config: Arc<Config>,
     /// Probe resources built from it.
     pub env: Arc<ProbeEnv>,
+    /// Probe resources for ad-hoc `/probe` targets: the same resolver under [`AdhocPolicy`].
+    pub adhoc_env: Arc<ProbeEnv>,
+    /// What ad-hoc targets may reach.
+    pub adhoc_policy: Arc<AdhocPolicy>,
+    /// Rate limit and concurrency cap of `/probe`.
+    pub probe_gate: ProbeGate,
     /// Stops this generation's scheduler tasks.
     cancel: CancellationToken,
+}
+
+impl Generation {
+    fn build(config: Config, cancel: CancellationToken) -> Result<Generation, ReloadError> {
+        let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
+        let adhoc_policy = Arc::new(AdhocPolicy {
+            allow: config.probe.allow.clone(),
+        });
+        Ok(Generation {
+            env: Arc::new(ProbeEnv::new(resolver.clone())),
+            adhoc_env: Arc::new(ProbeEnv::with_policy(resolver, adhoc_policy.clone())),
+            adhoc_policy,
+            probe_gate: ProbeGate::new(&config.probe),
+            config: Arc::new(config),
+            cancel,
+        })
+    }
 }
 
 /// Why a reload was refused; the old generation keeps running.
@@ -68,10 +93,6 @@ pub struct Agent {
     reload_lock: tokio::sync::Mutex<()>,
 }
 
-fn build_env(config: &Config) -> Result<ProbeEnv, ReloadError> {
-    Ok(ProbeEnv::new(DnsResolver::new(&config.nameservers, config.timeout)?))
-}
-
 impl Agent {
     /// Builds the agent from a first, already validated config and starts its scheduler.
     pub fn start(
@@ -86,12 +107,7 @@ impl Agent {
         build.version = env!("CARGO_PKG_VERSION").to_string();
         metrics.set_build_info(build);
         let results = Arc::new(Results::new(metrics.clone(), options.sinks.clone()));
-        let env = Arc::new(build_env(&config)?);
-        let generation = Arc::new(Generation {
-            config: Arc::new(config),
-            env,
-            cancel: shutdown.child_token(),
-        });
+        let generation = Arc::new(Generation::build(config, shutdown.child_token())?);
         let agent = Arc::new(Agent {
             source,
             registry,
@@ -139,8 +155,8 @@ impl Agent {
             .source
             .load()
             .map_err(ReloadError::from)
-            .and_then(|c| build_env(&c).map(|env| (c, env)));
-        let (config, env) = match loaded {
+            .and_then(|c| Generation::build(c, self.shutdown.child_token()));
+        let new = match loaded {
             Ok(v) => v,
             Err(e) => {
                 self.metrics.reload_result(false);
@@ -149,18 +165,14 @@ impl Agent {
             }
         };
         let old = self.current();
-        if config.listen != old.config.listen {
+        if new.config.listen != old.config.listen {
             tracing::warn!(
                 old = %old.config.listen,
-                new = %config.listen,
+                new = %new.config.listen,
                 "`listen` changed; it takes effect on restart"
             );
         }
-        let new = Arc::new(Generation {
-            config: Arc::new(config),
-            env: Arc::new(env),
-            cancel: self.shutdown.child_token(),
-        });
+        let new = Arc::new(new);
         old.cancel.cancel();
         self.metrics.set_targets(&old.config.targets, &new.config.targets);
         self.results.retain(&new.config.targets);

@@ -2,7 +2,7 @@
 //! embedded default), how it is parsed (unknown keys are errors), and how it is validated into
 //! runtime [`Target`]s. Every problem names the origin, the line and the field.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,43 @@ pub struct Config {
     pub targets: Vec<Arc<Target>>,
     /// Where more targets come from (`discovery:`).
     pub discovery: crate::discovery::DiscoveryConfig,
+    /// Settings of the ad-hoc `/probe` endpoint.
+    pub probe: ProbeSettings,
+    /// Named modules for `/probe?module=NAME`: target templates without a host.
+    pub modules: HashMap<String, Arc<Target>>,
+}
+
+/// `probe:`: who may ask `/probe` for what, and how much.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    /// Hosts and CIDRs ad-hoc targets may name (empty: only configured targets).
+    pub allow: crate::guard::Allowlist,
+    /// Bearer token `/probe` requires, read from `token_file`.
+    pub token: Option<String>,
+    /// Most ad-hoc probes in flight; more get 429.
+    pub max_concurrent: usize,
+    /// Sustained ad-hoc probes per second; more get 429.
+    pub rate_per_second: u32,
+    /// Burst above the rate.
+    pub burst: u32,
+    /// Cap on any probe's deadline.
+    pub max_timeout: Duration,
+    /// Subtracted from Prometheus' scrape timeout header so the answer arrives in time.
+    pub timeout_offset: Duration,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings {
+            allow: crate::guard::Allowlist::default(),
+            token: None,
+            max_concurrent: 8,
+            rate_per_second: 10,
+            burst: 20,
+            max_timeout: Duration::from_secs(10),
+            timeout_offset: Duration::from_millis(500),
+        }
+    }
 }
 
 /// Where the config comes from.
@@ -197,6 +234,35 @@ struct RawConfig {
     #[serde(default)]
     targets: Vec<RawTarget>,
     discovery: Option<RawDiscovery>,
+    probe: Option<RawProbe>,
+    modules: Option<HashMap<Spanned<String>, RawModule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    token_file: Option<Spanned<PathBuf>>,
+    max_concurrent: Option<Spanned<usize>>,
+    rate_per_second: Option<Spanned<u32>>,
+    burst: Option<Spanned<u32>>,
+    max_timeout: Option<Spanned<String>>,
+    timeout_offset: Option<Spanned<String>>,
+}
+
+/// A module: everything a target has but its name and host.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    port: Option<Spanned<u16>>,
+    checks: Option<Spanned<Vec<Spanned<String>>>>,
+    timeout: Option<Spanned<String>>,
+    families: Option<Spanned<Vec<Family>>>,
+    addresses: Option<AddressSelection>,
+    http: Option<RawHttp>,
+    tls: Option<RawTls>,
+    expect: Option<RawExpect>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,7 +444,7 @@ impl Config {
         origin: &str,
         base_dir: Option<&Path>,
     ) -> Result<Config, ConfigError> {
-        let raw: RawConfig = if text.trim().is_empty() {
+        let mut raw: RawConfig = if text.trim().is_empty() {
             return Err(ConfigError::single(
                 origin,
                 None,
@@ -482,6 +548,36 @@ impl Config {
             None => crate::discovery::DiscoveryConfig::default(),
         };
 
+        let probe = build_probe_settings(&mut p, raw.probe.as_ref(), base_dir);
+        let mut modules = HashMap::new();
+        for (name, m) in raw.modules.take().unwrap_or_default() {
+            let field = format!("modules.{}", name.value);
+            let as_target = RawTarget {
+                name: Spanned::new(name.value.clone(), name.referenced, name.defined),
+                // The host comes with each request; this placeholder is never probed.
+                host: Some(Spanned::new(
+                    "module.invalid".to_string(),
+                    name.referenced,
+                    name.defined,
+                )),
+                port: m.port,
+                checks: m.checks,
+                // Modules have no schedule; a long interval keeps any timeout valid.
+                interval: Some(Spanned::new("24h".to_string(), name.referenced, name.defined)),
+                timeout: m.timeout,
+                families: m.families,
+                addresses: m.addresses,
+                http: m.http,
+                tls: m.tls,
+                expect: m.expect,
+                aws: None,
+                private_dns: None,
+            };
+            if let Some(t) = build_target(&mut p, &as_target, &field, &defaults) {
+                modules.insert(name.value, Arc::new(t));
+            }
+        }
+
         if !p.0.is_empty() {
             return Err(ConfigError {
                 origin: origin.to_string(),
@@ -498,6 +594,8 @@ impl Config {
             nameservers,
             targets,
             discovery,
+            probe,
+            modules,
         })
     }
 
@@ -954,6 +1052,57 @@ fn build_discovery(
                 ca_file,
             });
         }
+    }
+    out
+}
+
+fn build_probe_settings(
+    p: &mut Problems,
+    raw: Option<&RawProbe>,
+    base_dir: Option<&Path>,
+) -> ProbeSettings {
+    let mut out = ProbeSettings::default();
+    let Some(raw) = raw else { return out };
+    let entries: Vec<String> = raw.allow.iter().map(|e| e.value.clone()).collect();
+    match crate::guard::Allowlist::parse(&entries) {
+        Ok(a) => out.allow = a,
+        Err((i, msg)) => p.add(line_of(&raw.allow[i]), format!("probe.allow[{i}]"), msg),
+    }
+    if let Some(tf) = &raw.token_file {
+        let path = match base_dir {
+            Some(dir) if tf.value.is_relative() => dir.join(&tf.value),
+            _ => tf.value.clone(),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => out.token = Some(t.trim().to_string()),
+            Ok(_) => p.add(line_of(tf), "probe.token_file", format!("{} is empty", path.display())),
+            Err(e) => p.add(
+                line_of(tf),
+                "probe.token_file",
+                format!("cannot read {}: {e}", path.display()),
+            ),
+        }
+    }
+    let positive = |p: &mut Problems, v: &Option<Spanned<usize>>, field: &str, default: usize| match v {
+        Some(s) if s.value == 0 => {
+            p.add(line_of(s), field, "must be at least 1");
+            default
+        }
+        Some(s) => s.value,
+        None => default,
+    };
+    out.max_concurrent = positive(p, &raw.max_concurrent, "probe.max_concurrent", out.max_concurrent);
+    let widen = |v: &Option<Spanned<u32>>| {
+        v.as_ref().map(|s| Spanned::new(s.value as usize, s.referenced, s.defined))
+    };
+    out.rate_per_second =
+        positive(p, &widen(&raw.rate_per_second), "probe.rate_per_second", 10) as u32;
+    out.burst = positive(p, &widen(&raw.burst), "probe.burst", 20) as u32;
+    if let Some(d) = parse_duration(p, &raw.max_timeout, "probe.max_timeout") {
+        out.max_timeout = d;
+    }
+    if let Some(d) = parse_duration(p, &raw.timeout_offset, "probe.timeout_offset") {
+        out.timeout_offset = d;
     }
     out
 }

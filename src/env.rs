@@ -15,6 +15,15 @@ use crate::target::{Target, TargetSource};
 pub trait AddressPolicy: Send + Sync + 'static {
     /// `Ok` to allow; a `forbidden` failure to refuse.
     fn check(&self, addr: IpAddr) -> Result<(), Failure>;
+
+    /// Checks a host a redirect leads to (before it is resolved). Default: IP literals go through
+    /// [`AddressPolicy::check`], names pass (their addresses are checked once resolved).
+    fn check_host(&self, host: &crate::target::Host) -> Result<(), Failure> {
+        match host {
+            crate::target::Host::Ip(ip) => self.check(*ip),
+            crate::target::Host::Name(_) => Ok(()),
+        }
+    }
 }
 
 type ClientKey = (String, Family, &'static str);

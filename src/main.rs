@@ -45,6 +45,15 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// List the PrivateLink endpoint targets a CloudFormation template declares.
+    Targets {
+        /// The template (YAML or JSON).
+        #[arg(long = "from-template")]
+        from_template: PathBuf,
+        /// The region `${AWS::Region}` stands for.
+        #[arg(long)]
+        region: String,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -129,6 +138,7 @@ fn main() -> ExitCode {
             exit(runtime().and_then(|rt| rt.block_on(probe(args, cli.run.config))))
         }
         Some(Command::Healthcheck { url }) => exit(healthcheck(url, cli.run.config)),
+        Some(Command::Targets { from_template, region }) => list_template_targets(from_template, region),
         Some(Command::Run(args)) => {
             let args = RunArgs { config: args.config.or(cli.run.config), ..args };
             init_logging(args.log_format);
@@ -148,6 +158,19 @@ fn exit(r: Result<bool>) -> ExitCode {
         Err(e) => {
             eprintln!("dualprobe: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn list_template_targets(template: PathBuf, region: String) -> ExitCode {
+    match dualprobe::discovery::cloudformation::discover_template_file(&template, &region) {
+        Ok(found) => {
+            print!("{}", dualprobe::discovery::render_discovered(&found));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -22,6 +22,7 @@ type Key = (String, Family);
 pub struct Results {
     metrics: Metrics,
     latest: RwLock<HashMap<Key, Arc<CycleReport>>>,
+    last_success: RwLock<HashMap<(String, Family, String), std::time::SystemTime>>,
     sinks: Vec<Arc<dyn ReportSink>>,
 }
 
@@ -31,6 +32,7 @@ impl Results {
         Results {
             metrics,
             latest: RwLock::new(HashMap::new()),
+            last_success: RwLock::new(HashMap::new()),
             sinks,
         }
     }
@@ -40,6 +42,15 @@ impl Results {
         self.metrics.record(&report);
         for s in &self.sinks {
             s.report(&report);
+        }
+        {
+            let mut ls = self.last_success.write().expect("results lock");
+            for o in report.checks.iter().filter(|o| o.passed()) {
+                ls.insert(
+                    (report.target.name.clone(), report.family, o.check.name().to_string()),
+                    report.finished_at,
+                );
+            }
         }
         let key = (report.target.name.clone(), report.family);
         let report = Arc::new(report);
@@ -61,6 +72,10 @@ impl Results {
             .write()
             .expect("results lock")
             .retain(|k, _| keep.contains(k));
+        self.last_success
+            .write()
+            .expect("results lock")
+            .retain(|(t, f, _), _| keep.contains(&(t.clone(), *f)));
     }
 
     /// The latest report of each target and family.
@@ -71,6 +86,20 @@ impl Results {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// When `check` of a target and family last passed (kept across failing cycles).
+    pub fn last_success(
+        &self,
+        target: &str,
+        family: Family,
+        check: &str,
+    ) -> Option<std::time::SystemTime> {
+        self.last_success
+            .read()
+            .expect("results lock")
+            .get(&(target.to_string(), family, check.to_string()))
+            .copied()
     }
 
     /// The latest report of one target and family.

@@ -1,4 +1,5 @@
-//! The HTTP surface: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`.
+//! The HTTP surface: `/metrics`, `/-/healthy`, `/-/ready`, `POST /-/reload`, `/probe` and the
+//! status page at `/`.
 
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
+        .route("/probe", get(crate::probe_api::probe))
+        .route("/", get(crate::status_page::page))
         .with_state(agent)
 }
 

@@ -20,12 +20,20 @@ pub enum Host {
 }
 
 impl Host {
-    /// Parses a host: IP literals (with or without brackets) or a DNS name.
+    /// Parses a host the way URL parsers do (WHATWG): IP literals with or without brackets, and
+    /// the disguised IPv4 forms (`2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376`,
+    /// `169.254.43518`) become the address they mean, so no check ever treats them as names.
     pub fn parse(s: &str) -> Host {
+        let s = s.trim().trim_end_matches('.');
         let bare = s.trim_start_matches('[').trim_end_matches(']');
-        match bare.parse::<IpAddr>() {
-            Ok(ip) => Host::Ip(ip),
-            Err(_) => Host::Name(s.trim_end_matches('.').to_ascii_lowercase()),
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Host::Ip(ip);
+        }
+        match url::Host::parse(s) {
+            Ok(url::Host::Ipv4(v4)) => Host::Ip(IpAddr::V4(v4)),
+            Ok(url::Host::Ipv6(v6)) => Host::Ip(IpAddr::V6(v6)),
+            Ok(url::Host::Domain(d)) => Host::Name(d),
+            Err(_) => Host::Name(s.to_ascii_lowercase()),
         }
     }
 

@@ -12,9 +12,18 @@ use dualprobe::target::Host;
 
 /// (fixture, the line the error must contain).
 const EXPECTED: &[(&str, &str)] = &[
-    ("invalid-aws-host-with-aws.yaml", ":4: targets[0].host: must not be set with `aws:`"),
-    ("invalid-aws-service.yaml", ":4: targets[0].aws.service: unknown service `sqs`; known services: s3, ec2"),
-    ("invalid-aws-region.yaml", ":5: targets[0].aws.region: `US East 1` is not a region name like us-east-1"),
+    (
+        "invalid-aws-host-with-aws.yaml",
+        ":4: targets[0].host: must not be set with `aws:`",
+    ),
+    (
+        "invalid-aws-service.yaml",
+        ":4: targets[0].aws.service: unknown service `sqs`; known services: s3, ec2",
+    ),
+    (
+        "invalid-aws-region.yaml",
+        ":5: targets[0].aws.region: `US East 1` is not a region name like us-east-1",
+    ),
     (
         "invalid-aws-endpoint-with-dual-stack.yaml",
         ":6: targets[0].aws.endpoint_url: cannot be used with `dual_stack: true`",
@@ -36,17 +45,28 @@ const EXPECTED: &[(&str, &str)] = &[
         "invalid-discovery-vpc-id.yaml",
         ":3: discovery.vpc_endpoints.vpc_id: `my-vpc` is not a VPC ID like vpc-0abc123",
     ),
-    ("invalid-discovery-refresh.yaml", ":5: discovery.vpc_endpoints.refresh: `soon` is not a duration"),
-    ("invalid-discovery-template.yaml", ":3: discovery.cloudformation.template: cannot read "),
+    (
+        "invalid-discovery-refresh.yaml",
+        ":5: discovery.vpc_endpoints.refresh: `soon` is not a duration",
+    ),
+    (
+        "invalid-discovery-template.yaml",
+        ":3: discovery.cloudformation.template: cannot read ",
+    ),
     (
         "invalid-discovery-template-content.yaml",
         ":3: discovery.cloudformation.template: Endpoint: ServiceName cannot be evaluated before deployment",
     ),
-    ("invalid-discovery-unknown-key.yaml", ":5: unknown field `vpc_endpoint`"),
+    (
+        "invalid-discovery-unknown-key.yaml",
+        ":5: unknown field `vpc_endpoint`",
+    ),
 ];
 
 fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 #[test]
@@ -55,12 +75,16 @@ fn every_aws_and_discovery_fixture_has_its_expected_error() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| {
-            (n.starts_with("invalid-aws-") || n.starts_with("invalid-discovery-")) && n.ends_with(".yaml")
+            (n.starts_with("invalid-aws-") || n.starts_with("invalid-discovery-"))
+                && n.ends_with(".yaml")
         })
         .collect();
     fixtures.sort();
     for f in &fixtures {
-        assert!(EXPECTED.iter().any(|(n, _)| n == f), "fixture {f} has no expected error here");
+        assert!(
+            EXPECTED.iter().any(|(n, _)| n == f),
+            "fixture {f} has no expected error here"
+        );
     }
     for (name, expected) in EXPECTED {
         let path = data(name);
@@ -69,7 +93,10 @@ fn every_aws_and_discovery_fixture_has_its_expected_error() {
             .expect_err(&format!("{name} must be rejected"));
         let text = err.to_string();
         let want = format!("{}{expected}", path.display());
-        assert!(text.contains(&want), "{name}: error text\n{text}\ndoes not contain\n{want}");
+        assert!(
+            text.contains(&want),
+            "{name}: error text\n{text}\ndoes not contain\n{want}"
+        );
     }
 }
 
@@ -90,26 +117,42 @@ targets:
 "#;
     let c = Config::from_yaml(yaml, "test", None).unwrap();
     let s3 = c.target("s3-dualstack").unwrap();
-    assert_eq!(s3.host, Host::Name("s3.dualstack.us-east-1.amazonaws.com".into()));
+    assert_eq!(
+        s3.host,
+        Host::Name("s3.dualstack.us-east-1.amazonaws.com".into())
+    );
     assert_eq!(s3.port, 443);
     let names: Vec<&str> = s3.checks.iter().map(|k| k.name()).collect();
     assert_eq!(names, ["dns", "tcp", "tls", "s3"]);
     let aws = s3.aws.as_ref().unwrap();
     assert_eq!(aws.service, AwsService::S3);
-    assert!(aws.credentials.is_none(), "config never carries credentials");
+    assert!(
+        aws.credentials.is_none(),
+        "config never carries credentials"
+    );
 
     let ec2 = c.target("ec2-dualstack").unwrap();
     assert_eq!(ec2.host, Host::Name("ec2.eu-west-1.api.aws".into()));
     let names: Vec<&str> = ec2.checks.iter().map(|k| k.name()).collect();
-    assert_eq!(names, ["dns", "tls", "ec2"], "chain order is the registry's");
-    assert_eq!(ec2.aws.as_ref().unwrap().ec2_operation, Ec2Operation::DescribeAvailabilityZones);
+    assert_eq!(
+        names,
+        ["dns", "tls", "ec2"],
+        "chain order is the registry's"
+    );
+    assert_eq!(
+        ec2.aws.as_ref().unwrap().ec2_operation,
+        Ec2Operation::DescribeAvailabilityZones
+    );
 
     let vpce = c.target("ec2-vpce").unwrap();
     assert_eq!(vpce.host, Host::Name("ec2.internal.test".into()));
     assert_eq!(vpce.port, 8443);
 
     let proxied = c.target("s3-via-proxy-port").unwrap();
-    assert_eq!(proxied.port, 9443, "an explicit port is where every check connects");
+    assert_eq!(
+        proxied.port, 9443,
+        "an explicit port is where every check connects"
+    );
 }
 
 #[test]

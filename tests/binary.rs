@@ -104,12 +104,12 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 
 fn config_yaml(dns: &DnsServer, http_port: u16, with_aonly: bool) -> String {
     let mut y = format!(
-        "interval: 1s\ntimeout: 500ms\nresolver:\n  nameservers: [\"{}\"]\ntargets:\n  - name: dual\n    host: {DUAL_HOST}\n    port: {http_port}\n    checks: [dns, tcp, http]\n",
+        "interval: 1s\ntimeout: 500ms\nresolver:\n  nameservers: [\"{}\"]\ntargets:\n  - name: dual\n    host: {DUAL_HOST}\n    port: {http_port}\n    checks: [dns, tcp, http]\n    http: {{ path: /ok }}\n",
         dns.addr(dualprobe::family::Family::Ipv4)
     );
     if with_aonly {
         y.push_str(&format!(
-            "  - name: aonly\n    host: {A_ONLY_HOST}\n    port: {http_port}\n    checks: [dns, tcp, http]\n"
+            "  - name: aonly\n    host: {A_ONLY_HOST}\n    port: {http_port}\n    checks: [dns, tcp, http]\n    http: {{ path: /ok }}\n"
         ));
     }
     y
@@ -162,8 +162,8 @@ async fn agent_serves_per_family_metrics_reloads_safely_and_stops_on_sigterm() {
     assert!(value(&m, "process_resident_memory_bytes").unwrap() > 0.0);
     assert!(m.contains("dualprobe_probe_duration_seconds_bucket{le=\"0.0001\",target=\"dual\",check=\"tcp\",family=\"ipv6\"}"));
     // Both families really reached the peer.
-    assert!(http.hits(dualprobe::family::Family::Ipv4, "/") > 0);
-    assert!(http.hits(dualprobe::family::Family::Ipv6, "/") > 0);
+    assert!(http.hits(dualprobe::family::Family::Ipv4, "/ok") > 0);
+    assert!(http.hits(dualprobe::family::Family::Ipv6, "/ok") > 0);
     // A failing pair is logged once when it starts failing, not every cycle.
     let logs = agent.logs();
     assert_eq!(logs.matches("\"target\":\"aonly\",\"family\":\"ipv6\"").count(), 1, "{logs}");
@@ -239,7 +239,7 @@ async fn probe_subcommand_prints_per_family_results_and_exit_code() {
         let ns = ns.clone();
         tokio::task::spawn_blocking(move || {
             let mut c = Command::new(BIN);
-            c.args(["probe", &format!("{host}:{port}"), "--check", "dns,tcp", "--check", "http", "--nameserver", &ns, "--timeout", "1s"]);
+            c.args(["probe", &format!("http://{host}:{port}/ok"), "--check", "dns,tcp", "--check", "http", "--nameserver", &ns, "--timeout", "1s"]);
             if json {
                 c.arg("--json");
             }

@@ -16,9 +16,9 @@ use hickory_proto::rr::RecordType;
 
 use support::dns::Transport;
 use support::{
-    A_ONLY_HOST, DUAL_HOST, HttpServer, Lab, MISSING_HOST, NeverAccepting, Pki, SERVFAIL_HOST,
-    SILENT_HOST, HangUpServer, SilentServer, TWICE_HOST, TlsServer, closed_port, detail, eventually, labels,
-    loopback, other_loopback, outcome, show,
+    A_ONLY_HOST, DUAL_HOST, HangUpServer, HttpServer, Lab, MISSING_HOST, NeverAccepting, Pki,
+    SERVFAIL_HOST, SILENT_HOST, SilentServer, TWICE_HOST, TlsServer, closed_port, detail,
+    eventually, labels, loopback, other_loopback, outcome, show,
 };
 
 /// 2045-06-01T00:00:00Z, computed outside rcgen: the notAfter the good certificate carries.
@@ -70,22 +70,36 @@ async fn full_https_chain_passes_on_both_families() {
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "ok"), ("tls", "ok"), ("http", "ok")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         let peer = SocketAddr::new(loopback(family), port);
         let dns = outcome(&report, "dns");
         assert_eq!(dns.observations.dns_answers, Some(1), "{family}");
         assert_eq!(dns.observations.addresses, [loopback(family)], "{family}");
-        assert_eq!(outcome(&report, "tcp").observations.remote, Some(peer), "{family}");
+        assert_eq!(
+            outcome(&report, "tcp").observations.remote,
+            Some(peer),
+            "{family}"
+        );
         let tls = outcome(&report, "tls");
-        assert_eq!(tls.observations.cert_not_after, Some(GOOD_NOT_AFTER), "{family}");
+        assert_eq!(
+            tls.observations.cert_not_after,
+            Some(GOOD_NOT_AFTER),
+            "{family}"
+        );
         assert_eq!(tls.observations.remote, Some(peer), "{family}");
         let http = outcome(&report, "http");
         assert_eq!(http.observations.http_status, Some(200), "{family}");
         assert_eq!(http.observations.remote, Some(peer), "{family}");
         assert_eq!(report.expectation_met, Some(true), "{family}");
         assert!(report.all_passed());
-        assert_eq!(server.hits(family, "/ok"), 1, "{family}: {:?}", server.log());
+        assert_eq!(
+            server.hits(family, "/ok"),
+            1,
+            "{family}: {:?}",
+            server.log()
+        );
     }
     assert_eq!(lab.pki.server.not_after, GOOD_NOT_AFTER);
 }
@@ -109,7 +123,8 @@ async fn plain_http_chain_passes_on_both_families() {
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "ok"), ("http", "ok")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_eq!(outcome(&report, "http").observations.http_status, Some(200));
         assert_eq!(server.hits(family, "/ok"), 1, "{family}");
@@ -136,7 +151,8 @@ async fn tls_handshake_completes_and_records_the_real_not_after() {
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "ok"), ("tls", "ok")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_eq!(
             outcome(&report, "tls").observations.cert_not_after,
@@ -147,6 +163,32 @@ async fn tls_handshake_completes_and_records_the_real_not_after() {
     eventually("two server-side handshakes", || server.handshakes() == 2).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(server.handshakes(), 2);
+}
+
+#[tokio::test]
+async fn tls_without_tcp_opens_its_own_connection_on_the_family() {
+    let lab = Lab::new();
+    let server = TlsServer::start(&lab.pki.server);
+    let target = lab.target(&format!(
+        "name: tls-alone\nhost: {DUAL_HOST}\nport: {}\nchecks: [dns, tls]\ntls: {{ ca_file: {} }}",
+        server.port(),
+        lab.pki.ca_file_yaml()
+    ));
+    for family in Family::ALL {
+        let report = lab.run(&target, family).await;
+        assert_eq!(
+            labels(&report),
+            [("dns", "ok"), ("tls", "ok")],
+            "{}",
+            show(&report)
+        );
+        assert_eq!(
+            outcome(&report, "tls").observations.remote,
+            Some(server.addr(family)),
+            "{}",
+            show(&report)
+        );
+    }
 }
 
 #[tokio::test]
@@ -170,12 +212,28 @@ async fn ip_literals_probe_only_their_own_family() {
         // Config drops `dns` and the other family for a literal.
         assert_eq!(target.families, [family]);
         let report = lab.run(&target, family).await;
-        assert_eq!(labels(&report), [("tcp", "ok"), ("tls", "ok")], "{}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("tcp", "ok"), ("tls", "ok")],
+            "{}",
+            show(&report)
+        );
         // Forced over the other family anyway (as an ad-hoc probe could), nothing is sent.
-        let other = if family == Family::Ipv4 { Family::Ipv6 } else { Family::Ipv4 };
+        let other = if family == Family::Ipv4 {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        };
         let report = lab.run(&target, other).await;
-        assert_eq!(labels(&report), [("tcp", "unreachable"), ("tls", "skipped")]);
-        assert!(detail(&report, "tcp").contains("is not an"), "{}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("tcp", "unreachable"), ("tls", "skipped")]
+        );
+        assert!(
+            detail(&report, "tcp").contains("is not an"),
+            "{}",
+            show(&report)
+        );
     }
     assert_eq!(lab.dns.queries(), 0, "literals need no lookup");
 }
@@ -186,8 +244,15 @@ async fn ip_literals_probe_only_their_own_family() {
 async fn dns_answers_counts_every_record_of_the_family() {
     let lab = Lab::new();
     // Documentation addresses: only looked up, never connected to.
-    let a = ["192.0.2.10".parse().unwrap(), "192.0.2.11".parse().unwrap(), "192.0.2.12".parse().unwrap()];
-    let aaaa = ["2001:db8::10".parse().unwrap(), "2001:db8::11".parse().unwrap()];
+    let a = [
+        "192.0.2.10".parse().unwrap(),
+        "192.0.2.11".parse().unwrap(),
+        "192.0.2.12".parse().unwrap(),
+    ];
+    let aaaa = [
+        "2001:db8::10".parse().unwrap(),
+        "2001:db8::11".parse().unwrap(),
+    ];
     lab.dns.update(|z| z.set("many.test", &a, &aaaa));
     let target = lab.target(
         r#"
@@ -197,14 +262,27 @@ async fn dns_answers_counts_every_record_of_the_family() {
         "#,
     );
     for (family, want) in [
-        (Family::Ipv4, a.iter().map(|ip| IpAddr::V4(*ip)).collect::<Vec<_>>()),
-        (Family::Ipv6, aaaa.iter().map(|ip| IpAddr::V6(*ip)).collect()),
+        (
+            Family::Ipv4,
+            a.iter().map(|ip| IpAddr::V4(*ip)).collect::<Vec<_>>(),
+        ),
+        (
+            Family::Ipv6,
+            aaaa.iter().map(|ip| IpAddr::V6(*ip)).collect(),
+        ),
     ] {
         let report = lab.run(&target, family).await;
         let dns = outcome(&report, "dns");
         assert_eq!(dns.result_label(), "ok", "{}", show(&report));
-        assert_eq!(dns.observations.dns_answers, Some(want.len() as u32), "{family}");
-        assert_eq!(dns.observations.addresses, want, "{family}: server order kept");
+        assert_eq!(
+            dns.observations.dns_answers,
+            Some(want.len() as u32),
+            "{family}"
+        );
+        assert_eq!(
+            dns.observations.addresses, want,
+            "{family}: server order kept"
+        );
     }
     assert_eq!(lab.dns.queries_for("many.test", RecordType::A), 1);
     assert_eq!(lab.dns.queries_for("many.test", RecordType::AAAA), 1);
@@ -226,7 +304,8 @@ async fn unknown_name_is_nxdomain_and_later_checks_are_skipped() {
         assert_eq!(
             labels(&report),
             [("dns", "nxdomain"), ("tcp", "skipped"), ("tls", "skipped")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_eq!(outcome(&report, "dns").observations.dns_answers, Some(0));
         assert_eq!(outcome(&report, "tcp").duration, Duration::ZERO);
@@ -250,14 +329,20 @@ async fn a_only_name_passes_over_ipv4_and_is_nodata_over_ipv6() {
         ca = lab.pki.ca_file_yaml()
     ));
     let v4 = lab.run(&target, Family::Ipv4).await;
-    assert_eq!(labels(&v4), [("dns", "ok"), ("tcp", "ok"), ("tls", "ok")], "{}", show(&v4));
+    assert_eq!(
+        labels(&v4),
+        [("dns", "ok"), ("tcp", "ok"), ("tls", "ok")],
+        "{}",
+        show(&v4)
+    );
     assert_eq!(v4.expectation_met, Some(true));
 
     let v6 = lab.run(&target, Family::Ipv6).await;
     assert_eq!(
         labels(&v6),
         [("dns", "nodata"), ("tcp", "skipped"), ("tls", "skipped")],
-        "{}", show(&v6)
+        "{}",
+        show(&v6)
     );
     assert_eq!(outcome(&v6, "dns").observations.dns_answers, Some(0));
     assert!(detail(&v6, "dns").contains("AAAA"), "{}", show(&v6));
@@ -281,7 +366,8 @@ async fn servfail_is_servfail() {
         assert_eq!(
             labels(&report),
             [("dns", "servfail"), ("tcp", "skipped")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
     }
 }
@@ -304,7 +390,8 @@ async fn silent_nameserver_times_out_at_the_check_deadline() {
         assert_eq!(
             labels(&report),
             [("dns", "timeout"), ("tcp", "skipped")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_deadline_honoured(outcome(&report, "dns"), SHORT);
     }
@@ -325,7 +412,12 @@ async fn resolver_query_timeout_is_a_timeout_too() {
     ));
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
-        assert_eq!(labels(&report), [("dns", "timeout")], "{family}: {}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("dns", "timeout")],
+            "{family}: {}",
+            show(&report)
+        );
         assert_deadline_honoured(outcome(&report, "dns"), Duration::from_millis(300));
     }
 }
@@ -371,12 +463,23 @@ async fn dns_server_answers_over_ipv6_transport() {
     ));
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
-        assert_eq!(labels(&report), [("dns", "ok")], "{family}: {}", show(&report));
-        assert_eq!(outcome(&report, "dns").observations.addresses, [loopback(family)]);
+        assert_eq!(
+            labels(&report),
+            [("dns", "ok")],
+            "{family}: {}",
+            show(&report)
+        );
+        assert_eq!(
+            outcome(&report, "dns").observations.addresses,
+            [loopback(family)]
+        );
     }
     let log = lab.dns.log();
     assert!(!log.is_empty());
-    assert!(log.iter().all(|q| q.server_family == Family::Ipv6), "{log:?}");
+    assert!(
+        log.iter().all(|q| q.server_family == Family::Ipv6),
+        "{log:?}"
+    );
 }
 
 #[tokio::test]
@@ -392,8 +495,16 @@ async fn truncated_udp_answers_are_retried_over_tcp() {
     ));
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
-        assert_eq!(labels(&report), [("dns", "ok")], "{family}: {}", show(&report));
-        assert_eq!(outcome(&report, "dns").observations.addresses, [loopback(family)]);
+        assert_eq!(
+            labels(&report),
+            [("dns", "ok")],
+            "{family}: {}",
+            show(&report)
+        );
+        assert_eq!(
+            outcome(&report, "dns").observations.addresses,
+            [loopback(family)]
+        );
     }
     let log = lab.dns.log();
     assert!(log.iter().any(|q| q.transport == Transport::Udp), "{log:?}");
@@ -419,7 +530,8 @@ async fn closed_port_is_refused() {
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "refused"), ("tls", "skipped")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_eq!(
             outcome(&report, "tcp").observations.addresses,
@@ -450,7 +562,8 @@ async fn never_accepting_listener_times_out_at_the_deadline() {
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "timeout"), ("tls", "skipped")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_deadline_honoured(outcome(&report, "tcp"), SHORT);
     }
@@ -478,15 +591,24 @@ async fn addresses_all_fails_when_one_address_fails() {
     let (first_target, all_target) = (&config.targets[0], &config.targets[1]);
     for family in Family::ALL {
         let report = lab.run(first_target, family).await;
-        assert_eq!(labels(&report), [("dns", "ok"), ("tcp", "ok")], "{family}: {}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("dns", "ok"), ("tcp", "ok")],
+            "{family}: {}",
+            show(&report)
+        );
         assert_eq!(outcome(&report, "dns").observations.dns_answers, Some(2));
-        assert_eq!(outcome(&report, "tcp").observations.addresses, [loopback(family)]);
+        assert_eq!(
+            outcome(&report, "tcp").observations.addresses,
+            [loopback(family)]
+        );
 
         let report = lab.run(all_target, family).await;
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "timeout")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_deadline_honoured(outcome(&report, "tcp"), SHORT);
     }
@@ -513,8 +635,14 @@ async fn tls_server_that_never_answers_times_out() {
         let report = lab.run(&target, family).await;
         assert_eq!(
             labels(&report),
-            [("dns", "ok"), ("tcp", "ok"), ("tls", "timeout"), ("http", "skipped")],
-            "{family}: {}", show(&report)
+            [
+                ("dns", "ok"),
+                ("tcp", "ok"),
+                ("tls", "timeout"),
+                ("http", "skipped")
+            ],
+            "{family}: {}",
+            show(&report)
         );
         assert_deadline_honoured(outcome(&report, "tls"), SHORT);
     }
@@ -575,8 +703,18 @@ async fn certificate_problems_are_cert_invalid() {
     let cases = [
         // The test CA is not among the built-in roots.
         (tls_target("unknown-ca", good.port(), "{}"), "UnknownIssuer"),
-        (tls_target("expired", expired.port(), &format!("{{ ca_file: {ca} }}")), "Expired"),
-        (tls_target("wrong-name", wrong_name.port(), &format!("{{ ca_file: {ca} }}")), "NotValidForName"),
+        (
+            tls_target("expired", expired.port(), &format!("{{ ca_file: {ca} }}")),
+            "Expired",
+        ),
+        (
+            tls_target(
+                "wrong-name",
+                wrong_name.port(),
+                &format!("{{ ca_file: {ca} }}"),
+            ),
+            "NotValidForName",
+        ),
     ];
     for (target, why) in &cases {
         for family in Family::ALL {
@@ -614,7 +752,12 @@ async fn insecure_skip_verify_completes_and_still_records_expiry() {
     ));
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
-        assert_eq!(labels(&report), [("dns", "ok"), ("tcp", "ok"), ("tls", "ok")], "{}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("dns", "ok"), ("tcp", "ok"), ("tls", "ok")],
+            "{}",
+            show(&report)
+        );
         assert_eq!(
             outcome(&report, "tls").observations.cert_not_after,
             Some(EXPIRED_NOT_AFTER)
@@ -639,13 +782,23 @@ async fn tls_server_name_overrides_the_verified_name() {
     ));
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
-        assert_eq!(labels(&report), [("dns", "ok"), ("tcp", "ok"), ("tls", "ok")], "{}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("dns", "ok"), ("tcp", "ok"), ("tls", "ok")],
+            "{}",
+            show(&report)
+        );
     }
 }
 
 // ---- HTTP -----------------------------------------------------------------------------------
 
-fn http_target(lab: &Lab, server: &HttpServer, name: &str, extra: &str) -> std::sync::Arc<dualprobe::target::Target> {
+fn http_target(
+    lab: &Lab,
+    server: &HttpServer,
+    name: &str,
+    extra: &str,
+) -> std::sync::Arc<dualprobe::target::Target> {
     lab.target(&format!(
         "name: {name}\nhost: {DUAL_HOST}\nport: {port}\nchecks: [dns, tcp, http]\n{extra}",
         port = server.port()
@@ -657,19 +810,30 @@ async fn http_500_is_http_status_and_recorded() {
     let lab = Lab::new();
     let server = HttpServer::plain();
     let failing = http_target(&lab, &server, "fail", "http: { path: /fail }");
-    let accepted = http_target(&lab, &server, "fail-ok", "http: { path: /fail, expect_status: [500] }");
+    let accepted = http_target(
+        &lab,
+        &server,
+        "fail-ok",
+        "http: { path: /fail, expect_status: [500] }",
+    );
     for family in Family::ALL {
         let report = lab.run(&failing, family).await;
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "ok"), ("http", "http_status")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_eq!(outcome(&report, "http").observations.http_status, Some(500));
         assert!(detail(&report, "http").contains("500"));
 
         let report = lab.run(&accepted, family).await;
-        assert_eq!(outcome(&report, "http").result_label(), "ok", "{}", show(&report));
+        assert_eq!(
+            outcome(&report, "http").result_label(),
+            "ok",
+            "{}",
+            show(&report)
+        );
         assert_eq!(outcome(&report, "http").observations.http_status, Some(500));
     }
 }
@@ -679,19 +843,35 @@ async fn http_check_alone_classifies_connect_failures() {
     let lab = Lab::new();
     let hole = NeverAccepting::full();
     let config = lab.config(&[
-        &format!("name: refused\nhost: {DUAL_HOST}\nport: {}\nchecks: [http]", closed_port()),
+        &format!(
+            "name: refused\nhost: {DUAL_HOST}\nport: {}\nchecks: [http]",
+            closed_port()
+        ),
         &format!(
             "name: hole\nhost: {DUAL_HOST}\nport: {}\ntimeout: {}ms\nchecks: [http]",
             hole.port(),
             SHORT.as_millis()
         ),
-        &format!("name: nodata\nhost: {A_ONLY_HOST}\nport: {}\nchecks: [http]", closed_port()),
+        &format!(
+            "name: nodata\nhost: {A_ONLY_HOST}\nport: {}\nchecks: [http]",
+            closed_port()
+        ),
     ]);
     for family in Family::ALL {
         let report = lab.run(&config.targets[0], family).await;
-        assert_eq!(labels(&report), [("http", "refused")], "{family}: {}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("http", "refused")],
+            "{family}: {}",
+            show(&report)
+        );
         let report = lab.run(&config.targets[1], family).await;
-        assert_eq!(labels(&report), [("http", "timeout")], "{family}: {}", show(&report));
+        assert_eq!(
+            labels(&report),
+            [("http", "timeout")],
+            "{family}: {}",
+            show(&report)
+        );
         assert_deadline_honoured(outcome(&report, "http"), SHORT);
     }
     // Without a `dns` check the chain still resolves only the family's records.
@@ -704,16 +884,36 @@ async fn redirects_are_followed_on_the_same_family() {
     let lab = Lab::new();
     let server = HttpServer::plain();
     let follow = http_target(&lab, &server, "redirect", "http: { path: /redirect }");
-    let stay = http_target(&lab, &server, "no-follow", "http: { path: /redirect, follow_redirects: false }");
+    let stay = http_target(
+        &lab,
+        &server,
+        "no-follow",
+        "http: { path: /redirect, follow_redirects: false }",
+    );
     for family in Family::ALL {
         let report = lab.run(&follow, family).await;
-        assert_eq!(outcome(&report, "http").result_label(), "ok", "{family}: {}", show(&report));
+        assert_eq!(
+            outcome(&report, "http").result_label(),
+            "ok",
+            "{family}: {}",
+            show(&report)
+        );
         assert_eq!(outcome(&report, "http").observations.http_status, Some(200));
         assert_eq!(server.hits(family, "/redirect"), 1, "{family}");
-        assert_eq!(server.hits(family, "/ok"), 1, "{family}: {:?}", server.log());
+        assert_eq!(
+            server.hits(family, "/ok"),
+            1,
+            "{family}: {:?}",
+            server.log()
+        );
 
         let report = lab.run(&stay, family).await;
-        assert_eq!(outcome(&report, "http").result_label(), "http_status", "{}", show(&report));
+        assert_eq!(
+            outcome(&report, "http").result_label(),
+            "http_status",
+            "{}",
+            show(&report)
+        );
         assert_eq!(outcome(&report, "http").observations.http_status, Some(302));
     }
 }
@@ -746,10 +946,17 @@ async fn redirect_to_an_a_only_host_fails_over_ipv6_with_nodata() {
             show(&v6)
         );
         let why = detail(&v6, "http");
-        assert!(why.contains(A_ONLY_HOST) && why.contains("AAAA"), "unclear: {why}");
+        assert!(
+            why.contains(A_ONLY_HOST) && why.contains("AAAA"),
+            "unclear: {why}"
+        );
         assert_eq!(server.hits(Family::Ipv6, "/redirect-a-only"), 1);
         assert_eq!(server.hits(Family::Ipv6, "/ok"), 0);
-        assert_eq!(server.hits(Family::Ipv4, "/ok"), 1, "IPv6 never fell back to IPv4");
+        assert_eq!(
+            server.hits(Family::Ipv4, "/ok"),
+            1,
+            "IPv6 never fell back to IPv4"
+        );
     }
 }
 
@@ -757,13 +964,19 @@ async fn redirect_to_an_a_only_host_fails_over_ipv6_with_nodata() {
 async fn redirect_to_an_ip_literal_of_the_other_family_fails() {
     let lab = Lab::new();
     let server = HttpServer::plain();
-    let target = http_target(&lab, &server, "other-family", "http: { path: /redirect-other-family }");
+    let target = http_target(
+        &lab,
+        &server,
+        "other-family",
+        "http: { path: /redirect-other-family }",
+    );
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "ok"), ("http", "unreachable")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         let why = detail(&report, "http");
         assert!(
@@ -771,7 +984,50 @@ async fn redirect_to_an_ip_literal_of_the_other_family_fails() {
             "unclear: {why}"
         );
     }
-    assert_eq!(server.hits(Family::Ipv4, "/ok") + server.hits(Family::Ipv6, "/ok"), 0);
+    assert_eq!(
+        server.hits(Family::Ipv4, "/ok") + server.hits(Family::Ipv6, "/ok"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn ipv4_mapped_aaaa_is_never_reached_over_ipv4() {
+    // `::ffff:127.0.0.1` is an IPv6 address whose packets, on a dual-stack socket, are IPv4.
+    // An AAAA record holding one must not let an "ipv6" probe pass over IPv4.
+    let lab = Lab::new();
+    let mapped: std::net::Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
+    lab.dns.update(|z| z.set("mapped.test", &[], &[mapped]));
+    let server = HttpServer::plain();
+    let config = lab.config(&[
+        &format!(
+            "name: mapped-tcp\nhost: mapped.test\nport: {}\nchecks: [dns, tcp]",
+            server.port()
+        ),
+        &format!(
+            "name: mapped-http\nhost: mapped.test\nport: {}\nchecks: [http]\nhttp: {{ path: /ok }}",
+            server.port()
+        ),
+        &format!(
+            "name: mapped-redirect\nhost: {DUAL_HOST}\nport: {}\nchecks: [http]\nhttp: {{ path: /redirect-mapped }}",
+            server.port()
+        ),
+    ]);
+    for target in &config.targets {
+        let report = lab.run(target, Family::Ipv6).await;
+        let last = report.checks.last().expect("a check");
+        assert_eq!(last.result_label(), "unreachable", "{}", show(&report));
+        assert!(
+            detail(&report, last.check.name()).contains("::ffff:127.0.0.1"),
+            "{}",
+            show(&report)
+        );
+    }
+    assert_eq!(
+        server.hits(Family::Ipv4, "/ok"),
+        0,
+        "reached over IPv4: {:?}",
+        server.log()
+    );
 }
 
 #[tokio::test]
@@ -781,8 +1037,17 @@ async fn redirect_loop_is_http_status() {
     let target = http_target(&lab, &server, "loop", "http: { path: /redirect-loop }");
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
-        assert_eq!(outcome(&report, "http").result_label(), "http_status", "{}", show(&report));
-        assert!(detail(&report, "http").contains("redirects"), "{}", show(&report));
+        assert_eq!(
+            outcome(&report, "http").result_label(),
+            "http_status",
+            "{}",
+            show(&report)
+        );
+        assert!(
+            detail(&report, "http").contains("redirects"),
+            "{}",
+            show(&report)
+        );
     }
 }
 
@@ -801,7 +1066,8 @@ async fn slow_http_answer_times_out_at_the_deadline() {
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "ok"), ("http", "timeout")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
         assert_deadline_honoured(outcome(&report, "http"), SHORT);
     }
@@ -811,13 +1077,19 @@ async fn slow_http_answer_times_out_at_the_deadline() {
 async fn https_without_the_ca_is_cert_invalid_in_the_http_check_too() {
     let lab = Lab::new();
     let server = HttpServer::https(&lab.pki.server);
-    let target = http_target(&lab, &server, "https-unknown-ca", "http: { path: /ok, scheme: https }");
+    let target = http_target(
+        &lab,
+        &server,
+        "https-unknown-ca",
+        "http: { path: /ok, scheme: https }",
+    );
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
         assert_eq!(
             labels(&report),
             [("dns", "ok"), ("tcp", "ok"), ("http", "cert_invalid")],
-            "{family}: {}", show(&report)
+            "{family}: {}",
+            show(&report)
         );
     }
 }
@@ -844,12 +1116,28 @@ async fn expectation_unreachable_is_judged_on_real_cycles() {
     ]);
     let run = |i: usize, family| lab.run(&config.targets[i], family);
     for family in Family::ALL {
-        assert_eq!(run(0, family).await.expectation_met, Some(true), "closed port, {family}");
+        assert_eq!(
+            run(0, family).await.expectation_met,
+            Some(true),
+            "closed port, {family}"
+        );
     }
-    assert_eq!(run(1, Family::Ipv4).await.expectation_met, Some(false), "it connected");
-    assert_eq!(run(1, Family::Ipv6).await.expectation_met, None, "any is not judged");
+    assert_eq!(
+        run(1, Family::Ipv4).await.expectation_met,
+        Some(false),
+        "it connected"
+    );
+    assert_eq!(
+        run(1, Family::Ipv6).await.expectation_met,
+        None,
+        "any is not judged"
+    );
     assert_eq!(run(2, Family::Ipv4).await.expectation_met, Some(true));
-    assert_eq!(run(2, Family::Ipv6).await.expectation_met, Some(true), "no AAAA: no path");
+    assert_eq!(
+        run(2, Family::Ipv6).await.expectation_met,
+        Some(true),
+        "no AAAA: no path"
+    );
 }
 
 fn judged(expect: Expect, results: &[(&str, Option<FailureReason>)]) -> Option<bool> {
@@ -873,25 +1161,52 @@ fn judge_rules() {
     use FailureReason::*;
     let ok = None;
     // unreachable: DNS may pass, nothing above it may.
-    assert_eq!(judged(Expect::Unreachable, &[("dns", ok), ("tcp", Some(Timeout))]), Some(true));
     assert_eq!(
-        judged(Expect::Unreachable, &[("dns", ok), ("tcp", Some(Refused)), ("tls", Some(Skipped))]),
+        judged(Expect::Unreachable, &[("dns", ok), ("tcp", Some(Timeout))]),
         Some(true)
     );
     assert_eq!(
-        judged(Expect::Unreachable, &[("dns", ok), ("tcp", ok), ("tls", Some(CertInvalid))]),
+        judged(
+            Expect::Unreachable,
+            &[("dns", ok), ("tcp", Some(Refused)), ("tls", Some(Skipped))]
+        ),
+        Some(true)
+    );
+    assert_eq!(
+        judged(
+            Expect::Unreachable,
+            &[("dns", ok), ("tcp", ok), ("tls", Some(CertInvalid))]
+        ),
         Some(false),
         "tcp connected: the family has a path"
     );
-    assert_eq!(judged(Expect::Unreachable, &[("dns", Some(Nodata)), ("tcp", Some(Skipped))]), Some(true));
+    assert_eq!(
+        judged(
+            Expect::Unreachable,
+            &[("dns", Some(Nodata)), ("tcp", Some(Skipped))]
+        ),
+        Some(true)
+    );
     // A DNS-only chain is judged on DNS itself.
-    assert_eq!(judged(Expect::Unreachable, &[("dns", Some(Nxdomain))]), Some(true));
+    assert_eq!(
+        judged(Expect::Unreachable, &[("dns", Some(Nxdomain))]),
+        Some(true)
+    );
     assert_eq!(judged(Expect::Unreachable, &[("dns", ok)]), Some(false));
     // reachable: everything passes.
-    assert_eq!(judged(Expect::Reachable, &[("dns", ok), ("tcp", ok)]), Some(true));
-    assert_eq!(judged(Expect::Reachable, &[("dns", ok), ("tcp", Some(Timeout))]), Some(false));
+    assert_eq!(
+        judged(Expect::Reachable, &[("dns", ok), ("tcp", ok)]),
+        Some(true)
+    );
+    assert_eq!(
+        judged(Expect::Reachable, &[("dns", ok), ("tcp", Some(Timeout))]),
+        Some(false)
+    );
     // any: never judged.
-    assert_eq!(judged(Expect::Any, &[("dns", ok), ("tcp", Some(Timeout))]), None);
+    assert_eq!(
+        judged(Expect::Any, &[("dns", ok), ("tcp", Some(Timeout))]),
+        None
+    );
 }
 
 #[test]

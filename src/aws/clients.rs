@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use aws_sdk_s3::config::{BehaviorVersion, Region, SharedCredentialsProvider, StalledStreamProtectionConfig};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Region, SharedCredentialsProvider, StalledStreamProtectionConfig,
+};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::retry::RetryConfig;
@@ -105,7 +107,9 @@ impl ClientParts {
         let remote = self.http.remote_slot();
         let conf = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new(self.settings.region.clone()))
+            .region(aws_sdk_ec2::config::Region::new(
+                self.settings.region.clone(),
+            ))
             .credentials_provider(self.credentials.clone())
             .retry_config(RetryConfig::disabled())
             .timeout_config(self.timeouts())
@@ -134,7 +138,10 @@ fn chains() -> &'static ChainCache {
 /// credentials, instance metadata), built once per region for the whole process. Its own HTTP
 /// client resolves both families through `resolver` and trusts the Mozilla roots; the ECS and
 /// instance metadata endpoints are IP literals and need no DNS.
-pub async fn default_credentials(region: &str, resolver: &DnsResolver) -> Result<SharedCredentialsProvider, Failure> {
+pub async fn default_credentials(
+    region: &str,
+    resolver: &DnsResolver,
+) -> Result<SharedCredentialsProvider, Failure> {
     if let Some(p) = chains().lock().ok().and_then(|m| m.get(region).cloned()) {
         return Ok(p);
     }
@@ -155,16 +162,23 @@ pub async fn default_credentials(region: &str, resolver: &DnsResolver) -> Result
         .load()
         .await;
     let provider = sdk.credentials_provider().ok_or_else(|| {
-        Failure::new(FailureReason::AwsAuth, "no credential provider is configured")
+        Failure::new(
+            FailureReason::AwsAuth,
+            "no credential provider is configured",
+        )
     })?;
     if let Ok(mut m) = chains().lock() {
-        m.entry(region.to_string()).or_insert_with(|| provider.clone());
+        m.entry(region.to_string())
+            .or_insert_with(|| provider.clone());
     }
     Ok(provider)
 }
 
 /// The credentials a target signs with: its own, else the standard chain of its region.
-pub async fn credentials_for(aws: &AwsSettings, resolver: &DnsResolver) -> Result<SharedCredentialsProvider, Failure> {
+pub async fn credentials_for(
+    aws: &AwsSettings,
+    resolver: &DnsResolver,
+) -> Result<SharedCredentialsProvider, Failure> {
     match &aws.credentials {
         Some(c) => Ok(c.clone()),
         None => default_credentials(&aws.region, resolver).await,

@@ -197,7 +197,9 @@ mod tests {
     }
 
     fn ec2_err(code: &str, status: u16) -> SdkError<DescribeRegionsError, HttpResponse> {
-        let meta = aws_sdk_ec2::error::ErrorMetadata::builder().code(code).build();
+        let meta = aws_sdk_ec2::error::ErrorMetadata::builder()
+            .code(code)
+            .build();
         SdkError::service_error(
             DescribeRegionsError::generic(meta),
             HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
@@ -232,7 +234,10 @@ mod tests {
     #[test]
     fn status_alone_decides_when_there_is_no_code() {
         assert_eq!(reason_for_code(None, Some(403)), FailureReason::AwsDenied);
-        assert_eq!(reason_for_code(None, Some(429)), FailureReason::AwsThrottled);
+        assert_eq!(
+            reason_for_code(None, Some(429)),
+            FailureReason::AwsThrottled
+        );
         assert_eq!(reason_for_code(None, Some(401)), FailureReason::AwsAuth);
         assert_eq!(reason_for_code(None, Some(500)), FailureReason::AwsError);
     }
@@ -258,9 +263,11 @@ mod tests {
         let e: SdkError<ListBucketsError, HttpResponse> = SdkError::timeout_error("slow");
         assert_eq!(classify(&e).reason, FailureReason::Timeout);
 
-        let e: SdkError<ListBucketsError, HttpResponse> = SdkError::dispatch_failure(
-            ConnectorError::other("failed to load credentials: no providers in chain".into(), None),
-        );
+        let e: SdkError<ListBucketsError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::other(
+                "failed to load credentials: no providers in chain".into(),
+                None,
+            ));
         assert_eq!(classify(&e).reason, FailureReason::AwsAuth);
     }
 }

@@ -129,7 +129,10 @@ impl AwsHttpClient {
             builder = builder.pool_max_idle_per_host(0);
         }
         let client = builder.build().map_err(|e| {
-            Failure::new(FailureReason::Other, format!("building the AWS HTTP client: {e}"))
+            Failure::new(
+                FailureReason::Other,
+                format!("building the AWS HTTP client: {e}"),
+            )
         })?;
         Ok(AwsHttpClient {
             connector: Connector {
@@ -179,7 +182,8 @@ fn user_error(e: impl StdError + Send + Sync + 'static) -> ConnectorError {
 
 impl Connector {
     async fn send(self, request: HttpRequest) -> Result<HttpResponse, ConnectorError> {
-        let method = reqwest::Method::from_bytes(request.method().as_bytes()).map_err(user_error)?;
+        let method =
+            reqwest::Method::from_bytes(request.method().as_bytes()).map_err(user_error)?;
         let mut url = reqwest::Url::parse(request.uri()).map_err(user_error)?;
         let mut headers = HeaderMap::new();
         for (k, v) in request.headers() {
@@ -234,7 +238,8 @@ impl Connector {
         let mut out = HttpResponse::new(status, SdkBody::from_body_1_x(reqwest::Body::from(resp)));
         for (k, v) in resp_headers.iter() {
             if let Ok(v) = v.to_str() {
-                out.headers_mut().append(k.as_str().to_string(), v.to_string());
+                out.headers_mut()
+                    .append(k.as_str().to_string(), v.to_string());
             }
         }
         Ok(out)

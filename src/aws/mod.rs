@@ -132,7 +132,9 @@ pub fn resolve_endpoint(
                 .set_endpoint(endpoint_url.map(str::to_string))
                 .build()
                 .map_err(|e| EndpointError(e.to_string()))?;
-            DefaultResolver::new().resolve_endpoint(&params).now_or_never()
+            DefaultResolver::new()
+                .resolve_endpoint(&params)
+                .now_or_never()
         }
         AwsService::Ec2 => {
             use aws_sdk_ec2::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
@@ -143,20 +145,27 @@ pub fn resolve_endpoint(
                 .set_endpoint(endpoint_url.map(str::to_string))
                 .build()
                 .map_err(|e| EndpointError(e.to_string()))?;
-            DefaultResolver::new().resolve_endpoint(&params).now_or_never()
+            DefaultResolver::new()
+                .resolve_endpoint(&params)
+                .now_or_never()
         }
     };
     match resolved {
         Some(Ok(ep)) => Ok(ep.url().to_string()),
         Some(Err(e)) => Err(EndpointError(e.to_string())),
-        None => Err(EndpointError("the endpoint resolver did not answer at once".into())),
+        None => Err(EndpointError(
+            "the endpoint resolver did not answer at once".into(),
+        )),
     }
 }
 
 /// Splits an endpoint URL into host and port (443 for https, 80 for http when absent).
 pub fn endpoint_host_port(url: &str) -> Option<(String, u16)> {
     let parsed = reqwest::Url::parse(url).ok()?;
-    let host = parsed.host_str()?.trim_start_matches('[').trim_end_matches(']');
+    let host = parsed
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = parsed.port_or_known_default()?;
     Some((host.to_string(), port))
 }
@@ -183,7 +192,12 @@ mod tests {
     fn dual_stack_with_override_is_rejected() {
         let e = resolve_endpoint(AwsService::S3, "us-east-1", true, Some("https://x.test"));
         assert!(e.is_err(), "{e:?}");
-        let ok = resolve_endpoint(AwsService::S3, "us-east-1", false, Some("https://x.test:8443"));
+        let ok = resolve_endpoint(
+            AwsService::S3,
+            "us-east-1",
+            false,
+            Some("https://x.test:8443"),
+        );
         assert_eq!(ok.unwrap(), "https://x.test:8443");
     }
 

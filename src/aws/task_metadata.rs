@@ -98,7 +98,12 @@ pub fn parse(body: &str) -> Result<TaskMetadata, String> {
     if raw.task_arn.is_empty() && raw.family.is_empty() {
         return Err("neither TaskARN nor Family is set".into());
     }
-    let cluster = raw.cluster.rsplit('/').next().unwrap_or_default().to_string();
+    let cluster = raw
+        .cluster
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let mut out = TaskMetadata {
         cluster,
         task_arn: raw.task_arn,
@@ -161,9 +166,9 @@ pub async fn fetch(base: &str, timeout: Duration) -> Result<TaskMetadata, TaskMe
 /// Reads the metadata when `ECS_CONTAINER_METADATA_URI_V4` is set; `Ok(None)` outside ECS.
 pub async fn from_env() -> Result<Option<Arc<TaskMetadata>>, TaskMetadataError> {
     match std::env::var(ENV_VAR) {
-        Ok(uri) if !uri.trim().is_empty() => {
-            fetch(uri.trim(), Duration::from_secs(3)).await.map(|m| Some(Arc::new(m)))
-        }
+        Ok(uri) if !uri.trim().is_empty() => fetch(uri.trim(), Duration::from_secs(3))
+            .await
+            .map(|m| Some(Arc::new(m))),
         _ => Ok(None),
     }
 }

@@ -12,7 +12,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 
-use super::{Discovered, DiscoveryError, EndpointKind, private_dns_name, split_service_name, target_name};
+use super::{
+    Discovered, DiscoveryError, EndpointKind, private_dns_name, split_service_name, target_name,
+};
 use crate::family::Family;
 
 /// A template value: YAML or JSON, tags turned into one-key maps, mapping order kept.
@@ -128,8 +130,23 @@ impl Node {
         let (k, v) = &m.0[0];
         let name = k.strip_prefix("Fn::").unwrap_or(k);
         const KNOWN: &[&str] = &[
-            "Ref", "Sub", "Join", "Select", "If", "GetAtt", "Equals", "Not", "And", "Or",
-            "Condition", "FindInMap", "GetAZs", "Split", "ImportValue", "Base64", "Cidr",
+            "Ref",
+            "Sub",
+            "Join",
+            "Select",
+            "If",
+            "GetAtt",
+            "Equals",
+            "Not",
+            "And",
+            "Or",
+            "Condition",
+            "FindInMap",
+            "GetAZs",
+            "Split",
+            "ImportValue",
+            "Base64",
+            "Cidr",
         ];
         (KNOWN.contains(&name) && (k.starts_with("Fn::") || k == name)).then_some((name, v))
     }
@@ -198,7 +215,11 @@ pub fn parse_template(text: &str) -> Result<Template, TemplateError> {
                 message: format!("resource `{id}` is not a mapping"),
             });
         };
-        let ty = m.get("Type").and_then(Node::as_str).unwrap_or_default().to_string();
+        let ty = m
+            .get("Type")
+            .and_then(Node::as_str)
+            .unwrap_or_default()
+            .to_string();
         out.push((id.clone(), ty, m.clone()));
     }
     Ok(Template {
@@ -218,9 +239,21 @@ impl Scope<'_> {
     fn pseudo(&self, name: &str) -> Option<String> {
         match name {
             "AWS::Region" => Some(self.region.to_string()),
-            "AWS::Partition" => Some(if self.region.starts_with("cn-") { "aws-cn" } else { "aws" }.into()),
+            "AWS::Partition" => Some(
+                if self.region.starts_with("cn-") {
+                    "aws-cn"
+                } else {
+                    "aws"
+                }
+                .into(),
+            ),
             "AWS::URLSuffix" => Some(
-                if self.region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" }.into(),
+                if self.region.starts_with("cn-") {
+                    "amazonaws.com.cn"
+                } else {
+                    "amazonaws.com"
+                }
+                .into(),
             ),
             _ => None,
         }
@@ -260,7 +293,11 @@ impl Scope<'_> {
                     "If" => {
                         let Node::Seq(a) = arg else { return None };
                         let cond = a.first()?.as_str()?;
-                        let chosen = if self.condition(cond)? { a.get(1)? } else { a.get(2)? };
+                        let chosen = if self.condition(cond)? {
+                            a.get(1)?
+                        } else {
+                            a.get(2)?
+                        };
                         self.string(chosen)
                     }
                     _ => None,
@@ -332,8 +369,12 @@ impl Scope<'_> {
                 Some(self.string(a.first()?)? == self.string(a.get(1)?)?)
             }
             "Not" => Some(!self.truth(items(arg)?.first()?, depth + 1)?),
-            "And" => items(arg)?.iter().try_fold(true, |acc, n| Some(acc & self.truth(n, depth + 1)?)),
-            "Or" => items(arg)?.iter().try_fold(false, |acc, n| Some(acc | self.truth(n, depth + 1)?)),
+            "And" => items(arg)?
+                .iter()
+                .try_fold(true, |acc, n| Some(acc & self.truth(n, depth + 1)?)),
+            "Or" => items(arg)?
+                .iter()
+                .try_fold(false, |acc, n| Some(acc | self.truth(n, depth + 1)?)),
             "Condition" => self.truth(self.template.conditions.get(arg.as_str()?)?, depth + 1),
             _ => None,
         }
@@ -360,14 +401,21 @@ pub struct TemplateEndpoint {
 }
 
 /// Every `AWS::EC2::VPCEndpoint` of the template, with `${AWS::Region}` set to `region`.
-pub fn endpoints(template: &Template, region: &str) -> Result<Vec<TemplateEndpoint>, DiscoveryError> {
+pub fn endpoints(
+    template: &Template,
+    region: &str,
+) -> Result<Vec<TemplateEndpoint>, DiscoveryError> {
     let scope = Scope { template, region };
     let mut out = Vec::new();
     for (id, ty, res) in &template.resources {
         if ty != "AWS::EC2::VPCEndpoint" {
             continue;
         }
-        let props = res.get("Properties").and_then(Node::as_map).cloned().unwrap_or_default();
+        let props = res
+            .get("Properties")
+            .and_then(Node::as_map)
+            .cloned()
+            .unwrap_or_default();
         let service_name = props
             .get("ServiceName")
             .and_then(|n| scope.string(n))
@@ -375,7 +423,11 @@ pub fn endpoints(template: &Template, region: &str) -> Result<Vec<TemplateEndpoi
                 path: String::new(),
                 message: format!("{id}: ServiceName cannot be evaluated before deployment"),
             })?;
-        let kind = match props.get("VpcEndpointType").and_then(|n| scope.string(n)).as_deref() {
+        let kind = match props
+            .get("VpcEndpointType")
+            .and_then(|n| scope.string(n))
+            .as_deref()
+        {
             None | Some("Gateway") => EndpointKind::Gateway,
             Some("Interface") => EndpointKind::Interface,
             Some(other) => {
@@ -394,14 +446,21 @@ pub fn endpoints(template: &Template, region: &str) -> Result<Vec<TemplateEndpoi
         let families = match kind {
             EndpointKind::Gateway => vec![Family::Ipv4],
             EndpointKind::Interface => {
-                match props.get("IpAddressType").and_then(|n| scope.string(n)).as_deref() {
+                match props
+                    .get("IpAddressType")
+                    .and_then(|n| scope.string(n))
+                    .as_deref()
+                {
                     Some("dualstack") => vec![Family::Ipv4, Family::Ipv6],
                     Some("ipv6") => vec![Family::Ipv6],
                     _ => vec![Family::Ipv4],
                 }
             }
         };
-        let condition = res.get("Condition").and_then(Node::as_str).map(str::to_string);
+        let condition = res
+            .get("Condition")
+            .and_then(Node::as_str)
+            .map(str::to_string);
         let condition_default = condition.as_deref().and_then(|c| scope.condition(c));
         out.push(TemplateEndpoint {
             logical_id: id.clone(),
@@ -428,7 +487,11 @@ pub fn discover_in_template(text: &str, region: &str) -> Result<Vec<Discovered>,
     let mut out = Vec::new();
     for ep in endpoints(&template, region)? {
         let Some((ep_region, service)) = split_service_name(&ep.service_name) else {
-            tracing::info!("{}: {} is not an AWS service endpoint; skipped", ep.logical_id, ep.service_name);
+            tracing::info!(
+                "{}: {} is not an AWS service endpoint; skipped",
+                ep.logical_id,
+                ep.service_name
+            );
             continue;
         };
         if ep.kind == EndpointKind::Interface && !ep.private_dns {
@@ -436,7 +499,11 @@ pub fn discover_in_template(text: &str, region: &str) -> Result<Vec<Discovered>,
             continue;
         }
         let Some(host) = private_dns_name(service, ep_region) else {
-            tracing::info!("{}: no known DNS name for {}", ep.logical_id, ep.service_name);
+            tracing::info!(
+                "{}: no known DNS name for {}",
+                ep.logical_id,
+                ep.service_name
+            );
             continue;
         };
         out.push(Discovered {
@@ -456,14 +523,20 @@ pub fn discover_in_template(text: &str, region: &str) -> Result<Vec<Discovered>,
 
 /// Reads `path` and discovers its endpoints (for `discovery.cloudformation` and
 /// `dualprobe targets --from-template`).
-pub fn discover_template_file(path: &std::path::Path, region: &str) -> Result<Vec<Discovered>, DiscoveryError> {
+pub fn discover_template_file(
+    path: &std::path::Path,
+    region: &str,
+) -> Result<Vec<Discovered>, DiscoveryError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| DiscoveryError::Template {
         path: shown.clone(),
         message: format!("cannot read: {e}"),
     })?;
     discover_in_template(&text, region).map_err(|e| match e {
-        DiscoveryError::Template { message, .. } => DiscoveryError::Template { path: shown, message },
+        DiscoveryError::Template { message, .. } => DiscoveryError::Template {
+            path: shown,
+            message,
+        },
         other => other,
     })
 }
@@ -533,7 +606,14 @@ Resources:
         let found = discover_in_template(YAML, "eu-west-1").unwrap();
         let hosts: Vec<&str> = found.iter().map(|d| d.host.as_str()).collect();
         // D has private DNS off: no name a task would use.
-        assert_eq!(hosts, ["logs.eu-west-1.amazonaws.com", "kms.eu-west-1.amazonaws.com", "s3.eu-west-1.amazonaws.com"]);
+        assert_eq!(
+            hosts,
+            [
+                "logs.eu-west-1.amazonaws.com",
+                "kms.eu-west-1.amazonaws.com",
+                "s3.eu-west-1.amazonaws.com"
+            ]
+        );
         assert_eq!(found[2].families, vec![Family::Ipv4]);
         assert!(!found[2].check_private);
     }

@@ -162,7 +162,13 @@ pub fn split_service_name(service_name: &str) -> Option<(&str, &str)> {
 pub fn target_name(service: &str, kind: EndpointKind) -> String {
     let base: String = service
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     match kind {
         EndpointKind::Interface => format!("vpce-{base}"),
@@ -200,7 +206,10 @@ pub fn to_targets(found: &[Discovered], config: &Config, source: TargetSource) -
         if d.check_private {
             names.insert(1, "private_dns");
         }
-        let checks: Vec<CheckKind> = names.iter().filter_map(|n| CheckKind::from_name(n)).collect();
+        let checks: Vec<CheckKind> = names
+            .iter()
+            .filter_map(|n| CheckKind::from_name(n))
+            .collect();
         out.push(Arc::new(Target {
             name: d.name.clone(),
             host: Host::parse(&d.host),
@@ -293,19 +302,40 @@ mod tests {
     #[test]
     fn private_dns_names_follow_aws() {
         let r = "eu-west-1";
-        assert_eq!(private_dns_name("logs", r).unwrap(), "logs.eu-west-1.amazonaws.com");
-        assert_eq!(private_dns_name("ecr.api", r).unwrap(), "api.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(
+            private_dns_name("logs", r).unwrap(),
+            "logs.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            private_dns_name("ecr.api", r).unwrap(),
+            "api.ecr.eu-west-1.amazonaws.com"
+        );
         assert_eq!(
             private_dns_name("ecr.dkr", r).unwrap(),
             "dualprobe.dkr.ecr.eu-west-1.amazonaws.com"
         );
-        assert_eq!(private_dns_name("ssmmessages", r).unwrap(), "ssmmessages.eu-west-1.amazonaws.com");
-        assert_eq!(private_dns_name("secretsmanager", r).unwrap(), "secretsmanager.eu-west-1.amazonaws.com");
-        assert_eq!(private_dns_name("sts", "cn-north-1").unwrap(), "sts.cn-north-1.amazonaws.com.cn");
+        assert_eq!(
+            private_dns_name("ssmmessages", r).unwrap(),
+            "ssmmessages.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            private_dns_name("secretsmanager", r).unwrap(),
+            "secretsmanager.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            private_dns_name("sts", "cn-north-1").unwrap(),
+            "sts.cn-north-1.amazonaws.com.cn"
+        );
         assert_eq!(private_dns_name("bad/name", r), None);
-        assert_eq!(split_service_name("com.amazonaws.us-east-1.ecr.dkr"), Some(("us-east-1", "ecr.dkr")));
+        assert_eq!(
+            split_service_name("com.amazonaws.us-east-1.ecr.dkr"),
+            Some(("us-east-1", "ecr.dkr"))
+        );
         assert_eq!(split_service_name("com.example.x"), None);
-        assert_eq!(target_name("ecr.api", EndpointKind::Interface), "vpce-ecr-api");
+        assert_eq!(
+            target_name("ecr.api", EndpointKind::Interface),
+            "vpce-ecr-api"
+        );
         assert_eq!(target_name("s3", EndpointKind::Gateway), "vpce-s3-gateway");
     }
 }

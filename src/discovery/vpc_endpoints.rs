@@ -7,10 +7,13 @@
 
 use std::sync::Arc;
 
-use aws_sdk_ec2::types::{Filter, IpAddressType, State, VpcEndpoint, VpcEndpointType};
+use aws_sdk_ec2::types::{Filter, IpAddressType, VpcEndpoint, VpcEndpointType};
 use aws_sdk_s3::config::SharedCredentialsProvider;
 
-use super::{Discovered, DiscoveryError, EndpointKind, VpcEndpointsDiscovery, private_dns_name, split_service_name, target_name};
+use super::{
+    Discovered, DiscoveryError, EndpointKind, VpcEndpointsDiscovery, private_dns_name,
+    split_service_name, target_name,
+};
 use crate::aws::clients::{ClientParts, default_credentials};
 use crate::aws::errors;
 use crate::aws::http::{AwsHttpClient, AwsHttpOptions};
@@ -51,7 +54,9 @@ impl VpcEndpointsClient {
         .map_err(api)?;
         let credentials = match credentials {
             Some(c) => c,
-            None => default_credentials(&settings.region, resolver).await.map_err(api)?,
+            None => default_credentials(&settings.region, resolver)
+                .await
+                .map_err(api)?,
         };
         let endpoint = crate::aws::resolve_endpoint(
             AwsService::Ec2,
@@ -92,7 +97,12 @@ impl VpcEndpointsClient {
             let out = self
                 .client
                 .describe_vpc_endpoints()
-                .filters(Filter::builder().name("vpc-id").values(&self.vpc_id).build())
+                .filters(
+                    Filter::builder()
+                        .name("vpc-id")
+                        .values(&self.vpc_id)
+                        .build(),
+                )
                 .set_next_token(token)
                 .send()
                 .await
@@ -116,7 +126,10 @@ impl VpcEndpointsClient {
                 cidrs.extend(a.cidr_block.and_then(|c| c.parse::<ipnet::IpNet>().ok()));
             }
             for a in vpc.ipv6_cidr_block_association_set.unwrap_or_default() {
-                cidrs.extend(a.ipv6_cidr_block.and_then(|c| c.parse::<ipnet::IpNet>().ok()));
+                cidrs.extend(
+                    a.ipv6_cidr_block
+                        .and_then(|c| c.parse::<ipnet::IpNet>().ok()),
+                );
             }
         }
         let mut found = from_endpoints(&endpoints);
@@ -132,11 +145,19 @@ impl VpcEndpointsClient {
 pub fn from_endpoints(endpoints: &[VpcEndpoint]) -> Vec<Discovered> {
     let mut out: Vec<Discovered> = Vec::new();
     for ep in endpoints {
-        if ep.state.as_ref().is_some_and(|s| *s != State::Available) {
+        // The API answers `available` (lower case, as in the API reference), which the SDK's
+        // enum (`Available`) does not match; compare the text.
+        if ep
+            .state
+            .as_ref()
+            .is_some_and(|s| !s.as_str().eq_ignore_ascii_case("available"))
+        {
             continue;
         }
         let id = ep.vpc_endpoint_id.clone().unwrap_or_default();
-        let Some(service_name) = ep.service_name.clone() else { continue };
+        let Some(service_name) = ep.service_name.clone() else {
+            continue;
+        };
         let Some((region, service)) = split_service_name(&service_name) else {
             continue;
         };
@@ -197,11 +218,15 @@ pub fn from_endpoints(endpoints: &[VpcEndpoint]) -> Vec<Discovered> {
                 None => name.clone(),
             };
             let first = name.split('.').next().unwrap_or_default();
-            let is_vpce = name.ends_with(".vpce.amazonaws.com") || name.ends_with(".vpce.amazonaws.com.cn");
+            let is_vpce =
+                name.ends_with(".vpce.amazonaws.com") || name.ends_with(".vpce.amazonaws.com.cn");
             let target = if !is_vpce {
                 base.clone()
             } else {
-                match regional_label.as_deref().and_then(|r| first.strip_prefix(r)) {
+                match regional_label
+                    .as_deref()
+                    .and_then(|r| first.strip_prefix(r))
+                {
                     Some("") | None => format!("{base}-regional"),
                     Some(az) => format!("{base}{az}"),
                 }
@@ -215,10 +240,13 @@ pub fn from_endpoints(endpoints: &[VpcEndpoint]) -> Vec<Discovered> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ec2::types::DnsEntry;
+    use aws_sdk_ec2::types::{DnsEntry, State};
 
     fn dns(name: &str) -> DnsEntry {
-        DnsEntry::builder().dns_name(name).hosted_zone_id("Z7HUB22UULQXV").build()
+        DnsEntry::builder()
+            .dns_name(name)
+            .hosted_zone_id("Z7HUB22UULQXV")
+            .build()
     }
 
     #[test]
@@ -227,10 +255,14 @@ mod tests {
             .vpc_endpoint_id("vpce-0123456789abcdef0")
             .vpc_endpoint_type(VpcEndpointType::Interface)
             .service_name("com.amazonaws.us-east-1.logs")
-            .state(State::Available)
+            .state(State::from("available"))
             .ip_address_type(IpAddressType::Dualstack)
-            .dns_entries(dns("vpce-0123456789abcdef0-abcdefgh.logs.us-east-1.vpce.amazonaws.com"))
-            .dns_entries(dns("vpce-0123456789abcdef0-abcdefgh-us-east-1a.logs.us-east-1.vpce.amazonaws.com"))
+            .dns_entries(dns(
+                "vpce-0123456789abcdef0-abcdefgh.logs.us-east-1.vpce.amazonaws.com",
+            ))
+            .dns_entries(dns(
+                "vpce-0123456789abcdef0-abcdefgh-us-east-1a.logs.us-east-1.vpce.amazonaws.com",
+            ))
             .dns_entries(dns("logs.us-east-1.amazonaws.com"))
             .build();
         let dkr = VpcEndpoint::builder()
@@ -249,15 +281,24 @@ mod tests {
         let pending = VpcEndpoint::builder()
             .vpc_endpoint_type(VpcEndpointType::Interface)
             .service_name("com.amazonaws.us-east-1.sts")
-            .state(State::Pending)
+            .state(State::from("pending"))
             .build();
         let found = from_endpoints(&[logs, dkr, s3, pending]);
-        let got: Vec<(&str, &str)> = found.iter().map(|d| (d.name.as_str(), d.host.as_str())).collect();
+        let got: Vec<(&str, &str)> = found
+            .iter()
+            .map(|d| (d.name.as_str(), d.host.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
-                ("vpce-logs-regional", "vpce-0123456789abcdef0-abcdefgh.logs.us-east-1.vpce.amazonaws.com"),
-                ("vpce-logs-us-east-1a", "vpce-0123456789abcdef0-abcdefgh-us-east-1a.logs.us-east-1.vpce.amazonaws.com"),
+                (
+                    "vpce-logs-regional",
+                    "vpce-0123456789abcdef0-abcdefgh.logs.us-east-1.vpce.amazonaws.com"
+                ),
+                (
+                    "vpce-logs-us-east-1a",
+                    "vpce-0123456789abcdef0-abcdefgh-us-east-1a.logs.us-east-1.vpce.amazonaws.com"
+                ),
                 ("vpce-logs", "logs.us-east-1.amazonaws.com"),
                 ("vpce-ecr-dkr", "dualprobe.dkr.ecr.us-east-1.amazonaws.com"),
                 ("vpce-s3-gateway", "s3.us-east-1.amazonaws.com"),

@@ -25,7 +25,11 @@ impl Prober for Dns {
             };
             match cx.env.resolver.lookup(name, cx.family).await {
                 Ok(answer) => {
-                    cx.debug(format!("{name}: {} answers: {:?}", answer.addresses.len(), answer.addresses));
+                    cx.debug(format!(
+                        "{name}: {} answers: {:?}",
+                        answer.addresses.len(),
+                        answer.addresses
+                    ));
                     let obs = Observations {
                         dns_answers: Some(answer.addresses.len() as u32),
                         addresses: answer.addresses.clone(),

@@ -20,7 +20,10 @@ impl Prober for Ec2 {
     fn validate(&self, target: &Target) -> Result<(), String> {
         match &target.aws {
             Some(a) if a.service == AwsService::Ec2 => Ok(()),
-            Some(a) => Err(format!("needs `aws: {{ service: ec2 }}`, not `{}`", a.service)),
+            Some(a) => Err(format!(
+                "needs `aws: {{ service: ec2 }}`, not `{}`",
+                a.service
+            )),
             None => Err("needs an `aws: { service: ec2, region: ... }` block".into()),
         }
     }
@@ -38,14 +41,25 @@ impl Prober for Ec2 {
             };
             let env = cx.env;
             let client = match env.client(target, family, "ec2", || {
-                ClientParts::for_target(target, aws, family, &env.resolver, env.policy.clone(), credentials)
-                    .map(ClientParts::ec2)
+                ClientParts::for_target(
+                    target,
+                    aws,
+                    family,
+                    &env.resolver,
+                    env.policy.clone(),
+                    credentials,
+                )
+                .map(ClientParts::ec2)
             }) {
                 Ok(c) => c,
                 Err(f) => return CheckOutput::fail(f),
             };
             let op = aws.ec2_operation;
-            cx.debug(format!("EC2 {} at {} over {family}", op.as_str(), aws.endpoint));
+            cx.debug(format!(
+                "EC2 {} at {} over {family}",
+                op.as_str(),
+                aws.endpoint
+            ));
             let ec2 = &client.client;
             let out = match op {
                 Ec2Operation::DescribeRegions => {

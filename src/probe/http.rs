@@ -26,11 +26,16 @@ impl Prober for Http {
     fn probe<'a>(&'a self, cx: &'a mut ProbeContext<'_>) -> BoxFuture<'a, CheckOutput> {
         Box::pin(async move {
             // Resolve (and guard) first so an IP literal of the other family fails clearly.
-            if let Err(f) = cx.addresses().await {
-                return CheckOutput::fail(f);
-            }
+            let addresses = match cx.addresses().await {
+                Ok(a) => a,
+                Err(f) => return CheckOutput::fail(f),
+            };
             let target = cx.target;
             let family = cx.family;
+            // The resolver below re-checks names, but a literal host never reaches it.
+            if let Some(f) = addresses.iter().find_map(|ip| off_family(*ip, family)) {
+                return CheckOutput::fail(f);
+            }
             let client = match cx.env.client(target, family, "http", || {
                 build_client(target, family, &cx.env.resolver, cx.env.policy.clone())
             }) {
@@ -54,7 +59,7 @@ impl Prober for Http {
                         ..Observations::default()
                     };
                     if let Some(remote) = resp.remote_addr()
-                        && Family::of(remote.ip()) != family
+                        && wire_family(remote.ip()) != family
                     {
                         return CheckOutput::fail(Failure::new(
                             FailureReason::Other,
@@ -62,7 +67,11 @@ impl Prober for Http {
                         ))
                         .with(obs);
                     }
-                    cx.debug(format!("{} {status} from {:?}", resp.url(), resp.remote_addr()));
+                    cx.debug(format!(
+                        "{} {status} from {:?}",
+                        resp.url(),
+                        resp.remote_addr()
+                    ));
                     if target.http.expect_status.iter().any(|m| m.matches(status)) {
                         CheckOutput::pass(obs)
                     } else {
@@ -77,6 +86,29 @@ impl Prober for Http {
             }
         })
     }
+}
+
+/// The family whose packets reach `ip` from reqwest's sockets. Those are dual-stack (reqwest
+/// cannot set `IPV6_V6ONLY`), so an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), though IPv6
+/// syntax, is reached over IPv4: an "ipv6" probe must never count it as IPv6.
+fn wire_family(ip: IpAddr) -> Family {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Family::Ipv4,
+        other => Family::of(other),
+    }
+}
+
+/// `unreachable` when connecting to `ip` would leave `family`.
+fn off_family(ip: IpAddr, family: Family) -> Option<Failure> {
+    if wire_family(ip) == family {
+        return None;
+    }
+    let detail = if Family::of(ip) == family {
+        format!("{ip} is an IPv4-mapped address: reaching it would use IPv4, not {family}")
+    } else {
+        format!("{ip} is not an {family} address")
+    };
+    Some(Failure::new(FailureReason::Unreachable, detail))
 }
 
 /// A failure carried through reqwest's error chain, so the typed reason survives.
@@ -104,13 +136,22 @@ impl Resolve for PinnedResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let answer = resolver
-                .lookup(&host, family)
-                .await
-                .map_err(|e| Box::new(CarriedFailure(e.to_failure())) as Box<dyn StdError + Send + Sync>)?;
+            let answer = resolver.lookup(&host, family).await.map_err(|e| {
+                Box::new(CarriedFailure(e.to_failure())) as Box<dyn StdError + Send + Sync>
+            })?;
+            if let Some(f) = answer
+                .addresses
+                .iter()
+                .find_map(|ip| off_family(*ip, family))
+            {
+                let f = Failure::new(f.reason, format!("{host}: {}", f.detail));
+                return Err(Box::new(CarriedFailure(f)) as Box<dyn StdError + Send + Sync>);
+            }
             if let Some(p) = &policy {
                 for a in &answer.addresses {
-                    p.check(*a).map_err(|f| Box::new(CarriedFailure(f)) as Box<dyn StdError + Send + Sync>)?;
+                    p.check(*a).map_err(|f| {
+                        Box::new(CarriedFailure(f)) as Box<dyn StdError + Send + Sync>
+                    })?;
                 }
             }
             let addrs: Addrs = Box::new(
@@ -149,21 +190,25 @@ pub fn build_client(
                     "more than 10 redirects",
                 )));
             }
-            let literal = attempt
-                .url()
-                .host_str()
-                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-                .and_then(|h| h.parse::<IpAddr>().ok());
-            if let Some(ip) = literal {
-                if Family::of(ip) != family {
-                    let msg = format!("redirect to {} leaves {family}", attempt.url());
-                    return attempt.error(CarriedFailure(Failure::new(FailureReason::Unreachable, msg)));
-                }
-                if let Some(p) = &policy
-                    && let Err(f) = p.check(ip)
-                {
-                    return attempt.error(CarriedFailure(f));
-                }
+            let host = attempt.url().host_str().map(crate::target::Host::parse);
+            if let Some(crate::target::Host::Ip(ip)) = &host
+                && let Some(f) = off_family(*ip, family)
+            {
+                let msg = format!(
+                    "redirect to {} leaves {family}: {}",
+                    attempt.url(),
+                    f.detail
+                );
+                return attempt.error(CarriedFailure(Failure::new(
+                    FailureReason::Unreachable,
+                    msg,
+                )));
+            }
+            // Every hop passes the policy: literals are guarded, names must be allowed.
+            if let (Some(p), Some(h)) = (&policy, &host)
+                && let Err(f) = p.check_host(h)
+            {
+                return attempt.error(CarriedFailure(f));
             }
             attempt.follow()
         })

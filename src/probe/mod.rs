@@ -386,6 +386,18 @@ pub async fn run_cycle(
     env: &ProbeEnv,
     keep_debug: bool,
 ) -> CycleReport {
+    run_cycle_until(target, family, env, keep_debug, None).await
+}
+
+/// [`run_cycle`] that also ends by `deadline`: each check gets the smaller of the target's
+/// timeout and what is left, and checks past the deadline time out at once.
+pub async fn run_cycle_until(
+    target: &Arc<Target>,
+    family: Family,
+    env: &ProbeEnv,
+    keep_debug: bool,
+    deadline: Option<tokio::time::Instant>,
+) -> CycleReport {
     let mut cx = ProbeContext::new(target, family, env, keep_debug);
     let mut checks = Vec::with_capacity(target.checks.len());
     let mut failed = false;
@@ -403,7 +415,12 @@ pub async fn run_cycle(
             continue;
         }
         let start = Instant::now();
-        let timeout = cx.timeout;
+        let timeout = match deadline {
+            Some(d) => cx
+                .timeout
+                .min(d.saturating_duration_since(tokio::time::Instant::now())),
+            None => cx.timeout,
+        };
         let output = match tokio::time::timeout(timeout, kind.prober().probe(&mut cx)).await {
             Ok(output) => output,
             Err(_) => CheckOutput::fail(Failure::new(

@@ -81,13 +81,32 @@ mod tests {
 
     #[test]
     fn private_ranges() {
-        for a in ["10.0.1.5", "172.16.0.1", "172.31.255.1", "192.168.3.4", "100.64.0.1", "fd12::1", "fc00::5", "::ffff:10.1.2.3"] {
+        for a in [
+            "10.0.1.5",
+            "172.16.0.1",
+            "172.31.255.1",
+            "192.168.3.4",
+            "100.64.0.1",
+            "fd12::1",
+            "fc00::5",
+            "::ffff:10.1.2.3",
+        ] {
             assert!(is_private(a.parse().unwrap(), &[]), "{a}");
         }
-        for a in ["52.94.1.1", "172.32.0.1", "100.128.0.1", "2600:1f18::1", "8.8.8.8", "::ffff:52.1.1.1"] {
+        for a in [
+            "52.94.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2600:1f18::1",
+            "8.8.8.8",
+            "::ffff:52.1.1.1",
+        ] {
             assert!(!is_private(a.parse().unwrap(), &[]), "{a}");
         }
         let vpc6: ipnet::IpNet = "2600:1f18:abcd:ef00::/56".parse().unwrap();
-        assert!(is_private("2600:1f18:abcd:ef01::5".parse().unwrap(), &[vpc6]));
+        assert!(is_private(
+            "2600:1f18:abcd:ef01::5".parse().unwrap(),
+            &[vpc6]
+        ));
     }
 }

@@ -19,7 +19,10 @@ impl Prober for S3 {
     fn validate(&self, target: &Target) -> Result<(), String> {
         match &target.aws {
             Some(a) if a.service == AwsService::S3 => Ok(()),
-            Some(a) => Err(format!("needs `aws: {{ service: s3 }}`, not `{}`", a.service)),
+            Some(a) => Err(format!(
+                "needs `aws: {{ service: s3 }}`, not `{}`",
+                a.service
+            )),
             None => Err("needs an `aws: { service: s3, region: ... }` block".into()),
         }
     }
@@ -37,8 +40,15 @@ impl Prober for S3 {
             };
             let env = cx.env;
             let client = match env.client(target, family, "s3", || {
-                ClientParts::for_target(target, aws, family, &env.resolver, env.policy.clone(), credentials)
-                    .map(ClientParts::s3)
+                ClientParts::for_target(
+                    target,
+                    aws,
+                    family,
+                    &env.resolver,
+                    env.policy.clone(),
+                    credentials,
+                )
+                .map(ClientParts::s3)
             }) {
                 Ok(c) => c,
                 Err(f) => return CheckOutput::fail(f),

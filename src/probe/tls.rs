@@ -63,7 +63,10 @@ impl Prober for Tls {
 /// hangs up mid-handshake `reset`.
 pub fn classify(err: &std::io::Error) -> Failure {
     match rustls_error(err) {
-        Some(e) => Failure::new(rustls_reason(e), format!("handshake failed: {}", describe(e))),
+        Some(e) => Failure::new(
+            rustls_reason(e),
+            format!("handshake failed: {}", describe(e)),
+        ),
         None => match FailureReason::from_io(err) {
             FailureReason::Other => {
                 Failure::new(FailureReason::TlsError, format!("handshake failed: {err}"))

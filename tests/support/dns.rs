@@ -296,5 +296,9 @@ fn soa() -> Record {
     let apex = Name::from_ascii(APEX).expect("apex name");
     let mname = Name::from_ascii("ns.test.").expect("mname");
     let rname = Name::from_ascii("hostmaster.test.").expect("rname");
-    Record::from_rdata(apex, 0, RData::SOA(SOA::new(mname, rname, 1, 60, 60, 60, 0)))
+    Record::from_rdata(
+        apex,
+        0,
+        RData::SOA(SOA::new(mname, rname, 1, 60, 60, 60, 0)),
+    )
 }

@@ -4,8 +4,9 @@
 //!
 //! Routes: `/ok` 200, `/fail` 500, `/redirect` 302 to `/ok`, `/redirect-a-only` 302 to `/ok` on
 //! [`A_ONLY_HOST`](super::A_ONLY_HOST) (no AAAA record), `/redirect-other-family` 302 to `/ok`
-//! on the other family's loopback literal, `/redirect-loop` 302 to itself, `/slow` answers
-//! after 30 s. Anything else is 404.
+//! on the other family's loopback literal, `/redirect-mapped` 302 to `/ok` on
+//! `[::ffff:127.0.0.1]` (IPv6 syntax, IPv4 on the wire), `/redirect-loop` 302 to itself, `/slow`
+//! answers after 30 s. Anything else is 404.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,7 +24,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::tls::server_config;
-use super::{A_ONLY_HOST, ServerCert, Tasks, loopback, other_loopback, tcp_listener_pair, with_free_port};
+use super::{
+    A_ONLY_HOST, ServerCert, Tasks, loopback, other_loopback, tcp_listener_pair, with_free_port,
+};
 
 /// One request the server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,12 +128,17 @@ async fn handle(State(side): State<Side>, uri: Uri) -> Response {
         family: side.family,
         path: path.clone(),
     });
-    let redirect = |location: String| (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
+    let redirect =
+        |location: String| (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
     match path.as_str() {
         "/ok" => (StatusCode::OK, "ok").into_response(),
         "/fail" => (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose").into_response(),
         "/redirect" => redirect("/ok".into()),
         "/redirect-loop" => redirect("/redirect-loop".into()),
+        "/redirect-mapped" => redirect(format!(
+            "{}://[::ffff:127.0.0.1]:{}/ok",
+            side.scheme, side.port
+        )),
         "/redirect-a-only" => redirect(format!("{}://{A_ONLY_HOST}:{}/ok", side.scheme, side.port)),
         "/redirect-other-family" => {
             let host = match other_loopback(side.family) {

@@ -5,7 +5,7 @@
 //! Every peer listens on the same port on both loopback addresses, so one target (`host`,
 //! `port`) reaches the IPv4 peer over IPv4 and the IPv6 peer over IPv6, and a redirect that
 //! names a host and port means the same server on either family.
-#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
+#![allow(dead_code, unused_imports)] // Each test binary uses a different subset of these helpers.
 
 pub mod dns;
 pub mod http;
@@ -283,7 +283,10 @@ pub fn show(report: &CycleReport) -> String {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

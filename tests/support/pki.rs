@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tempfile::TempDir;
@@ -73,7 +73,14 @@ impl Pki {
         let ca_der = ca_cert.der().clone();
 
         let (y, m, d) = Pki::NOT_AFTER;
-        let names = [DUAL_HOST, A_ONLY_HOST, TWICE_HOST, "localhost", "127.0.0.1", "::1"];
+        let names = [
+            DUAL_HOST,
+            A_ONLY_HOST,
+            TWICE_HOST,
+            "localhost",
+            "127.0.0.1",
+            "::1",
+        ];
         let server = issue(&ca, &ca_der, &names, (2024, 1, 1), (y, m, d));
         let expired = issue(&ca, &ca_der, &names, (2020, 1, 1), (2021, 1, 1));
         let wrong_name = issue(&ca, &ca_der, &["wrong.test"], (2024, 1, 1), (y, m, d));
@@ -94,7 +101,12 @@ impl Pki {
     }
 
     /// Issues a certificate for `names` valid between the two dates.
-    pub fn issue(&self, names: &[&str], not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> ServerCert {
+    pub fn issue(
+        &self,
+        names: &[&str],
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> ServerCert {
         issue(&self.ca, &self.ca_der, names, not_before, not_after)
     }
 
@@ -118,10 +130,9 @@ fn issue(
     not_after: (i32, u8, u8),
 ) -> ServerCert {
     let key = KeyPair::generate().expect("leaf key");
-    let mut params = CertificateParams::new(
-        names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-    )
-    .expect("leaf params");
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("leaf params");
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, names.first().copied().unwrap_or("test"));
     params.distinguished_name = dn;

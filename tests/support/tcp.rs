@@ -17,8 +17,9 @@ use super::{loopback, with_free_port};
 /// Listeners on 127.0.0.1 and [::1] (one port) that never accept, with a one-connection backlog.
 pub struct NeverAccepting {
     port: u16,
-    _listeners: Vec<Socket>,
-    _fillers: Vec<TcpStream>,
+    // Held, never read: dropping them would close the listeners and free the backlog.
+    listeners: Vec<Socket>,
+    fillers: Vec<TcpStream>,
 }
 
 impl NeverAccepting {
@@ -29,7 +30,7 @@ impl NeverAccepting {
             let addr = SocketAddr::new(loopback(family), l.port);
             let filler = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
                 .expect("the first connect fills the backlog");
-            l._fillers.push(filler);
+            l.fillers.push(filler);
             // Prove the premise instead of trusting it: the next SYN must go unanswered.
             match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
@@ -45,7 +46,8 @@ impl NeverAccepting {
             let mut listeners = Vec::new();
             for family in Family::ALL {
                 let addr = SocketAddr::new(loopback(family), port);
-                let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+                let socket =
+                    Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
                 socket.bind(&addr.into())?;
                 socket.listen(0)?;
                 listeners.push(socket);
@@ -54,8 +56,8 @@ impl NeverAccepting {
         });
         NeverAccepting {
             port,
-            _listeners: listeners,
-            _fillers: Vec::new(),
+            listeners,
+            fillers: Vec::new(),
         }
     }
 

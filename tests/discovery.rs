@@ -1,0 +1,242 @@
+//! Discovery: the repo's own VPC template (seven PrivateLink endpoints, three of them behind a
+//! `Condition`), every `cloudformation/*.yml` kept in step with what discovery finds, and
+//! `DescribeVpcEndpoints`/`DescribeVpcs` answers shaped like the EC2 API reference served by a
+//! real HTTP peer on 127.0.0.1 (moto's shapes are covered in `aws_moto.rs`).
+
+#[path = "support_aws/mod.rs"]
+mod support_aws;
+
+use std::path::{Path, PathBuf};
+
+use dualprobe::config::Config;
+use dualprobe::discovery::cloudformation::{discover_template_file, endpoints, parse_template};
+use dualprobe::discovery::{self, EndpointKind};
+use dualprobe::family::Family;
+use dualprobe::resolver::DnsResolver;
+use dualprobe::target::{Host, TargetSource};
+use support_aws::QueryApiServer;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn the_seed_vpc_template_yields_all_seven_endpoints() {
+    let found = discover_template_file(&repo("cloudformation/ipv6-vpc.yml"), "us-east-1").unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> = found
+        .iter()
+        .map(|d| (d.origin.as_str(), d.host.as_str(), d.condition.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("EcrApiEndpoint", "api.ecr.us-east-1.amazonaws.com", None),
+            (
+                "EcrDkrEndpoint",
+                "dualprobe.dkr.ecr.us-east-1.amazonaws.com",
+                None
+            ),
+            ("LogsEndpoint", "logs.us-east-1.amazonaws.com", None),
+            (
+                "SsmEndpoint",
+                "ssm.us-east-1.amazonaws.com",
+                Some("EcsExecEnabled")
+            ),
+            (
+                "SsmMessagesEndpoint",
+                "ssmmessages.us-east-1.amazonaws.com",
+                Some("EcsExecEnabled")
+            ),
+            (
+                "SecretsManagerEndpoint",
+                "secretsmanager.us-east-1.amazonaws.com",
+                Some("SecretsManagerEnabled")
+            ),
+            ("S3GatewayEndpoint", "s3.us-east-1.amazonaws.com", None),
+        ]
+    );
+    let gateway = found
+        .iter()
+        .find(|d| d.kind == EndpointKind::Gateway)
+        .unwrap();
+    assert_eq!(
+        gateway.families,
+        vec![Family::Ipv4],
+        "gateway endpoints carry IPv4 only"
+    );
+    assert!(
+        !gateway.check_private,
+        "a gateway endpoint keeps the public name"
+    );
+    for d in found.iter().filter(|d| d.kind == EndpointKind::Interface) {
+        assert!(d.check_private, "{}", d.name);
+        assert_eq!(
+            d.families,
+            vec![Family::Ipv4],
+            "{}: no IpAddressType in the template",
+            d.name
+        );
+    }
+
+    // The conditions evaluate with the parameters' defaults: ECS Exec on, Secrets Manager off.
+    let t = parse_template(&std::fs::read_to_string(repo("cloudformation/ipv6-vpc.yml")).unwrap())
+        .unwrap();
+    let defaults: Vec<(String, Option<bool>)> = endpoints(&t, "us-east-1")
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.condition.is_some())
+        .map(|e| (e.logical_id, e.condition_default))
+        .collect();
+    assert_eq!(
+        defaults,
+        [
+            ("SsmEndpoint".to_string(), Some(true)),
+            ("SsmMessagesEndpoint".to_string(), Some(true)),
+            ("SecretsManagerEndpoint".to_string(), Some(false)),
+        ]
+    );
+
+    let text = discovery::render_discovered(&found);
+    assert!(text.starts_with("7 endpoint target(s)\n"), "{text}");
+    assert_eq!(text.matches(" if ").count(), 3, "{text}");
+    assert!(text.contains("vpce-secretsmanager"), "{text}");
+    assert!(text.contains("if SecretsManagerEnabled"), "{text}");
+    assert!(text.contains("vpce-s3-gateway"), "{text}");
+}
+
+/// Keeps discovery in step with the repo's templates: every `AWS::EC2::VPCEndpoint` resource in
+/// `cloudformation/` is found (none silently skipped).
+#[test]
+fn every_endpoint_in_the_repo_templates_is_discovered() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo("cloudformation")).unwrap() {
+        let path = entry.unwrap().path();
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yml" | "yaml" | "json")
+        ) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let declared = text.matches("Type: AWS::EC2::VPCEndpoint").count()
+            + text.matches("\"Type\": \"AWS::EC2::VPCEndpoint\"").count();
+        if declared == 0 {
+            // Templates without endpoints must still parse (they may be referenced by config).
+            parse_template(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            continue;
+        }
+        let found = discover_template_file(&path, "eu-west-1").unwrap();
+        assert_eq!(found.len(), declared, "{}", path.display());
+        checked += declared;
+    }
+    assert!(checked >= 7, "the VPC template's endpoints were checked");
+}
+
+#[test]
+fn config_discovery_yields_cloudformation_targets() {
+    let yaml = format!(
+        "families: [ipv4, ipv6]\ntargets:\n  - name: vpce-logs\n    host: logs.example.test\ndiscovery:\n  cloudformation: {{ template: \"{}\", region: eu-north-1 }}\n",
+        repo("cloudformation/ipv6-vpc.yml").display()
+    );
+    let config = Config::from_yaml(&yaml, "test", None).unwrap();
+    let targets = discovery::discover_cloudformation(&config).unwrap();
+    // The configured `vpce-logs` wins over the discovered one of the same name.
+    assert_eq!(targets.len(), 6);
+    assert!(
+        targets
+            .iter()
+            .all(|t| t.source == TargetSource::Cloudformation)
+    );
+    let ecr = targets.iter().find(|t| t.name == "vpce-ecr-api").unwrap();
+    assert_eq!(
+        ecr.host,
+        Host::Name("api.ecr.eu-north-1.amazonaws.com".into())
+    );
+    assert_eq!(ecr.port, 443);
+    let checks: Vec<&str> = ecr.checks.iter().map(|k| k.name()).collect();
+    assert_eq!(checks, ["dns", "private_dns", "tcp", "tls"]);
+    assert_eq!(ecr.families, vec![Family::Ipv4]);
+    let s3 = targets
+        .iter()
+        .find(|t| t.name == "vpce-s3-gateway")
+        .unwrap();
+    let checks: Vec<&str> = s3.checks.iter().map(|k| k.name()).collect();
+    assert_eq!(checks, ["dns", "tcp", "tls"]);
+}
+
+#[tokio::test]
+async fn api_reference_shapes_become_targets() {
+    let server = QueryApiServer::start(vec![
+        (
+            "DescribeVpcEndpoints",
+            std::fs::read_to_string(repo("tests/data/ec2-describe-vpc-endpoints.xml")).unwrap(),
+        ),
+        (
+            "DescribeVpcs",
+            std::fs::read_to_string(repo("tests/data/ec2-describe-vpcs.xml")).unwrap(),
+        ),
+    ])
+    .await;
+    let yaml = format!(
+        "families: [ipv4, ipv6]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: vpc-1a2b3c4d\n    region: us-east-1\n    dual_stack: false\n    endpoint_url: \"http://{}\"\n",
+        server.addr
+    );
+    let config = Config::from_yaml(&yaml, "test", None).unwrap();
+    // No lookups happen (the endpoint is an IP literal); the system resolver config is unused.
+    let resolver = DnsResolver::new(
+        &["127.0.0.1:9".parse().unwrap()],
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    let targets = discovery::discover_vpc_endpoints(
+        &config,
+        &resolver,
+        Some(support_aws::test_credentials()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        *server.actions.lock().unwrap(),
+        ["DescribeVpcEndpoints", "DescribeVpcs"]
+    );
+    let got: Vec<(&str, String, Vec<Family>)> = targets
+        .iter()
+        .map(|t| (t.name.as_str(), t.host.to_string(), t.families.clone()))
+        .collect();
+    let both = vec![Family::Ipv4, Family::Ipv6];
+    assert_eq!(
+        got,
+        [
+            (
+                "vpce-elasticloadbalancing-regional",
+                "vpce-0f89a33420c1931d7-bluzidnv.elasticloadbalancing.us-east-1.vpce.amazonaws.com".to_string(),
+                both.clone()
+            ),
+            (
+                "vpce-elasticloadbalancing-us-east-1b",
+                "vpce-0f89a33420c1931d7-bluzidnv-us-east-1b.elasticloadbalancing.us-east-1.vpce.amazonaws.com".to_string(),
+                both.clone()
+            ),
+            (
+                "vpce-elasticloadbalancing-us-east-1a",
+                "vpce-0f89a33420c1931d7-bluzidnv-us-east-1a.elasticloadbalancing.us-east-1.vpce.amazonaws.com".to_string(),
+                both.clone()
+            ),
+            ("vpce-elasticloadbalancing", "elasticloadbalancing.us-east-1.amazonaws.com".to_string(), both.clone()),
+            ("vpce-s3-gateway", "s3.us-east-1.amazonaws.com".to_string(), vec![Family::Ipv4]),
+        ],
+        "the pending ecr.dkr endpoint is left out"
+    );
+    let elb = &targets[0];
+    assert!(elb.private_cidrs.contains(&"10.0.0.0/16".parse().unwrap()));
+    assert!(
+        elb.private_cidrs
+            .contains(&"2600:1f18:47b:a200::/56".parse().unwrap()),
+        "the VPC's IPv6 block counts as private for private_dns"
+    );
+    assert!(
+        targets
+            .iter()
+            .all(|t| t.source == TargetSource::VpcEndpoints)
+    );
+}
