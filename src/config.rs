@@ -651,7 +651,7 @@ fn build_target(
         },
         Some(h) if !h.value.trim().is_empty() => Host::parse(h.value.trim()),
         Some(h) => {
-            p.add(line_of(&h), format!("{field}.host"), "must not be empty");
+            p.add(line_of(h), format!("{field}.host"), "must not be empty");
             Host::Name(String::new())
         }
         None => {

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod aws;
 pub mod config;
 pub mod discovery;
+pub mod emf;
 pub mod env;
 pub mod family;
 pub mod guard;

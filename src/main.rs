@@ -56,7 +56,7 @@ enum Command {
     },
 }
 
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone)]
 struct RunArgs {
     /// Config file (else DUALPROBE_CONFIG, DUALPROBE_CONFIG_FILE, or the embedded default).
     #[arg(long, global = true)]
@@ -67,6 +67,12 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Also write CloudWatch EMF lines to stdout, one per check per cycle (logs go to stderr).
+    #[arg(long)]
+    emf: bool,
+    /// CloudWatch namespace of the EMF metrics.
+    #[arg(long, default_value = "dualprobe")]
+    emf_namespace: String,
 }
 
 #[derive(Clone, Copy, Default, ValueEnum)]
@@ -195,7 +201,13 @@ async fn run(args: RunArgs) -> Result<bool> {
     let listener = bind_dual_stack(listen).with_context(|| format!("listening on {listen}"))?;
     tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "dualprobe starting");
     let shutdown = CancellationToken::new();
-    let agent = Agent::start(source, config, RunOptions::default(), shutdown.clone())?;
+    let mut options = RunOptions::default();
+    if args.emf {
+        options
+            .sinks
+            .push(Arc::new(dualprobe::emf::EmfSink::stdout(&args.emf_namespace)));
+    }
+    let agent = Agent::start(source, config, options, shutdown.clone())?;
     tokio::spawn(wait_for_shutdown_signal(shutdown));
     agent::run(listener, agent, Duration::from_millis(800)).await?;
     tracing::info!("dualprobe stopped");

@@ -10,7 +10,7 @@ mod support;
 #[path = "support_aws/mod.rs"]
 mod support_aws;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -377,7 +377,6 @@ async fn describe_vpc_endpoints_discovery_against_moto() {
         })
         .collect();
     got.sort();
-    eprintln!("{got:#?}");
     // moto names interface endpoints `vpce-….SERVICE.R.vpce.amazonaws.com` style entries
     // differently from AWS; whatever it returns, every entry of our VPC's endpoints is a target,
     // the gateway endpoint becomes the regional S3 name over IPv4, and kms (other VPC) is absent.
@@ -402,5 +401,4 @@ async fn describe_vpc_endpoints_discovery_against_moto() {
         "{:?}",
         logs.private_cidrs
     );
-    let _ = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0);
 }
