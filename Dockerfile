@@ -4,7 +4,8 @@
 #
 #   docker build -t dualprobe:dev --build-arg VERSION=0.1.0 .
 #
-# Stage 1 builds a fully static musl binary (rustls + ring, no OpenSSL);
+# Stage 1 builds a fully static binary with scripts/build-release.sh (glibc linked statically,
+# rustls + ring, no OpenSSL) -- the same script CI runs, so CI tests the binary this image ships;
 # stage 2 is an empty `scratch` image that holds only that binary.
 # The binary carries its own CA roots (webpki-roots) and an embedded default
 # config, so nothing else is needed at run time.
@@ -13,22 +14,13 @@
 # Pinned to the crate's rust-version (Cargo.toml: rust-version = "1.90").
 FROM rust:1.90.0-bookworm AS builder
 
-ARG TARGET=x86_64-unknown-linux-musl
+ARG TARGET=x86_64-unknown-linux-gnu
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# musl-tools provides musl-gcc, which the `cc` crate uses to build ring's C/asm parts.
-# DL3008 (pin apt versions) ignored: the pinned bookworm base image already fixes the
-# Debian release, and exact .deb versions vanish from the mirror on every point release.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools \
- && rm -rf /var/lib/apt/lists/* \
- && rustup target add "${TARGET}"
-
-ENV CC_x86_64_unknown_linux_musl=musl-gcc \
-    CARGO_TERM_COLOR=never \
-    CARGO_INCREMENTAL=0
+ENV CARGO_TERM_COLOR=never \
+    CARGO_INCREMENTAL=0 \
+    TARGET=${TARGET}
 
 WORKDIR /build
 
@@ -37,6 +29,7 @@ WORKDIR /build
 # [[bench]]/[[test]]/[[example]] or explicit `path = "*.rs"`) so cargo can load it;
 # only src/ is replaced by the real sources below.
 COPY Cargo.toml Cargo.lock ./
+COPY scripts/build-release.sh ./scripts/build-release.sh
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
@@ -46,7 +39,7 @@ RUN mkdir -p src \
        /^name *=/ { n = $2 } /^path *= *".*\.rs"/ { p = $2 } END { f() }' \
       Cargo.toml \
     | while read -r f; do mkdir -p "$(dirname "$f")"; [ -e "$f" ] || echo 'fn main() {}' > "$f"; done \
- && cargo build --release --locked --target "${TARGET}" \
+ && scripts/build-release.sh \
  && rm -rf src \
            "target/${TARGET}/release/dualprobe" \
            "target/${TARGET}/release/deps/dualprobe-"* \
@@ -55,13 +48,10 @@ RUN mkdir -p src \
 
 # --- application layer ---
 COPY src ./src
-# Touch the sources so cargo never mistakes them for the dummy build's output;
-# then fail the build if the binary has any shared-library dependency.
+# Touch the sources so cargo never mistakes them for the dummy build's output; the script fails
+# the build if the binary has any shared-library dependency.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --target "${TARGET}" \
- && cp "target/${TARGET}/release/dualprobe" /dualprobe \
- && needed="$(readelf -d /dualprobe | grep NEEDED || true)" \
- && if [ -n "${needed}" ]; then echo "dualprobe is not static: ${needed}" >&2; exit 1; fi
+ && cp "$(scripts/build-release.sh | tail -n 1)" /dualprobe
 
 # ---------------------------------------------------------------------------
 FROM scratch

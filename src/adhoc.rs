@@ -29,9 +29,12 @@ pub struct AdhocRequest {
 #[error("{0}")]
 pub struct AdhocError(pub String);
 
+/// The parts of an ad-hoc target string.
+pub type TargetParts = (Host, Option<u16>, Option<&'static str>, Option<String>);
+
 /// Splits `HOST[:PORT]`, `[V6]:PORT`, a bare IPv6 literal, or `scheme://host[:port][/path]`.
 /// Returns host, port (if given), scheme (if given) and path (if given).
-pub fn split_target(s: &str) -> Result<(Host, Option<u16>, Option<&'static str>, Option<String>), AdhocError> {
+pub fn split_target(s: &str) -> Result<TargetParts, AdhocError> {
     let s = s.trim();
     if s.is_empty() {
         return Err(AdhocError("target is empty".into()));
@@ -41,7 +44,9 @@ pub fn split_target(s: &str) -> Result<(Host, Option<u16>, Option<&'static str>,
     } else if let Some(r) = s.strip_prefix("http://") {
         (Some("http"), r)
     } else if s.contains("://") {
-        return Err(AdhocError(format!("`{s}`: only http:// and https:// URLs are understood")));
+        return Err(AdhocError(format!(
+            "`{s}`: only http:// and https:// URLs are understood"
+        )));
     } else {
         (None, s)
     };
@@ -50,7 +55,9 @@ pub fn split_target(s: &str) -> Result<(Host, Option<u16>, Option<&'static str>,
         None => (rest, None),
     };
     if authority.contains('@') {
-        return Err(AdhocError(format!("`{s}`: user info is not allowed in a target")));
+        return Err(AdhocError(format!(
+            "`{s}`: user info is not allowed in a target"
+        )));
     }
     let bad_port = |p: &str| AdhocError(format!("`{p}` is not a port (1-65535)"));
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
@@ -58,7 +65,12 @@ pub fn split_target(s: &str) -> Result<(Host, Option<u16>, Option<&'static str>,
             .split_once(']')
             .ok_or_else(|| AdhocError(format!("`{authority}`: missing `]`")))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad_port(p))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad_port(p))?,
+            ),
             None if after.is_empty() => None,
             None => return Err(AdhocError(format!("`{authority}`: junk after `]`"))),
         };
@@ -66,7 +78,15 @@ pub fn split_target(s: &str) -> Result<(Host, Option<u16>, Option<&'static str>,
     } else if authority.matches(':').count() > 1 {
         (authority.to_string(), None) // a bare IPv6 literal
     } else if let Some((h, p)) = authority.rsplit_once(':') {
-        (h.to_string(), Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad_port(p))?))
+        (
+            h.to_string(),
+            Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad_port(p))?,
+            ),
+        )
     } else {
         (authority.to_string(), None)
     };
@@ -74,11 +94,15 @@ pub fn split_target(s: &str) -> Result<(Host, Option<u16>, Option<&'static str>,
         return Err(AdhocError(format!("`{s}`: no host")));
     }
     if host.contains(|c: char| c.is_whitespace() || c == '/' || c == '\\') {
-        return Err(AdhocError(format!("`{host}` is not a host name or IP address")));
+        return Err(AdhocError(format!(
+            "`{host}` is not a host name or IP address"
+        )));
     }
     let parsed = Host::parse(&host);
     if let (Host::Name(_), true) = (&parsed, host.contains(':')) {
-        return Err(AdhocError(format!("`{host}` is not a host name or IP address")));
+        return Err(AdhocError(format!(
+            "`{host}` is not a host name or IP address"
+        )));
     }
     Ok((parsed, port, scheme, path))
 }
@@ -88,7 +112,8 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
     let (host, port, scheme, path) = split_target(&req.target)?;
     let mut checks = Vec::new();
     let names: Vec<String> = if req.checks.is_empty() {
-        let tls_like = scheme == Some("https") || (scheme.is_none() && port.is_none_or(|p| p == 443));
+        let tls_like =
+            scheme == Some("https") || (scheme.is_none() && port.is_none_or(|p| p == 443));
         let mut v = vec!["dns".to_string(), "tcp".to_string()];
         if tls_like {
             v.push("tls".into());
@@ -117,13 +142,23 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
     if matches!(host, Host::Ip(_)) {
         checks.retain(|k| k.prober().layer() != Layer::Resolve);
         if checks.is_empty() {
-            return Err(AdhocError("an IP literal needs no dns check; ask for tcp, tls or http".into()));
+            return Err(AdhocError(
+                "an IP literal needs no dns check; ask for tcp, tls or http".into(),
+            ));
         }
     }
     let has_tls = checks.iter().any(|k| k.name() == "tls");
-    let scheme = scheme.unwrap_or(if has_tls || port == Some(443) || port.is_none() { "https" } else { "http" });
+    let scheme = scheme.unwrap_or(if has_tls || port == Some(443) || port.is_none() {
+        "https"
+    } else {
+        "http"
+    });
     let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
-    let mut families = if req.families.is_empty() { Family::ALL.to_vec() } else { req.families.clone() };
+    let mut families = if req.families.is_empty() {
+        Family::ALL.to_vec()
+    } else {
+        req.families.clone()
+    };
     families.sort();
     families.dedup();
     if let Host::Ip(ip) = host {

@@ -12,18 +12,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, ConfigSource};
+use crate::discovery::{DiscoveryError, discover_cloudformation, discover_vpc_endpoints};
 use crate::env::ProbeEnv;
 use crate::guard::AdhocPolicy;
-use crate::probe_api::ProbeGate;
 use crate::metrics::{BuildLabels, Metrics};
+use crate::probe_api::ProbeGate;
 use crate::resolver::DnsResolver;
 use crate::results::{ReportSink, Results};
 use crate::scheduler::{self, Readiness, SchedulerDeps};
+use crate::target::{Target, TargetSource};
 
 /// One loaded config and what runs from it.
 pub struct Generation {
     /// The validated config.
     pub config: Arc<Config>,
+    /// Every target probed: configured, then discovered (CloudFormation, VPC endpoints);
+    /// configured names win.
+    pub targets: Vec<Arc<Target>>,
     /// Probe resources built from it.
     pub env: Arc<ProbeEnv>,
     /// Probe resources for ad-hoc `/probe` targets: the same resolver under [`AdhocPolicy`].
@@ -37,8 +42,24 @@ pub struct Generation {
 }
 
 impl Generation {
-    fn build(config: Config, cancel: CancellationToken) -> Result<Generation, ReloadError> {
+    /// Builds a generation: `vpc_targets` are the last `ec2:DescribeVpcEndpoints` results.
+    fn build(
+        config: Config,
+        vpc_targets: Vec<Arc<Target>>,
+        cancel: CancellationToken,
+    ) -> Result<Generation, ReloadError> {
         let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
+        let mut targets = config.targets.clone();
+        for t in discover_cloudformation(&config)?
+            .into_iter()
+            .chain(vpc_targets)
+        {
+            if targets.iter().any(|x| x.name == t.name) {
+                tracing::debug!(target = %t.name, "discovered target shadowed by an earlier one");
+            } else {
+                targets.push(t);
+            }
+        }
         let adhoc_policy = Arc::new(AdhocPolicy {
             allow: config.probe.allow.clone(),
         });
@@ -48,8 +69,22 @@ impl Generation {
             adhoc_policy,
             probe_gate: ProbeGate::new(&config.probe),
             config: Arc::new(config),
+            targets,
             cancel,
         })
+    }
+
+    /// A target by name (configured or discovered).
+    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    fn vpc_targets(&self) -> Vec<Arc<Target>> {
+        self.targets
+            .iter()
+            .filter(|t| t.source == TargetSource::VpcEndpoints)
+            .cloned()
+            .collect()
     }
 }
 
@@ -62,6 +97,9 @@ pub enum ReloadError {
     /// The resolver could not be built from it.
     #[error("{0}")]
     Resolver(#[from] crate::resolver::ResolverSetupError),
+    /// `discovery.cloudformation` could not be read.
+    #[error("{0}")]
+    Discovery(#[from] DiscoveryError),
 }
 
 /// Options the binary passes in.
@@ -107,7 +145,11 @@ impl Agent {
         build.version = env!("CARGO_PKG_VERSION").to_string();
         metrics.set_build_info(build);
         let results = Arc::new(Results::new(metrics.clone(), options.sinks.clone()));
-        let generation = Arc::new(Generation::build(config, shutdown.child_token())?);
+        let generation = Arc::new(Generation::build(
+            config,
+            Vec::new(),
+            shutdown.child_token(),
+        )?);
         let agent = Arc::new(Agent {
             source,
             registry,
@@ -119,19 +161,19 @@ impl Agent {
             current: RwLock::new(Arc::clone(&generation)),
             reload_lock: tokio::sync::Mutex::new(()),
         });
-        agent.metrics.set_targets(&[], &generation.config.targets);
+        agent.metrics.set_targets(&[], &generation.targets);
         agent.metrics.reload_result(true);
-        agent.readiness.expect(&generation.config.targets);
-        agent.spawn_generation(&generation);
+        agent.readiness.expect(&generation.targets);
+        agent.spawn_generation(&generation, false);
         tracing::info!(
             origin = %generation.config.origin,
-            targets = generation.config.targets.len(),
+            targets = generation.targets.len(),
             "config loaded"
         );
         Ok(agent)
     }
 
-    fn spawn_generation(&self, g: &Generation) {
+    fn spawn_generation(self: &Arc<Self>, g: &Generation, vpc_refresh_waits: bool) {
         let deps = SchedulerDeps {
             env: Arc::clone(&g.env),
             results: Arc::clone(&self.results),
@@ -139,7 +181,91 @@ impl Agent {
             readiness: Arc::clone(&self.readiness),
             run: scheduler::real_cycle(),
         };
-        scheduler::spawn(&g.config.targets, deps, &self.tracker, g.cancel.clone());
+        scheduler::spawn(&g.targets, deps, &self.tracker, g.cancel.clone());
+        self.spawn_vpc_refresh(g, vpc_refresh_waits);
+    }
+
+    /// Re-discovers VPC endpoints every `refresh` while this generation lives; a changed set
+    /// swaps in a new generation (same config), a failure keeps the current set.
+    fn spawn_vpc_refresh(self: &Arc<Self>, g: &Generation, wait_first: bool) {
+        let Some(v) = g.config.discovery.vpc_endpoints.clone() else {
+            return;
+        };
+        let agent = Arc::clone(self);
+        let config = Arc::clone(&g.config);
+        let resolver = g.env.resolver.clone();
+        let cancel = g.cancel.clone();
+        let current: Vec<(String, String)> = g
+            .vpc_targets()
+            .iter()
+            .map(|t| (t.name.clone(), t.host.to_string()))
+            .collect();
+        self.tracker.spawn(async move {
+            if wait_first {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(v.refresh) => {}
+                }
+            }
+            loop {
+                let found = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = discover_vpc_endpoints(&config, &resolver, None) => r,
+                };
+                match found {
+                    Ok(targets) => {
+                        let mut seen: Vec<(String, String)> = targets
+                            .iter()
+                            .map(|t| (t.name.clone(), t.host.to_string()))
+                            .collect();
+                        seen.sort();
+                        let mut now = current.clone();
+                        now.sort();
+                        if seen != now {
+                            tracing::info!(
+                                vpc_id = %v.vpc_id,
+                                endpoints = targets.len(),
+                                "VPC endpoints changed"
+                            );
+                            agent.swap_discovered(&config, targets).await;
+                            return; // the new generation runs its own refresh
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        vpc_id = %v.vpc_id,
+                        error = %e,
+                        "VPC endpoint discovery failed; keeping the previous endpoints"
+                    ),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(v.refresh) => {}
+                }
+            }
+        });
+    }
+
+    /// Swaps in a generation of the same config with a new VPC endpoint set.
+    async fn swap_discovered(self: &Arc<Self>, config: &Arc<Config>, vpc: Vec<Arc<Target>>) {
+        let _serial = self.reload_lock.lock().await;
+        let old = self.current();
+        if !Arc::ptr_eq(&old.config, config) {
+            return; // a reload got there first
+        }
+        match Generation::build((**config).clone(), vpc, self.shutdown.child_token()) {
+            Ok(new) => self.install(old, new, true),
+            Err(e) => tracing::warn!(error = %e, "cannot apply discovered VPC endpoints"),
+        }
+    }
+
+    /// Stops `old`, starts `new`, and moves metrics and results over.
+    fn install(self: &Arc<Self>, old: Arc<Generation>, new: Generation, vpc_refresh_waits: bool) {
+        let new = Arc::new(new);
+        old.cancel.cancel();
+        self.metrics.set_targets(&old.targets, &new.targets);
+        self.results.retain(&new.targets);
+        self.spawn_generation(&new, vpc_refresh_waits);
+        *self.current.write().expect("generation lock") = new;
     }
 
     /// The current generation.
@@ -149,13 +275,18 @@ impl Agent {
 
     /// Re-reads the config. A bad one is logged and refused (the old one keeps running and
     /// `dualprobe_config_last_reload_successful` drops to 0); a good one replaces it.
-    pub async fn reload(&self) -> Result<(), ReloadError> {
+    pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
         let _serial = self.reload_lock.lock().await;
-        let loaded = self
-            .source
-            .load()
-            .map_err(ReloadError::from)
-            .and_then(|c| Generation::build(c, self.shutdown.child_token()));
+        let old = self.current();
+        let loaded = self.source.load().map_err(ReloadError::from).and_then(|c| {
+            // Keep the last VPC endpoints while the new generation re-discovers them.
+            let vpc = if c.discovery.vpc_endpoints.is_some() {
+                old.vpc_targets()
+            } else {
+                Vec::new()
+            };
+            Generation::build(c, vpc, self.shutdown.child_token())
+        });
         let new = match loaded {
             Ok(v) => v,
             Err(e) => {
@@ -164,7 +295,6 @@ impl Agent {
                 return Err(e);
             }
         };
-        let old = self.current();
         if new.config.listen != old.config.listen {
             tracing::warn!(
                 old = %old.config.listen,
@@ -172,29 +302,17 @@ impl Agent {
                 "`listen` changed; it takes effect on restart"
             );
         }
-        let new = Arc::new(new);
-        old.cancel.cancel();
-        self.metrics.set_targets(&old.config.targets, &new.config.targets);
-        self.results.retain(&new.config.targets);
-        self.spawn_generation(&new);
-        *self.current.write().expect("generation lock") = Arc::clone(&new);
+        let (origin, count) = (new.config.origin.clone(), new.targets.len());
+        self.install(old, new, false);
         self.metrics.reload_result(true);
-        tracing::info!(
-            origin = %new.config.origin,
-            targets = new.config.targets.len(),
-            "config reloaded"
-        );
+        tracing::info!(origin = %origin, targets = count, "config reloaded");
         Ok(())
     }
 }
 
 /// Serves the agent on `listener` until `shutdown` fires, then stops every task (waiting at most
 /// `grace` for them).
-pub async fn run(
-    listener: TcpListener,
-    agent: Arc<Agent>,
-    grace: Duration,
-) -> std::io::Result<()> {
+pub async fn run(listener: TcpListener, agent: Arc<Agent>, grace: Duration) -> std::io::Result<()> {
     let shutdown = agent.shutdown.clone();
     #[cfg(unix)]
     {
@@ -216,10 +334,14 @@ pub async fn run(
         });
     }
     let app = crate::server::router(Arc::clone(&agent));
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let result = serve.await;
     agent.tracker.close();
-    if tokio::time::timeout(grace, agent.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(grace, agent.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within {grace:?}");
     }
     result

@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 use crate::family::Family;
 use crate::probe::CheckKind;
 use crate::target::{
-    AddressSelection, Expect, Expectations, HttpSettings, Host, StatusMatcher, Target,
+    AddressSelection, Expect, Expectations, Host, HttpSettings, StatusMatcher, Target,
     TargetSource, TlsSettings,
 };
 
@@ -419,7 +419,10 @@ fn parse_duration(
             p.add(
                 line_of(raw),
                 field,
-                format!("`{}` is not a duration ({e}); write e.g. 15s, 500ms, 1m", raw.value),
+                format!(
+                    "`{}` is not a duration ({e}); write e.g. 15s, 500ms, 1m",
+                    raw.value
+                ),
             );
             None
         }
@@ -464,21 +467,28 @@ impl Config {
         let mut p = Problems(Vec::new());
 
         let listen = match &raw.listen {
-            None => DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
             Some(s) => match s.value.parse::<SocketAddr>() {
                 Ok(a) => a,
                 Err(_) => {
                     p.add(
                         line_of(s),
                         "listen",
-                        format!("`{}` is not an address like [::]:9469 or 0.0.0.0:9469", s.value),
+                        format!(
+                            "`{}` is not an address like [::]:9469 or 0.0.0.0:9469",
+                            s.value
+                        ),
                     );
-                    DEFAULT_LISTEN.parse().expect("default listen address parses")
+                    DEFAULT_LISTEN
+                        .parse()
+                        .expect("default listen address parses")
                 }
             },
         };
-        let interval = parse_duration(&mut p, &raw.interval, "interval")
-            .unwrap_or(Duration::from_secs(15));
+        let interval =
+            parse_duration(&mut p, &raw.interval, "interval").unwrap_or(Duration::from_secs(15));
         let timeout =
             parse_duration(&mut p, &raw.timeout, "timeout").unwrap_or(Duration::from_secs(5));
         if timeout >= interval {
@@ -535,7 +545,10 @@ impl Config {
                 p.add(
                     line_of(&rt.name),
                     format!("{field}.name"),
-                    format!("`{}` is used by an earlier target; names must be unique", rt.name.value),
+                    format!(
+                        "`{}` is used by an earlier target; names must be unique",
+                        rt.name.value
+                    ),
                 );
             }
             if let Some(t) = build_target(&mut p, rt, &field, &defaults) {
@@ -563,7 +576,11 @@ impl Config {
                 port: m.port,
                 checks: m.checks,
                 // Modules have no schedule; a long interval keeps any timeout valid.
-                interval: Some(Spanned::new("24h".to_string(), name.referenced, name.defined)),
+                interval: Some(Spanned::new(
+                    "24h".to_string(),
+                    name.referenced,
+                    name.defined,
+                )),
                 timeout: m.timeout,
                 families: m.families,
                 addresses: m.addresses,
@@ -632,10 +649,16 @@ fn build_target(
     let before = p.0.len();
     let name = rt.name.value.trim().to_string();
     if name.is_empty() {
-        p.add(line_of(&rt.name), format!("{field}.name"), "must not be empty");
+        p.add(
+            line_of(&rt.name),
+            format!("{field}.name"),
+            "must not be empty",
+        );
     }
     let aws = rt.aws.as_ref().and_then(|a| build_aws(p, a, field));
-    let aws_endpoint = aws.as_ref().and_then(|a| crate::aws::endpoint_host_port(&a.endpoint));
+    let aws_endpoint = aws
+        .as_ref()
+        .and_then(|a| crate::aws::endpoint_host_port(&a.endpoint));
     let host = match &rt.host {
         Some(h) if rt.aws.is_some() => {
             p.add(
@@ -682,7 +705,11 @@ fn build_target(
         }
         Some(list) => {
             if list.value.is_empty() {
-                p.add(line_of(list), format!("{field}.checks"), "must name at least one check");
+                p.add(
+                    line_of(list),
+                    format!("{field}.checks"),
+                    "must name at least one check",
+                );
             }
             for (j, c) in list.value.iter().enumerate() {
                 match CheckKind::from_name(c.value.trim()) {
@@ -711,7 +738,8 @@ fn build_target(
         checks.retain(|k| k.prober().layer() != crate::probe::Layer::Resolve);
     }
 
-    let interval = parse_duration(p, &rt.interval, &format!("{field}.interval")).unwrap_or(d.interval);
+    let interval =
+        parse_duration(p, &rt.interval, &format!("{field}.interval")).unwrap_or(d.interval);
     let timeout = parse_duration(p, &rt.timeout, &format!("{field}.timeout")).unwrap_or(d.timeout);
     // With neither set here, the top-level check already reported it.
     let overrides = rt.timeout.is_some() || rt.interval.is_some();
@@ -740,7 +768,10 @@ fn build_target(
             p.add(
                 rt.families.as_ref().and_then(line_of).or(line_of(&rt.name)),
                 format!("{field}.families"),
-                format!("{ip} is an {} address but that family is not probed", Family::of(ip)),
+                format!(
+                    "{ip} is an {} address but that family is not probed",
+                    Family::of(ip)
+                ),
             );
         }
     }
@@ -751,12 +782,20 @@ fn build_target(
         Some(s) if s.value == "http" => "http",
         Some(s) if s.value == "https" => "https",
         Some(s) => {
-            p.add(line_of(s), format!("{field}.http.scheme"), format!("`{}` is not http or https", s.value));
+            p.add(
+                line_of(s),
+                format!("{field}.http.scheme"),
+                format!("`{}` is not http or https", s.value),
+            );
             "http"
         }
         None => {
             let port = rt.port.as_ref().map(|p| p.value);
-            if has_tls || port == Some(443) { "https" } else { "http" }
+            if has_tls || port == Some(443) {
+                "https"
+            } else {
+                "http"
+            }
         }
     };
     let port = match &rt.port {
@@ -819,7 +858,11 @@ fn build_target(
     ) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            p.add(ca_file.as_ref().and_then(|(_, l)| *l), format!("{field}.tls.ca_file"), e);
+            p.add(
+                ca_file.as_ref().and_then(|(_, l)| *l),
+                format!("{field}.tls.ca_file"),
+                e,
+            );
             return None;
         }
     };
@@ -850,7 +893,11 @@ fn build_target(
     };
     for k in &target.checks {
         if let Err(msg) = k.prober().validate(&target) {
-            p.add(line_of(&rt.name), format!("{field}.checks"), format!("{}: {msg}", k.name()));
+            p.add(
+                line_of(&rt.name),
+                format!("{field}.checks"),
+                format!("{}: {msg}", k.name()),
+            );
         }
     }
     (p.0.len() == before).then_some(target)
@@ -858,13 +905,21 @@ fn build_target(
 
 fn parse_cidrs(p: &mut Problems, raw: Option<&RawPrivateDns>, field: &str) -> Vec<ipnet::IpNet> {
     let mut out = Vec::new();
-    for (i, c) in raw.map(|r| r.cidrs.as_slice()).unwrap_or_default().iter().enumerate() {
+    for (i, c) in raw
+        .map(|r| r.cidrs.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         match c.value.trim().parse::<ipnet::IpNet>() {
             Ok(n) => out.push(n),
             Err(_) => p.add(
                 line_of(c),
                 format!("{field}.private_dns.cidrs[{i}]"),
-                format!("`{}` is not a CIDR like 10.0.0.0/16 or 2600:1f18:abcd:ef00::/56", c.value),
+                format!(
+                    "`{}` is not a CIDR like 10.0.0.0/16 or 2600:1f18:abcd:ef00::/56",
+                    c.value
+                ),
             ),
         }
     }
@@ -876,12 +931,20 @@ fn check_region(p: &mut Problems, r: &Spanned<String>, field: String) -> Option<
     if is_region_name(v) && v.contains('-') {
         Some(v.to_string())
     } else {
-        p.add(line_of(r), field, format!("`{}` is not a region name like us-east-1", r.value));
+        p.add(
+            line_of(r),
+            field,
+            format!("`{}` is not a region name like us-east-1", r.value),
+        );
         None
     }
 }
 
-fn build_aws(p: &mut Problems, raw: &Spanned<RawAws>, field: &str) -> Option<crate::aws::AwsSettings> {
+fn build_aws(
+    p: &mut Problems,
+    raw: &Spanned<RawAws>,
+    field: &str,
+) -> Option<crate::aws::AwsSettings> {
     use crate::aws::{AwsService, Ec2Operation};
     let a = &raw.value;
     let before = p.0.len();
@@ -890,7 +953,10 @@ fn build_aws(p: &mut Problems, raw: &Spanned<RawAws>, field: &str) -> Option<cra
         p.add(
             line_of(&a.service),
             format!("{field}.aws.service"),
-            format!("unknown service `{}`; known services: s3, ec2", a.service.value),
+            format!(
+                "unknown service `{}`; known services: s3, ec2",
+                a.service.value
+            ),
         );
     }
     let region = check_region(p, &a.region, format!("{field}.aws.region"));
@@ -920,12 +986,20 @@ fn build_aws(p: &mut Problems, raw: &Spanned<RawAws>, field: &str) -> Option<cra
                 p.add(
                     line_of(o),
                     format!("{field}.aws.operation"),
-                    format!("unknown operation `{}`; known: {}", o.value, known.join(", ")),
+                    format!(
+                        "unknown operation `{}`; known: {}",
+                        o.value,
+                        known.join(", ")
+                    ),
                 );
                 Ec2Operation::default()
             }
             _ => {
-                p.add(line_of(o), format!("{field}.aws.operation"), "only applies to `service: ec2`");
+                p.add(
+                    line_of(o),
+                    format!("{field}.aws.operation"),
+                    "only applies to `service: ec2`",
+                );
                 Ec2Operation::default()
             }
         },
@@ -945,7 +1019,11 @@ fn build_aws(p: &mut Problems, raw: &Spanned<RawAws>, field: &str) -> Option<cra
             credentials: None,
         }),
         Err(e) => {
-            p.add(line_of(raw), format!("{field}.aws"), format!("no endpoint: {e}"));
+            p.add(
+                line_of(raw),
+                format!("{field}.aws"),
+                format!("no endpoint: {e}"),
+            );
             None
         }
     }
@@ -1003,15 +1081,23 @@ fn build_discovery(
         };
         let vpc_id = match vpc_id {
             None => {
-                p.add(line_of(v), "discovery.vpc_endpoints.vpc_id", "is required (or set DUALPROBE_VPC_ID)");
+                p.add(
+                    line_of(v),
+                    "discovery.vpc_endpoints.vpc_id",
+                    "is required (or set DUALPROBE_VPC_ID)",
+                );
                 None
             }
             Some((id, line)) => {
-                let ok = id.strip_prefix("vpc-").is_some_and(|h| {
-                    !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())
-                });
+                let ok = id
+                    .strip_prefix("vpc-")
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()));
                 if !ok {
-                    p.add(line, "discovery.vpc_endpoints.vpc_id", format!("`{id}` is not a VPC ID like vpc-0abc123"));
+                    p.add(
+                        line,
+                        "discovery.vpc_endpoints.vpc_id",
+                        format!("`{id}` is not a VPC ID like vpc-0abc123"),
+                    );
                 }
                 Some(id)
             }
@@ -1075,7 +1161,11 @@ fn build_probe_settings(
         };
         match std::fs::read_to_string(&path) {
             Ok(t) if !t.trim().is_empty() => out.token = Some(t.trim().to_string()),
-            Ok(_) => p.add(line_of(tf), "probe.token_file", format!("{} is empty", path.display())),
+            Ok(_) => p.add(
+                line_of(tf),
+                "probe.token_file",
+                format!("{} is empty", path.display()),
+            ),
             Err(e) => p.add(
                 line_of(tf),
                 "probe.token_file",
@@ -1083,17 +1173,24 @@ fn build_probe_settings(
             ),
         }
     }
-    let positive = |p: &mut Problems, v: &Option<Spanned<usize>>, field: &str, default: usize| match v {
-        Some(s) if s.value == 0 => {
-            p.add(line_of(s), field, "must be at least 1");
-            default
-        }
-        Some(s) => s.value,
-        None => default,
-    };
-    out.max_concurrent = positive(p, &raw.max_concurrent, "probe.max_concurrent", out.max_concurrent);
+    let positive =
+        |p: &mut Problems, v: &Option<Spanned<usize>>, field: &str, default: usize| match v {
+            Some(s) if s.value == 0 => {
+                p.add(line_of(s), field, "must be at least 1");
+                default
+            }
+            Some(s) => s.value,
+            None => default,
+        };
+    out.max_concurrent = positive(
+        p,
+        &raw.max_concurrent,
+        "probe.max_concurrent",
+        out.max_concurrent,
+    );
     let widen = |v: &Option<Spanned<u32>>| {
-        v.as_ref().map(|s| Spanned::new(s.value as usize, s.referenced, s.defined))
+        v.as_ref()
+            .map(|s| Spanned::new(s.value as usize, s.referenced, s.defined))
     };
     out.rate_per_second =
         positive(p, &widen(&raw.rate_per_second), "probe.rate_per_second", 10) as u32;

@@ -27,11 +27,13 @@ impl Family {
         }
     }
 
-    /// The family an address belongs to. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are IPv6
-    /// sockets on the wire, so they count as IPv6 here.
+    /// The family whose packets reach `addr`. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is
+    /// IPv6 syntax, but a dual-stack socket reaches it over IPv4, so it counts as IPv4: an "ipv6"
+    /// probe must never pass over IPv4.
     pub fn of(addr: IpAddr) -> Family {
         match addr {
             IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Family::Ipv4,
             IpAddr::V6(_) => Family::Ipv6,
         }
     }

@@ -56,11 +56,13 @@ fn forbidden_v6(v6: Ipv6Addr) -> Option<&'static str> {
     } else if s[0] & 0xffc0 == 0xfe80 {
         Some("link-local (fe80::/10)")
     } else if s[0] == 0xfd00 && s[1] == 0x0ec2 {
-        Some(if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-            "the instance metadata service over IPv6"
-        } else {
-            "an AWS instance-local service address (fd00:ec2::/32)"
-        })
+        Some(
+            if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+                "the instance metadata service over IPv6"
+            } else {
+                "an AWS instance-local service address (fd00:ec2::/32)"
+            },
+        )
     } else if v6.is_multicast() {
         Some("multicast")
     } else {
@@ -98,7 +100,10 @@ pub struct MetadataGuard;
 impl AddressPolicy for MetadataGuard {
     fn check(&self, addr: IpAddr) -> Result<(), Failure> {
         match forbidden(addr) {
-            Some(why) => Err(Failure::new(FailureReason::Forbidden, format!("refused: {why}"))),
+            Some(why) => Err(Failure::new(
+                FailureReason::Forbidden,
+                format!("refused: {why}"),
+            )),
             None => Ok(()),
         }
     }
@@ -138,16 +143,25 @@ impl Allowlist {
                 out.push(AllowEntry::Net(IpNet::from(ip)));
             } else if let Some(rest) = e.strip_prefix("*.") {
                 if rest.is_empty() || rest.contains('*') {
-                    return Err((i, format!("`{e}`: a wildcard may only lead, as in *.example.com")));
+                    return Err((
+                        i,
+                        format!("`{e}`: a wildcard may only lead, as in *.example.com"),
+                    ));
                 }
                 out.push(AllowEntry::Name {
                     suffix: rest.trim_end_matches('.').to_ascii_lowercase(),
                     wildcard: true,
                 });
             } else if e == "*" {
-                return Err((i, "`*` would allow every host; list the domains or CIDRs instead".into()));
+                return Err((
+                    i,
+                    "`*` would allow every host; list the domains or CIDRs instead".into(),
+                ));
             } else if e.is_empty() || e.contains(['*', '/', ':', ' ']) {
-                return Err((i, format!("`{e}` is not a host pattern (*.example.com) or a CIDR (192.0.2.0/24)")));
+                return Err((
+                    i,
+                    format!("`{e}` is not a host pattern (*.example.com) or a CIDR (192.0.2.0/24)"),
+                ));
             } else {
                 out.push(AllowEntry::Name {
                     suffix: e.trim_end_matches('.').to_ascii_lowercase(),

@@ -144,9 +144,15 @@ fn main() -> ExitCode {
             exit(runtime().and_then(|rt| rt.block_on(probe(args, cli.run.config))))
         }
         Some(Command::Healthcheck { url }) => exit(healthcheck(url, cli.run.config)),
-        Some(Command::Targets { from_template, region }) => list_template_targets(from_template, region),
+        Some(Command::Targets {
+            from_template,
+            region,
+        }) => list_template_targets(from_template, region),
         Some(Command::Run(args)) => {
-            let args = RunArgs { config: args.config.or(cli.run.config), ..args };
+            let args = RunArgs {
+                config: args.config.or(cli.run.config),
+                ..args
+            };
             init_logging(args.log_format);
             exit(runtime().and_then(|rt| rt.block_on(run(args))))
         }
@@ -202,10 +208,34 @@ async fn run(args: RunArgs) -> Result<bool> {
     tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "dualprobe starting");
     let shutdown = CancellationToken::new();
     let mut options = RunOptions::default();
+    // ECS task metadata: labels on build_info (not on every series), addresses in the log.
+    match dualprobe::aws::task_metadata::from_env().await {
+        Ok(Some(m)) => {
+            tracing::info!(
+                cluster = %m.cluster,
+                task_family = %m.family,
+                availability_zone = m.availability_zone.as_deref().unwrap_or(""),
+                ipv4 = ?m.ipv4,
+                ipv6 = ?m.ipv6,
+                subnets = ?m.subnet_cidrs,
+                "running in an ECS task"
+            );
+            options.build_labels = dualprobe::metrics::BuildLabels {
+                version: String::new(),
+                availability_zone: m.availability_zone.clone().unwrap_or_default(),
+                cluster: m.cluster.clone(),
+                task_family: m.family.clone(),
+            };
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read ECS task metadata; build_info carries no task labels")
+        }
+    }
     if args.emf {
-        options
-            .sinks
-            .push(Arc::new(dualprobe::emf::EmfSink::stdout(&args.emf_namespace)));
+        options.sinks.push(Arc::new(dualprobe::emf::EmfSink::stdout(
+            &args.emf_namespace,
+        )));
     }
     let agent = Agent::start(source, config, options, shutdown.clone())?;
     tokio::spawn(wait_for_shutdown_signal(shutdown));
@@ -258,19 +288,28 @@ async fn probe(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
         FamilyArg::Both => Family::ALL.to_vec(),
     };
     let config = match config {
-        Some(p) => Some(ConfigSource::File(p).load().map_err(|e| anyhow::anyhow!("{e}"))?),
+        Some(p) => Some(
+            ConfigSource::File(p)
+                .load()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
         None => None,
     };
     let mut nameservers = Vec::new();
     for ns in &args.nameservers {
-        nameservers.push(parse_nameserver(ns).with_context(|| format!("`{ns}` is not a nameserver address like 127.0.0.1:53"))?);
+        nameservers
+            .push(parse_nameserver(ns).with_context(|| {
+                format!("`{ns}` is not a nameserver address like 127.0.0.1:53")
+            })?);
     }
     if nameservers.is_empty()
         && let Some(c) = &config
     {
         nameservers = c.nameservers.clone();
     }
-    let configured = config.as_ref().and_then(|c| c.target(&args.target).cloned());
+    let configured = config
+        .as_ref()
+        .and_then(|c| c.target(&args.target).cloned());
     let target = match configured {
         Some(t) if args.checks.is_empty() => {
             let mut t = (*t).clone();
@@ -314,7 +353,13 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
                     let ob = &o.observations;
                     let mut d = Vec::new();
                     if !ob.addresses.is_empty() {
-                        d.push(ob.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" "));
+                        d.push(
+                            ob.addresses
+                                .iter()
+                                .map(|a| a.to_string())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        );
                     }
                     if let Some(s) = ob.http_status {
                         d.push(format!("HTTP {s}"));
@@ -339,15 +384,30 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
             Some(false) => "EXPECTATION NOT MET",
             None => "not judged",
         };
-        rows.push([r.family.to_string(), "=".into(), verdict.into(), String::new(), String::new()]);
+        rows.push([
+            r.family.to_string(),
+            "=".into(),
+            verdict.into(),
+            String::new(),
+            String::new(),
+        ]);
     }
-    let widths: Vec<usize> = (0..4).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = format!("{name}\n");
     for r in rows {
         let line = format!(
             "  {:w0$}  {:w1$}  {:w2$}  {:>w3$}  {}",
-            r[0], r[1], r[2], r[3], r[4],
-            w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
         );
         out.push_str(line.trim_end());
         out.push('\n');
@@ -356,7 +416,9 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
 }
 
 fn unix_secs() -> i64 {
-    std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs() as i64)
+    std::time::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {
@@ -370,7 +432,9 @@ fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {
             format!("http://127.0.0.1:{port}/-/healthy")
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let client = reqwest::Client::builder()
             .no_proxy()

@@ -165,13 +165,21 @@ impl Metrics {
             reload_success_time: FloatGauge::default(),
         };
         let r = registry.sub_registry_with_prefix("dualprobe");
-        r.register("probe_success", "1 if the last run of the check passed", m.probe_success.clone());
+        r.register(
+            "probe_success",
+            "1 if the last run of the check passed",
+            m.probe_success.clone(),
+        );
         r.register(
             "probe_duration_seconds",
             "Duration of each check run",
             m.probe_duration.clone(),
         );
-        r.register("probes", "Check runs by result (ok or a failure reason)", m.probes.clone());
+        r.register(
+            "probes",
+            "Check runs by result (ok or a failure reason)",
+            m.probes.clone(),
+        );
         r.register(
             "expectation_met",
             "1 if the last cycle matched the target's expectation for the family",
@@ -182,7 +190,11 @@ impl Metrics {
             "The expectation configured per target and family (always 1)",
             m.target_expected.clone(),
         );
-        r.register("target_info", "Targets being probed (always 1)", m.target_info.clone());
+        r.register(
+            "target_info",
+            "Targets being probed (always 1)",
+            m.target_info.clone(),
+        );
         r.register("targets", "Number of targets per source", m.targets.clone());
         r.register(
             "dns_answers",
@@ -204,7 +216,11 @@ impl Metrics {
             "Unix time the check last passed",
             m.last_success.clone(),
         );
-        r.register("build_info", "Build and task information (always 1)", m.build_info.clone());
+        r.register(
+            "build_info",
+            "Build and task information (always 1)",
+            m.build_info.clone(),
+        );
         r.register(
             "config_last_reload_successful",
             "1 if the last config (re)load succeeded",
@@ -239,9 +255,11 @@ impl Metrics {
         let keep: HashSet<(&str, &str, Family)> = new
             .iter()
             .flat_map(|t| {
-                t.checks
-                    .iter()
-                    .flat_map(move |c| t.families.iter().map(move |f| (t.name.as_str(), c.name(), *f)))
+                t.checks.iter().flat_map(move |c| {
+                    t.families
+                        .iter()
+                        .map(move |f| (t.name.as_str(), c.name(), *f))
+                })
             })
             .collect();
         let keep_tf: HashSet<(&str, Family)> = new

@@ -78,7 +78,12 @@ fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
     if !m.ends_with('\n') {
         m.push('\n');
     }
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], m).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        m,
+    )
+        .into_response()
 }
 
 /// The deadline: the scrape timeout header minus the offset, or `timeout=`, capped by config.
@@ -103,10 +108,15 @@ fn probe_timeout(
         let scrape = parse_secs(h).ok_or_else(|| {
             format!("X-Prometheus-Scrape-Timeout-Seconds `{h}` is not a number of seconds")
         })?;
-        t = t.min(scrape.saturating_sub(s.timeout_offset).max(Duration::from_millis(100)));
+        t = t.min(
+            scrape
+                .saturating_sub(s.timeout_offset)
+                .max(Duration::from_millis(100)),
+        );
     }
     if let Some(p) = param {
-        let d = parse_secs(p).ok_or_else(|| format!("timeout `{p}` is not a duration like 5s or 2.5"))?;
+        let d = parse_secs(p)
+            .ok_or_else(|| format!("timeout `{p}` is not a duration like 5s or 2.5"))?;
         t = t.min(d);
     }
     Ok(t)
@@ -124,7 +134,7 @@ fn families_param(v: Option<&str>) -> Result<Option<Vec<Family>>, String> {
 /// Which target a request resolves to, and whether it is ad hoc (guarded).
 fn resolve_target(
     q: &ProbeQuery,
-    config: &Config,
+    generation: &Generation,
     families: &Option<Vec<Family>>,
     timeout: Duration,
 ) -> Result<(Arc<Target>, bool), (StatusCode, String)> {
@@ -134,7 +144,8 @@ fn resolve_target(
         .as_deref()
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| bad("the `target` parameter is required".into()))?;
-    if let Some(t) = config.target(name) {
+    let config: &Config = &generation.config;
+    if let Some(t) = generation.target(name) {
         let mut t = (**t).clone();
         if let Some(f) = families {
             t.families.retain(|x| f.contains(x));
@@ -164,7 +175,9 @@ fn resolve_target(
             t.families.retain(|x| f.contains(x));
         }
         if t.families.is_empty() || t.checks.is_empty() {
-            return Err(bad(format!("module `{m}` has nothing to probe on `{name}` for that family")));
+            return Err(bad(format!(
+                "module `{m}` has nothing to probe on `{name}` for that family"
+            )));
         }
         t.host = host;
         t.source = TargetSource::Adhoc;
@@ -196,16 +209,24 @@ pub async fn probe(
             .unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             let mut r = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
             return r;
         }
     }
     if generation.probe_gate.limiter.check().is_err() {
-        return plain(StatusCode::TOO_MANY_REQUESTS, "rate limit: too many /probe requests");
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit: too many /probe requests",
+        );
     }
     let Ok(_permit) = generation.probe_gate.in_flight.try_acquire() else {
-        return plain(StatusCode::TOO_MANY_REQUESTS, "too many /probe requests in flight");
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many /probe requests in flight",
+        );
     };
     let q = match parse_query(raw.as_deref()) {
         Ok(q) => q,
@@ -219,7 +240,7 @@ pub async fn probe(
         Ok(f) => f,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
-    let (target, adhoc) = match resolve_target(&q, &generation.config, &families, timeout) {
+    let (target, adhoc) = match resolve_target(&q, &generation, &families, timeout) {
         Ok(t) => t,
         Err((status, msg)) => return plain(status, msg),
     };
@@ -242,10 +263,12 @@ pub async fn probe(
     )
     .await;
     if adhoc
-        && let Some(f) = reports
-            .iter()
-            .flat_map(|r| &r.checks)
-            .find_map(|o| o.result.as_ref().err().filter(|f| f.reason == FailureReason::Forbidden))
+        && let Some(f) = reports.iter().flat_map(|r| &r.checks).find_map(|o| {
+            o.result
+                .as_ref()
+                .err()
+                .filter(|f| f.reason == FailureReason::Forbidden)
+        })
     {
         tracing::warn!(target = %target.name, reason = %f.detail, "ad-hoc probe refused");
         return plain(StatusCode::FORBIDDEN, f.detail.clone());
@@ -297,13 +320,20 @@ impl Exposition {
                 if i > 0 {
                     line.push(',');
                 }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = write!(line, "{k}=\"{v}\"");
             }
             line.push('}');
         }
         let _ = write!(line, " {value}");
-        self.metrics.entry(name).or_insert((help, Vec::new())).1.push(line);
+        self.metrics
+            .entry(name)
+            .or_insert((help, Vec::new()))
+            .1
+            .push(line);
     }
 
     fn finish(self) -> String {
@@ -325,40 +355,98 @@ fn render(reports: &[CycleReport], single_family: bool) -> String {
     let mut e = Exposition::default();
     for r in reports {
         let fam = r.family.as_str();
-        let fam_labels: Vec<(&str, &str)> = if single_family { vec![] } else { vec![("family", fam)] };
+        let fam_labels: Vec<(&str, &str)> = if single_family {
+            vec![]
+        } else {
+            vec![("family", fam)]
+        };
         let success = r.expectation_met.unwrap_or_else(|| r.all_passed());
-        e.add("probe_success", "Whether the probe succeeded (met its expectation)", &fam_labels, f64::from(u8::from(success)));
-        e.add("probe_duration_seconds", "How long the probe took", &fam_labels, r.duration().as_secs_f64());
-        e.add("probe_ip_protocol", "The IP protocol of the probe (4 or 6)", &fam_labels, f64::from(r.family.ip_version()));
+        e.add(
+            "probe_success",
+            "Whether the probe succeeded (met its expectation)",
+            &fam_labels,
+            f64::from(u8::from(success)),
+        );
+        e.add(
+            "probe_duration_seconds",
+            "How long the probe took",
+            &fam_labels,
+            r.duration().as_secs_f64(),
+        );
+        e.add(
+            "probe_ip_protocol",
+            "The IP protocol of the probe (4 or 6)",
+            &fam_labels,
+            f64::from(r.family.ip_version()),
+        );
         for o in &r.checks {
             let check = o.check.name();
             let labels = [("check", check), ("family", fam)];
-            e.add("dualprobe_check_success", "Whether the check passed", &labels, f64::from(u8::from(o.passed())));
-            e.add("dualprobe_check_duration_seconds", "How long the check took", &labels, o.duration.as_secs_f64());
+            e.add(
+                "dualprobe_check_success",
+                "Whether the check passed",
+                &labels,
+                f64::from(u8::from(o.passed())),
+            );
+            e.add(
+                "dualprobe_check_duration_seconds",
+                "How long the check took",
+                &labels,
+                o.duration.as_secs_f64(),
+            );
             if let Err(f) = &o.result {
                 e.add(
                     "dualprobe_check_failure_info",
                     "Why the check failed (always 1)",
-                    &[("check", check), ("family", fam), ("reason", f.reason.as_str())],
+                    &[
+                        ("check", check),
+                        ("family", fam),
+                        ("reason", f.reason.as_str()),
+                    ],
                     1.0,
                 );
             }
             let ob = &o.observations;
             if check == "dns" {
-                e.add("probe_dns_lookup_time_seconds", "Duration of the DNS lookup", &fam_labels, o.duration.as_secs_f64());
+                e.add(
+                    "probe_dns_lookup_time_seconds",
+                    "Duration of the DNS lookup",
+                    &fam_labels,
+                    o.duration.as_secs_f64(),
+                );
             }
             if let Some(n) = ob.dns_answers {
-                e.add("dualprobe_dns_answers", "Answers of the family's record type", &[("family", fam)], f64::from(n));
+                e.add(
+                    "dualprobe_dns_answers",
+                    "Answers of the family's record type",
+                    &[("family", fam)],
+                    f64::from(n),
+                );
             }
             if let Some(s) = ob.http_status {
-                e.add("probe_http_status_code", "Response HTTP status code", &fam_labels, f64::from(s));
+                e.add(
+                    "probe_http_status_code",
+                    "Response HTTP status code",
+                    &fam_labels,
+                    f64::from(s),
+                );
             }
             if let Some(t) = ob.cert_not_after {
-                e.add("probe_ssl_earliest_cert_expiry", "Expiry of the leaf certificate, unix seconds", &fam_labels, t as f64);
+                e.add(
+                    "probe_ssl_earliest_cert_expiry",
+                    "Expiry of the leaf certificate, unix seconds",
+                    &fam_labels,
+                    t as f64,
+                );
             }
         }
         if let Some(met) = r.expectation_met {
-            e.add("dualprobe_expectation_met", "Whether the target's expectation held", &[("family", fam)], f64::from(u8::from(met)));
+            e.add(
+                "dualprobe_expectation_met",
+                "Whether the target's expectation held",
+                &[("family", fam)],
+                f64::from(u8::from(met)),
+            );
         }
     }
     e.finish()

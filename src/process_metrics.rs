@@ -107,10 +107,26 @@ impl Collector for ProcessCollector {
             ConstCounter::new(v).encode(e)?;
         }
         let gauges: [(&str, &str, Option<i64>); 4] = [
-            ("process_resident_memory_bytes", "Resident memory size in bytes", resident_bytes()),
-            ("process_virtual_memory_bytes", "Virtual memory size in bytes", virtual_bytes()),
-            ("process_open_fds", "Number of open file descriptors", open_fds()),
-            ("process_max_fds", "Maximum number of open file descriptors", max_fds()),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                resident_bytes(),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                virtual_bytes(),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                open_fds(),
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                max_fds(),
+            ),
         ];
         for (name, help, value) in gauges {
             if let Some(v) = value {

@@ -47,7 +47,11 @@ impl Results {
             let mut ls = self.last_success.write().expect("results lock");
             for o in report.checks.iter().filter(|o| o.passed()) {
                 ls.insert(
-                    (report.target.name.clone(), report.family, o.check.name().to_string()),
+                    (
+                        report.target.name.clone(),
+                        report.family,
+                        o.check.name().to_string(),
+                    ),
                     report.finished_at,
                 );
             }
@@ -133,7 +137,9 @@ fn log_transition(previous: Option<&CycleReport>, now: &CycleReport) {
         (None, Some((reason, detail))) => {
             tracing::warn!(target, family, %reason, %detail, ?expectation, "first probe: failing")
         }
-        (Some(Some(_)), None) => tracing::info!(target, family, ?expectation, "recovered: all checks pass"),
+        (Some(Some(_)), None) => {
+            tracing::info!(target, family, ?expectation, "recovered: all checks pass")
+        }
         (Some(None), Some((reason, detail))) => {
             tracing::warn!(target, family, %reason, %detail, ?expectation, "now failing")
         }

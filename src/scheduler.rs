@@ -99,8 +99,9 @@ pub fn next_boundary(previous: Instant, interval: Duration, now: Instant) -> Ins
 }
 
 /// Runs one cycle. The agent uses [`real_cycle`]; scheduler tests substitute a timed fake.
-pub type CycleFn =
-    Arc<dyn Fn(Arc<Target>, Family, Arc<ProbeEnv>) -> BoxFuture<'static, CycleReport> + Send + Sync>;
+pub type CycleFn = Arc<
+    dyn Fn(Arc<Target>, Family, Arc<ProbeEnv>) -> BoxFuture<'static, CycleReport> + Send + Sync,
+>;
 
 /// The production cycle: every configured check, for real.
 pub fn real_cycle() -> CycleFn {

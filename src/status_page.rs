@@ -47,7 +47,7 @@ pub async fn page(State(agent): State<Arc<Agent>>) -> Html<String> {
     let mut rows = String::new();
     let mut passing = 0usize;
     let mut failing = 0usize;
-    for t in &g.config.targets {
+    for t in &g.targets {
         for &f in &t.families {
             let latest = agent.results.latest_for(&t.name, f);
             for check in &t.checks {
@@ -76,11 +76,11 @@ pub async fn page(State(agent): State<Arc<Agent>>) -> Html<String> {
                     .map(|t| format!("<time datetime=\"{}\">{}</time>", unix(t), ago(t)))
                     .unwrap_or_else(|| "never".into());
                 let expect = t.expect.for_family(f).as_str();
-                let _ = write!(
+                let _ = writeln!(
                     rows,
                     "<tr class=\"{class}\" data-target=\"{tn}\" data-family=\"{f}\" data-check=\"{c}\">\
                      <td>{tn}</td><td>{f}</td><td>{c}</td><td class=\"result\">{result}</td>\
-                     <td>{expect}</td><td>{last_success}</td><td class=\"detail\">{detail}</td></tr>\n",
+                     <td>{expect}</td><td>{last_success}</td><td class=\"detail\">{detail}</td></tr>",
                     tn = esc(&t.name),
                     c = check.name(),
                     result = esc(&result),
@@ -94,7 +94,11 @@ pub async fn page(State(agent): State<Arc<Agent>>) -> Html<String> {
     }
     let mut check_boxes = String::new();
     for c in crate::probe_api::check_names() {
-        let checked = if matches!(c, "dns" | "tcp") { " checked" } else { "" };
+        let checked = if matches!(c, "dns" | "tcp") {
+            " checked"
+        } else {
+            ""
+        };
         let _ = write!(
             check_boxes,
             "<label><input type=\"checkbox\" name=\"check\" value=\"{c}\"{checked}> {c}</label> "

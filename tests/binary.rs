@@ -136,28 +136,66 @@ async fn agent_serves_per_family_metrics_reloads_safely_and_stops_on_sigterm() {
     for fam in ["ipv4", "ipv6"] {
         for check in ["dns", "tcp", "http"] {
             assert_eq!(
-                value(&m, &format!("dualprobe_probe_success{{target=\"dual\",check=\"{check}\",family=\"{fam}\"}}")),
+                value(
+                    &m,
+                    &format!(
+                        "dualprobe_probe_success{{target=\"dual\",check=\"{check}\",family=\"{fam}\"}}"
+                    )
+                ),
                 Some(1.0),
                 "dual {check} {fam}\n{m}"
             );
         }
         assert_eq!(
-            value(&m, &format!("dualprobe_expectation_met{{target=\"dual\",family=\"{fam}\"}}")),
+            value(
+                &m,
+                &format!("dualprobe_expectation_met{{target=\"dual\",family=\"{fam}\"}}")
+            ),
             Some(1.0)
         );
         assert_eq!(
-            value(&m, &format!("dualprobe_http_status_code{{target=\"dual\",family=\"{fam}\"}}")),
+            value(
+                &m,
+                &format!("dualprobe_http_status_code{{target=\"dual\",family=\"{fam}\"}}")
+            ),
             Some(200.0)
         );
     }
     // A-only name: IPv4 passes, IPv6 fails with nodata and the rest is skipped.
-    assert_eq!(value(&m, "dualprobe_probe_success{target=\"aonly\",check=\"http\",family=\"ipv4\"}"), Some(1.0));
-    assert_eq!(value(&m, "dualprobe_probe_success{target=\"aonly\",check=\"dns\",family=\"ipv6\"}"), Some(0.0));
+    assert_eq!(
+        value(
+            &m,
+            "dualprobe_probe_success{target=\"aonly\",check=\"http\",family=\"ipv4\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "dualprobe_probe_success{target=\"aonly\",check=\"dns\",family=\"ipv6\"}"
+        ),
+        Some(0.0)
+    );
     assert!(value(&m, "dualprobe_probes_total{target=\"aonly\",check=\"dns\",family=\"ipv6\",result=\"nodata\"}").unwrap() >= 1.0);
     assert!(value(&m, "dualprobe_probes_total{target=\"aonly\",check=\"tcp\",family=\"ipv6\",result=\"skipped\"}").unwrap() >= 1.0);
-    assert_eq!(value(&m, "dualprobe_expectation_met{target=\"aonly\",family=\"ipv6\"}"), Some(0.0));
-    assert_eq!(value(&m, "dualprobe_dns_answers{target=\"aonly\",family=\"ipv6\"}"), Some(0.0));
-    assert_eq!(value(&m, "dualprobe_config_last_reload_successful"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "dualprobe_expectation_met{target=\"aonly\",family=\"ipv6\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "dualprobe_dns_answers{target=\"aonly\",family=\"ipv6\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&m, "dualprobe_config_last_reload_successful"),
+        Some(1.0)
+    );
     assert!(m.contains("dualprobe_build_info{version=\""));
     assert!(value(&m, "process_resident_memory_bytes").unwrap() > 0.0);
     assert!(m.contains("dualprobe_probe_duration_seconds_bucket{le=\"0.0001\",target=\"dual\",check=\"tcp\",family=\"ipv6\"}"));
@@ -166,56 +204,96 @@ async fn agent_serves_per_family_metrics_reloads_safely_and_stops_on_sigterm() {
     assert!(http.hits(dualprobe::family::Family::Ipv6, "/ok") > 0);
     // A failing pair is logged once when it starts failing, not every cycle.
     let logs = agent.logs();
-    assert_eq!(logs.matches("\"target\":\"aonly\",\"family\":\"ipv6\"").count(), 1, "{logs}");
+    assert_eq!(
+        logs.matches("\"target\":\"aonly\",\"family\":\"ipv6\"")
+            .count(),
+        1,
+        "{logs}"
+    );
 
     // A bad reload is refused and the old config keeps running.
     std::fs::write(&cfg, "targets:\n  - name: dual\n    hots: x\n").unwrap();
-    let r = client().post(format!("{base}/-/reload")).send().await.unwrap();
+    let r = client()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let body = r.text().await.unwrap();
     assert!(body.contains("unknown field `hots`"), "{body}");
     let count = |m: &str| {
-        value(m, "dualprobe_probes_total{target=\"dual\",check=\"http\",family=\"ipv6\",result=\"ok\"}").unwrap_or(0.0)
+        value(
+            m,
+            "dualprobe_probes_total{target=\"dual\",check=\"http\",family=\"ipv6\",result=\"ok\"}",
+        )
+        .unwrap_or(0.0)
     };
     let before = count(&get(&format!("{base}/metrics")).await.1);
-    wait_for("probes to continue after a bad reload", Duration::from_secs(5), async || {
-        count(&get(&format!("{base}/metrics")).await.1) > before
-    })
+    wait_for(
+        "probes to continue after a bad reload",
+        Duration::from_secs(5),
+        async || count(&get(&format!("{base}/metrics")).await.1) > before,
+    )
     .await;
     let m = get(&format!("{base}/metrics")).await.1;
-    assert_eq!(value(&m, "dualprobe_config_last_reload_successful"), Some(0.0));
+    assert_eq!(
+        value(&m, "dualprobe_config_last_reload_successful"),
+        Some(0.0)
+    );
     assert!(m.contains("target=\"aonly\""));
     assert!(agent.logs().contains("config reload refused"));
 
     // A good reload by SIGHUP drops the removed target's series.
     std::fs::write(&cfg, config_yaml(&dns, http.port(), false)).unwrap();
-    let ok = Command::new("kill").args(["-HUP", &agent.pid()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-HUP", &agent.pid()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     wait_for("the SIGHUP reload", Duration::from_secs(5), async || {
         let m = get(&format!("{base}/metrics")).await.1;
-        value(&m, "dualprobe_config_last_reload_successful") == Some(1.0) && !m.contains("target=\"aonly\"")
+        value(&m, "dualprobe_config_last_reload_successful") == Some(1.0)
+            && !m.contains("target=\"aonly\"")
     })
     .await;
 
     // SIGTERM: a graceful exit within a second.
     let t = Instant::now();
-    Command::new("kill").args(["-TERM", &agent.pid()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &agent.pid()])
+        .status()
+        .unwrap();
     let status = loop {
         if let Some(s) = agent.child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(2), "still running 2s after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "still running 2s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status:?}");
-    assert!(t.elapsed() < Duration::from_millis(1500), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
 fn check_config_accepts_good_and_names_every_problem_in_bad() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let ok = Command::new(BIN).arg("check-config").arg(data.join("valid-full.yaml")).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = Command::new(BIN)
+        .arg("check-config")
+        .arg(data.join("valid-full.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let bad = Command::new(BIN)
         .arg("check-config")
         .arg(data.join("invalid-unknown-check.yaml"))
@@ -223,10 +301,19 @@ fn check_config_accepts_good_and_names_every_problem_in_bad() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("invalid-unknown-check.yaml:4: targets[0].checks[2]: unknown check `icmp`"), "{err}");
-    let missing = Command::new(BIN).args(["check-config", "/nonexistent/dualprobe.yml"]).output().unwrap();
+    assert!(
+        err.contains("invalid-unknown-check.yaml:4: targets[0].checks[2]: unknown check `icmp`"),
+        "{err}"
+    );
+    let missing = Command::new(BIN)
+        .args(["check-config", "/nonexistent/dualprobe.yml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/dualprobe.yml: cannot read"));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("/nonexistent/dualprobe.yml: cannot read")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +326,18 @@ async fn probe_subcommand_prints_per_family_results_and_exit_code() {
         let ns = ns.clone();
         tokio::task::spawn_blocking(move || {
             let mut c = Command::new(BIN);
-            c.args(["probe", &format!("http://{host}:{port}/ok"), "--check", "dns,tcp", "--check", "http", "--nameserver", &ns, "--timeout", "1s"]);
+            c.args([
+                "probe",
+                &format!("http://{host}:{port}/ok"),
+                "--check",
+                "dns,tcp",
+                "--check",
+                "http",
+                "--nameserver",
+                &ns,
+                "--timeout",
+                "1s",
+            ]);
             if json {
                 c.arg("--json");
             }
@@ -248,8 +346,15 @@ async fn probe_subcommand_prints_per_family_results_and_exit_code() {
     };
     let good = run(DUAL_HOST, false).await.unwrap();
     let out = String::from_utf8_lossy(&good.stdout);
-    assert!(good.status.success(), "{out}\n{}", String::from_utf8_lossy(&good.stderr));
-    assert!(out.contains("ipv4") && out.contains("ipv6") && out.contains("HTTP 200"), "{out}");
+    assert!(
+        good.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        out.contains("ipv4") && out.contains("ipv6") && out.contains("HTTP 200"),
+        "{out}"
+    );
 
     let bad = run(A_ONLY_HOST, true).await.unwrap();
     assert_eq!(bad.status.code(), Some(1));
@@ -263,7 +368,10 @@ async fn probe_subcommand_prints_per_family_results_and_exit_code() {
     let v4 = fams.iter().find(|r| r["family"] == "ipv4").unwrap();
     assert_eq!(v4["checks"][2]["http_status"], 200);
 
-    let usage = Command::new(BIN).args(["probe", "host:notaport"]).output().unwrap();
+    let usage = Command::new(BIN)
+        .args(["probe", "host:notaport"])
+        .output()
+        .unwrap();
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("`notaport` is not a port"));
 }
@@ -275,14 +383,23 @@ async fn healthcheck_reflects_whether_the_agent_answers() {
     std::fs::write(&cfg, "targets: []\n").unwrap();
     let agent = Agent::start(&cfg);
     let url = format!("{}/-/healthy", agent.base);
-    let ok = tokio::task::spawn_blocking(move || Command::new(BIN).args(["healthcheck", "--url", &url]).status().unwrap())
-        .await
-        .unwrap();
+    let ok = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["healthcheck", "--url", &url])
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(ok.success());
     drop(agent);
     let port = support::closed_port();
     let down = Command::new(BIN)
-        .args(["healthcheck", "--url", &format!("http://127.0.0.1:{port}/-/healthy")])
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://127.0.0.1:{port}/-/healthy"),
+        ])
         .output()
         .unwrap();
     assert_eq!(down.status.code(), Some(1));

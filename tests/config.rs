@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use dualprobe::config::{ConfigSource, embedded_default, Config};
+use dualprobe::config::{Config, ConfigSource, embedded_default};
 use dualprobe::family::Family;
 use dualprobe::target::{Expect, Host};
 
@@ -36,8 +36,14 @@ const EXPECTED: &[(&str, &str)] = &[
         "invalid-status.yaml",
         ":5: targets[0].http.expect_status[1]: `99` is not a status like 200 or \"2xx\"",
     ),
-    ("invalid-ca-file.yaml", ":5: targets[0].tls.ca_file: cannot read CA file"),
-    ("invalid-missing-host.yaml", ":2: targets[0].host: is required"),
+    (
+        "invalid-ca-file.yaml",
+        ":5: targets[0].tls.ca_file: cannot read CA file",
+    ),
+    (
+        "invalid-missing-host.yaml",
+        ":2: targets[0].host: is required",
+    ),
     (
         "invalid-nameserver.yaml",
         ":2: resolver.nameservers[1]: `not-an-address` is not an address like 127.0.0.1:53 or [::1]:5353",
@@ -54,7 +60,9 @@ const EXPECTED: &[(&str, &str)] = &[
 ];
 
 fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 #[test]
@@ -63,6 +71,8 @@ fn every_invalid_fixture_has_its_expected_error() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("invalid-") && n.ends_with(".yaml"))
+        // AWS and discovery fixtures are checked in tests/aws_config.rs.
+        .filter(|n| !n.starts_with("invalid-aws-") && !n.starts_with("invalid-discovery-"))
         .collect();
     fixtures.sort();
     for f in &fixtures {
@@ -113,7 +123,10 @@ fn valid_fixture_loads_with_its_values() {
     let lit = c.target("literal").unwrap();
     assert_eq!(lit.host, Host::Ip("2001:db8::1".parse().unwrap()));
     // DNS is skipped for IP literals and only the literal's family is probed.
-    assert_eq!(lit.checks.iter().map(|k| k.name()).collect::<Vec<_>>(), ["tcp"]);
+    assert_eq!(
+        lit.checks.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        ["tcp"]
+    );
     assert_eq!(lit.families, vec![Family::Ipv6]);
 }
 
@@ -121,8 +134,16 @@ fn valid_fixture_loads_with_its_values() {
 fn embedded_default_is_valid_and_targets_dual_stack_endpoints() {
     let c = Config::from_yaml(&embedded_default(), "embedded default", None).unwrap();
     let hosts: Vec<String> = c.targets.iter().map(|t| t.host.to_string()).collect();
-    assert!(hosts.iter().any(|h| h.starts_with("s3.dualstack.") && h.ends_with(".amazonaws.com")));
-    assert!(hosts.iter().any(|h| h.starts_with("ec2.") && h.ends_with(".api.aws")));
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.starts_with("s3.dualstack.") && h.ends_with(".amazonaws.com"))
+    );
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.starts_with("ec2.") && h.ends_with(".api.aws"))
+    );
     assert_eq!(c.families, Family::ALL.to_vec());
 }
 
@@ -131,7 +152,11 @@ fn checks_run_in_registry_order_whatever_the_config_order() {
     let yaml = "targets:\n  - name: w\n    host: w.test\n    checks: [http, dns, tls, tcp]\n";
     let c = Config::from_yaml(yaml, "t", None).unwrap();
     assert_eq!(
-        c.targets[0].checks.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        c.targets[0]
+            .checks
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>(),
         ["dns", "tcp", "tls", "http"]
     );
 }

@@ -24,7 +24,15 @@ fn emf_lines_describe_each_check_and_the_expectation() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dualprobe"))
-        .args(["run", "--emf", "--emf-namespace", "dp-test", "--listen", "127.0.0.1:0", "--config"])
+        .args([
+            "run",
+            "--emf",
+            "--emf-namespace",
+            "dp-test",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
         .arg(&cfg)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -50,7 +58,10 @@ fn emf_lines_describe_each_check_and_the_expectation() {
     let up = check_doc("up");
     let directive = &up["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "dp-test");
-    assert_eq!(directive["Dimensions"][0], serde_json::json!(["target", "family", "check"]));
+    assert_eq!(
+        directive["Dimensions"][0],
+        serde_json::json!(["target", "family", "check"])
+    );
     assert_eq!(up["family"], "ipv4");
     assert_eq!(up["check"], "tcp");
     assert_eq!(up["ProbeSuccess"], 1);
@@ -63,7 +74,10 @@ fn emf_lines_describe_each_check_and_the_expectation() {
         .iter()
         .find(|d| d["target"] == "down" && d.get("ExpectationMet").is_some())
         .expect("an ExpectationMet document");
-    assert_eq!(expectation["ExpectationMet"], 1, "a refused connection meets `unreachable`");
+    assert_eq!(
+        expectation["ExpectationMet"], 1,
+        "a refused connection meets `unreachable`"
+    );
     assert_eq!(
         expectation["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
         serde_json::json!(["target", "family"])

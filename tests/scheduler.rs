@@ -132,7 +132,10 @@ async fn first_runs_are_spread_not_a_thundering_herd() {
             Duration::from_millis(7500)
         ]
     );
-    assert!(d.readiness.is_ready(), "ready after every pair's first cycle");
+    assert!(
+        d.readiness.is_ready(),
+        "ready after every pair's first cycle"
+    );
     cancel.cancel();
     tracker.close();
     tracker.wait().await;
@@ -145,9 +148,18 @@ async fn concurrency_is_bounded_globally() {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     // Each cycle takes longer than the spacing between first runs, so they would overlap.
-    scheduler::spawn(&ts, deps(rec.cycle(|_| Duration::from_secs(8)), 2), &tracker, cancel.clone());
+    scheduler::spawn(
+        &ts,
+        deps(rec.cycle(|_| Duration::from_secs(8)), 2),
+        &tracker,
+        cancel.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(rec.in_flight.lock().unwrap().1, 2, "never more than 2 cycles at once");
+    assert_eq!(
+        rec.in_flight.lock().unwrap().1,
+        2,
+        "never more than 2 cycles at once"
+    );
     cancel.cancel();
     tracker.close();
     tracker.wait().await;
@@ -175,7 +187,11 @@ async fn missed_ticks_are_skipped_and_a_slow_pair_delays_no_other() {
     // of the queued 10s and 20s ticks.
     assert_eq!(
         slow,
-        vec![Duration::ZERO, Duration::from_secs(30), Duration::from_secs(60)],
+        vec![
+            Duration::ZERO,
+            Duration::from_secs(30),
+            Duration::from_secs(60)
+        ],
         "slow pair runs on interval boundaries only"
     );
     // The quick pair keeps its own schedule: first at 5s (half the interval), then every 10s.

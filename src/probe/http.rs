@@ -59,7 +59,7 @@ impl Prober for Http {
                         ..Observations::default()
                     };
                     if let Some(remote) = resp.remote_addr()
-                        && wire_family(remote.ip()) != family
+                        && Family::of(remote.ip()) != family
                     {
                         return CheckOutput::fail(Failure::new(
                             FailureReason::Other,
@@ -88,22 +88,12 @@ impl Prober for Http {
     }
 }
 
-/// The family whose packets reach `ip` from reqwest's sockets. Those are dual-stack (reqwest
-/// cannot set `IPV6_V6ONLY`), so an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), though IPv6
-/// syntax, is reached over IPv4: an "ipv6" probe must never count it as IPv6.
-fn wire_family(ip: IpAddr) -> Family {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Family::Ipv4,
-        other => Family::of(other),
-    }
-}
-
 /// `unreachable` when connecting to `ip` would leave `family`.
 fn off_family(ip: IpAddr, family: Family) -> Option<Failure> {
-    if wire_family(ip) == family {
+    if Family::of(ip) == family {
         return None;
     }
-    let detail = if Family::of(ip) == family {
+    let detail = if matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some()) {
         format!("{ip} is an IPv4-mapped address: reaching it would use IPv4, not {family}")
     } else {
         format!("{ip} is not an {family} address")

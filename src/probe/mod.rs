@@ -211,7 +211,11 @@ impl Outcome {
     /// `ok` (or a pass's note, e.g. `aws_denied`) or the failure reason: the `result` label.
     pub fn result_label(&self) -> &'static str {
         match &self.result {
-            Ok(()) => self.observations.note.as_ref().map_or("ok", |n| n.reason.as_str()),
+            Ok(()) => self
+                .observations
+                .note
+                .as_ref()
+                .map_or("ok", |n| n.reason.as_str()),
             Err(f) => f.reason.as_str(),
         }
     }

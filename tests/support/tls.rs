@@ -1,5 +1,6 @@
-//! TLS peers: a server that completes handshakes with a given certificate, and a server that
-//! accepts TCP connections but never sends a ServerHello (a stalled handshake).
+//! TLS peers: a server that completes handshakes with a given certificate, a server that
+//! accepts TCP connections but never sends a ServerHello (a stalled handshake), and one that
+//! hangs up as soon as the ClientHello arrives.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every peer the test suite uses, on a fresh Debian 12 machine, as root. Idempotent:
+# what is already there is left alone. Needs only the package registries (apt, PyPI).
+#
+#   prometheus, promtool      Debian "prometheus": /metrics lint, rule tests, dashboard queries
+#   blackbox_exporter         Debian "prometheus-blackbox-exporter": the benchmark's baseline
+#   dnsmasq                   Debian "dnsmasq-base": DNS in the network-namespace suite and bench
+#   nft, ip                   Debian "nftables", "iproute2": the network-namespace suite
+#   chromium                  Debian "chromium": the status page in a real headless browser
+#   wrk                       Debian "wrk": burst load on /probe
+#   moto_server               PyPI "moto[server]": a real S3/EC2 API peer
+#   cfn-lint, hadolint        scripts/install-deploy-tools.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "$(id -u)" != 0 ]]; then
+  echo "install-test-deps: not root; skipping installs (tests that need a missing peer will say so)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+for pair in prometheus:prometheus promtool:prometheus prometheus-blackbox-exporter:prometheus-blackbox-exporter \
+            dnsmasq:dnsmasq-base nft:nftables ip:iproute2 chromium:chromium wrk:wrk curl:curl \
+            readelf:binutils openssl:openssl; do
+  cmd="${pair%%:*}" pkg="${pair#*:}"
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  echo "install-test-deps: apt-get install ${need[*]}"
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "install-test-deps: pip install moto[server]"
+  python3 -m pip install -q 'moto[server]>=5,<6'
+fi
+
+scripts/install-deploy-tools.sh
+echo "install-test-deps: done"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Every test dualprobe has, in the order CI runs them. Installs missing peers first when run as
+# root (scripts/install-test-deps.sh). Stages:
+#   lint      cargo fmt --check, cargo clippy -D warnings
+#   unit      cargo test: probers, config, scheduler, binary end to end, /probe, AWS on moto,
+#             discovery, the SSRF table in a network namespace
+#   metrics   promtool check metrics on a live /metrics
+#   release   the static release binary (scripts/build-release.sh), the same the image ships
+#   deploy    cfn-lint, hadolint, promtool rule tests, dashboard/alert PromQL against a real
+#             Prometheus scraping a live dualprobe
+#   netns     the dual-stack VPC fault suite (root only; skipped loudly otherwise)
+#   bench     the benchmark in --quick mode (runs and produces numbers; no thresholds)
+# Pick stages: scripts/test.sh lint unit   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+stages=("$@")
+((${#stages[@]})) || stages=(lint unit metrics release deploy netns bench)
+want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+step() { printf '\n=== %s\n' "$*"; }
+
+scripts/install-test-deps.sh
+
+if want lint; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --all-targets --locked -- -D warnings
+fi
+
+if want unit; then
+  step "cargo test"
+  cargo test --all-targets --locked
+fi
+
+if want metrics; then
+  step "promtool check metrics on a live /metrics"
+  cargo build --locked --quiet
+  scripts/check-live-metrics.sh target/debug/dualprobe
+fi
+
+release_bin=""
+if want release || want netns || want bench || want deploy; then
+  step "static release build (scripts/build-release.sh)"
+  release_bin="$(scripts/build-release.sh | tail -n 1)"
+  "$release_bin" --version
+  "$release_bin" check-config tests/data/valid-full.yaml
+fi
+
+if want deploy; then
+  step "deployment checks"
+  DUALPROBE_BIN="$release_bin" scripts/check-deploy.sh
+  step "dashboards and alerts against a real Prometheus"
+  scripts/check-dashboards-live.sh "$release_bin"
+fi
+
+if want netns; then
+  step "network-namespace fault suite"
+  python3 tests/netns/run.py --bin "$release_bin"
+fi
+
+if want bench; then
+  step "benchmark (quick)"
+  python3 bench/run.py --bin "$release_bin" --quick
+fi
+step "all stages passed: ${stages[*]}"
