@@ -115,11 +115,11 @@ def stat_cpu_ns(pid: int) -> int:
 
 
 def mem(pid: int) -> dict:
-    """VmRSS and VmHWM of `pid`, in bytes."""
+    """VmRSS, VmHWM, RssAnon (heap, stacks) and RssFile (mapped binary) of `pid`, in bytes."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")):
                 k, v = line.split(":", 1)
                 out[k] = int(v.split()[0]) * 1024
     return out
@@ -608,19 +608,20 @@ class Driver:
         return out
 
 
-def idle_rss(env: Env, which: str, timeout: float) -> dict:
-    """A fresh process with no work; one /metrics scrape; RSS 5 s after start."""
+def idle_rss(env: Env, timeout: float) -> dict:
+    """Fresh processes of both tools with no work; one /metrics scrape each; RSS 5 s after start."""
     t_start = time.monotonic()
-    if which == "dualprobe":
-        p, port = start_dualprobe(env, "idle", 0, 15, timeout)
-    else:
-        p, port = start_blackbox(env, timeout)
+    procs = {}
     try:
-        http_get(port, "/metrics")
+        procs["dualprobe"] = start_dualprobe(env, "idle", 0, 15, timeout)
+        procs["blackbox"] = start_blackbox(env, timeout)
+        for _, port in procs.values():
+            http_get(port, "/metrics")
         time.sleep(max(0.0, 5.0 - (time.monotonic() - t_start)))
-        return mem(p.pid)
+        return {k: mem(p.pid) for k, (p, _) in procs.items()}
     finally:
-        env.procs.stop(p)
+        for p, _ in procs.values():
+            env.procs.stop(p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -922,7 +923,8 @@ def main() -> int:
         if args.quick:
             n, iv, dur = opt(args.targets, 4), opt(args.interval, 2.0), opt(args.duration, 5.0)
             to = min(args.timeout, iv / 2)
-            idle = {"dualprobe": [idle_rss(env, "dualprobe", to)], "blackbox": [idle_rss(env, "blackbox", to)]}
+            i = idle_rss(env, to)
+            idle = {k: [v] for k, v in i.items()}
             ph = phase(env, "chain", n, iv, dur, to)
             results["compare"] = {"idle": idle, "phases": {"chain": [ph]}}
             report_compare(results["compare"], [])
@@ -942,8 +944,8 @@ def main() -> int:
             kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
             res = {"idle": {"dualprobe": [], "blackbox": []}, "phases": {k: [] for k in kinds}}
             for rep in range(repeat):
-                for which in ("dualprobe", "blackbox"):
-                    res["idle"][which].append(idle_rss(env, which, args.timeout))
+                for which, m in idle_rss(env, args.timeout).items():
+                    res["idle"][which].append(m)
                 for k in kinds:
                     log(f"compare run {rep + 1}/{repeat}: {k}, {n} targets x 2 families every {iv:g}s, {dur:g}s window")
                     r = phase(env, k, n, iv, dur, args.timeout)

@@ -404,3 +404,96 @@ async fn healthcheck_reflects_whether_the_agent_answers() {
         .unwrap();
     assert_eq!(down.status.code(), Some(1));
 }
+
+/// Serves `body` as JSON for any GET, on 127.0.0.1, until the test ends.
+fn serve_json(body: String) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_endpoints_and_task_metadata_reach_the_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let task = std::fs::read_to_string(root.join("tests/data/ecs-task-metadata-v4.json")).unwrap();
+    let meta_port = serve_json(task);
+    // A nameserver that is never there: discovered AWS names are looked up only on loopback.
+    let dns = support::closed_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval: 2s\ntimeout: 300ms\nresolver:\n  nameservers: [\"127.0.0.1:{dns}\"]\ndiscovery:\n  cloudformation: {{ template: {}, region: eu-west-1 }}\ntargets:\n  - {{ name: own, host: 127.0.0.1, port: {dns}, checks: [tcp] }}\n",
+            root.join("cloudformation/ipv6-vpc.yml").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .env(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            format!("http://127.0.0.1:{meta_port}/v4/abc"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(l) = v.get("listen").and_then(|l| l.as_str())
+            {
+                let _ = tx.send(l.to_string());
+            }
+        }
+    });
+    let listen = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("listen address");
+    let m = get(&format!("http://{listen}/metrics")).await.1;
+    let _ = child.kill();
+    let _ = child.wait();
+    let discovered = value(&m, "dualprobe_targets{source=\"cloudformation\"}").unwrap_or(0.0);
+    assert!(
+        discovered >= 4.0,
+        "CloudFormation endpoints become targets:\n{m}"
+    );
+    assert_eq!(value(&m, "dualprobe_targets{source=\"config\"}"), Some(1.0));
+    assert!(
+        m.contains("host=\"logs.eu-west-1.amazonaws.com\"")
+            && m.contains("source=\"cloudformation\""),
+        "the logs interface endpoint is probed by its private DNS name:\n{m}"
+    );
+    let build = m
+        .lines()
+        .find(|l| l.starts_with("dualprobe_build_info{"))
+        .expect("build_info");
+    assert!(
+        !build.contains("cluster=\"\""),
+        "task metadata labels build_info: {build}"
+    );
+    assert!(!build.contains("availability_zone=\"\""), "{build}");
+}

@@ -160,3 +160,13 @@ fn checks_run_in_registry_order_whatever_the_config_order() {
         ["dns", "tcp", "tls", "http"]
     );
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dualprobe.yml");
+    let c = ConfigSource::File(path)
+        .load()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.target("internet-ipv4").is_some());
+    assert!(c.modules.contains_key("https"));
+}

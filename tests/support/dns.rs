@@ -34,6 +34,16 @@ pub enum Entry {
     ServFail,
     /// Never answer (the query is read and dropped), so clients time out.
     Silent,
+    /// DNS rebinding: the first `first_answers` queries of each type get `first`'s records, every
+    /// later one gets `then`'s (counted per name and type from the query log).
+    Rebind {
+        /// How many queries of a type get the first records.
+        first_answers: usize,
+        /// (A, AAAA) records of the first answers.
+        first: (Vec<Ipv4Addr>, Vec<Ipv6Addr>),
+        /// (A, AAAA) records of every later answer.
+        then: (Vec<Ipv4Addr>, Vec<Ipv6Addr>),
+    },
 }
 
 /// Names and how they answer. Names not in the zone answer NXDOMAIN.
@@ -68,6 +78,25 @@ impl Zone {
     /// Makes `name` never answered.
     pub fn silent(&mut self, name: &str) {
         self.names.insert(key(name), Entry::Silent);
+    }
+
+    /// Makes `name` rebind: its first `first_answers` queries of each type are answered with
+    /// `first` (A, AAAA), every later one with `then`.
+    pub fn rebind(
+        &mut self,
+        name: &str,
+        first_answers: usize,
+        first: (&[Ipv4Addr], &[Ipv6Addr]),
+        then: (&[Ipv4Addr], &[Ipv6Addr]),
+    ) {
+        self.names.insert(
+            key(name),
+            Entry::Rebind {
+                first_answers,
+                first: (first.0.to_vec(), first.1.to_vec()),
+                then: (then.0.to_vec(), then.1.to_vec()),
+            },
+        );
     }
 
     /// Removes `name`: it answers NXDOMAIN from now on.
@@ -273,7 +302,27 @@ impl Shared {
             }
             Some(Entry::Silent) => return None,
             Some(Entry::ServFail) => response.metadata.response_code = ResponseCode::ServFail,
-            Some(Entry::Records { a, aaaa }) => {
+            Some(entry @ (Entry::Records { .. } | Entry::Rebind { .. })) => {
+                let (a, aaaa) = match entry {
+                    Entry::Rebind {
+                        first_answers,
+                        first,
+                        then,
+                    } => {
+                        // The log already holds this query: the n-th query sees n entries.
+                        let seen = self
+                            .log
+                            .lock()
+                            .expect("log lock")
+                            .iter()
+                            .filter(|q| q.name == name && q.rtype == query.query_type)
+                            .count();
+                        let (a, aaaa) = if seen <= *first_answers { first } else { then };
+                        (a, aaaa)
+                    }
+                    Entry::Records { a, aaaa } => (a, aaaa),
+                    Entry::ServFail | Entry::Silent => unreachable!("matched above"),
+                };
                 let answers: Vec<RData> = match query.query_type {
                     RecordType::A => a.iter().map(|ip| RData::A(A(*ip))).collect(),
                     RecordType::AAAA => aaaa.iter().map(|ip| RData::AAAA(AAAA(*ip))).collect(),
