@@ -10,12 +10,15 @@ substitutes Grafana variables so they are valid PromQL:
 then runs each through GET /api/v1/query on the Prometheus given with --prometheus
 (one that already scrapes a running dualprobe) and fails, listing them, when any
 expression errors. With --require-series an expression that returns no series fails
-too, unless it matches ALLOW_EMPTY below.
+too, unless it matches ALLOW_EMPTY below. --strict (implies --require-series) narrows
+ALLOW_EMPTY to STRICT_ALLOW_EMPTY, i.e. only absent(): use it against a dualprobe
+that has passing and failing families, a TLS target and discovered targets, where
+every other expression must return series (scripts/check-dashboards-live.sh).
 
 Standard library only (the rule file is read with a small YAML subset reader that
 understands what Prometheus rule files use: plain, quoted and block scalars).
 
-  scripts/check-promql.py --prometheus http://127.0.0.1:9090 [--require-series]
+  scripts/check-promql.py --prometheus http://127.0.0.1:9090 [--require-series | --strict]
   scripts/check-promql.py --list          # only print the extracted expressions
 """
 
@@ -47,6 +50,12 @@ ALLOW_EMPTY: list[tuple[str, str]] = [
     (r'source\s*=~\s*"cloudformation\|vpc_endpoints"',
      "only present when discovery (cloudformation / vpc_endpoints) found targets"),
 ]
+
+# --strict: what may still be empty when the scraped dualprobe has passing and failing
+# checks on both families, a violated expectation, a TLS target with a certificate near
+# expiry and discovered (cloudformation) targets.
+STRICT_ALLOW_EMPTY: list[tuple[str, str]] = [e for e in ALLOW_EMPTY if e[0] == r"\babsent\("]
+assert len(STRICT_ALLOW_EMPTY) == 1, "STRICT_ALLOW_EMPTY must keep the absent() entry"
 
 GRAFANA_BUILTINS = [
     # longest names first so $__interval does not eat $__interval_ms
@@ -199,9 +208,9 @@ def query(base: str, expr: str, timeout: float) -> tuple[str | None, list]:
     return None, [value]  # scalar / string: never "empty"
 
 
-def allowed_empty(expr: str) -> str | None:
+def allowed_empty(expr: str, allow: list[tuple[str, str]] | None = None) -> str | None:
     flat = " ".join(expr.split())
-    for pattern, reason in ALLOW_EMPTY:
+    for pattern, reason in ALLOW_EMPTY if allow is None else allow:
         if re.search(pattern, flat):
             return reason
     return None
@@ -214,6 +223,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rules", action="append", help=f"Prometheus rule file (repeatable; default {DEFAULT_RULES})")
     ap.add_argument("--require-series", action="store_true",
                     help="an expression returning no series fails, unless allowlisted in ALLOW_EMPTY")
+    ap.add_argument("--strict", action="store_true",
+                    help="--require-series with ALLOW_EMPTY narrowed to STRICT_ALLOW_EMPTY (only absent())")
     ap.add_argument("--timeout", type=float, default=10.0, help="per-query timeout in seconds")
     ap.add_argument("--list", action="store_true", help="print the extracted (substituted) expressions and exit")
     args = ap.parse_args(argv)
@@ -238,6 +249,10 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.prometheus:
         ap.error("--prometheus is required (or use --list)")
+    allow = ALLOW_EMPTY
+    if args.strict:
+        args.require_series = True
+        allow = STRICT_ALLOW_EMPTY
 
     failures: list[tuple[Expr, str]] = []
     passed = 0
@@ -248,7 +263,7 @@ def main(argv: list[str]) -> int:
             print(f"FAIL   {e.source}: {err}")
             continue
         if not result:
-            reason = allowed_empty(e.query)
+            reason = allowed_empty(e.query, allow)
             if args.require_series and not reason:
                 failures.append((e, "no series returned"))
                 print(f"FAIL   {e.source}: no series returned")

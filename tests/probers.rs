@@ -1216,3 +1216,41 @@ fn pki_dates_are_the_fixed_ones() {
     assert_eq!(pki.expired.not_after, EXPIRED_NOT_AFTER);
     assert!(pki.ca_file.exists());
 }
+
+/// `tls.server_name` holds for the http check too: the request names the server (SNI, Host,
+/// verification) while the connection goes to the target's own host, like curl's `--resolve`.
+#[tokio::test]
+async fn http_check_uses_tls_server_name_and_connects_to_the_target_host() {
+    let lab = Lab::new();
+    let server = HttpServer::https(&lab.pki.wrong_name);
+    let yaml = |server_name: &str| {
+        format!(
+            r#"
+            name: sni-http
+            host: {DUAL_HOST}
+            port: {port}
+            checks: [dns, tcp, http]
+            http: {{ path: /ok, scheme: https }}
+            tls: {{ ca_file: {ca}{server_name} }}
+            "#,
+            port = server.port(),
+            ca = lab.pki.ca_file_yaml(),
+        )
+    };
+    let with_name = lab.target(&yaml(", server_name: wrong.test"));
+    let without = lab.target(&yaml(""));
+    for family in Family::ALL {
+        let report = lab.run(&with_name, family).await;
+        assert_eq!(
+            labels(&report),
+            [("dns", "ok"), ("tcp", "ok"), ("http", "ok")],
+            "{}",
+            show(&report)
+        );
+        assert_eq!(outcome(&report, "http").observations.http_status, Some(200));
+        // Without the override the certificate (for wrong.test) does not match the host.
+        let report = lab.run(&without, family).await;
+        assert_eq!(outcome(&report, "http").result_label(), "cert_invalid", "{}", show(&report));
+    }
+    assert!(server.hits(Family::Ipv4, "/ok") > 0 && server.hits(Family::Ipv6, "/ok") > 0);
+}

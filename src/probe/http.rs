@@ -13,7 +13,7 @@ use super::{CheckOutput, Failure, FailureReason, Observations, ProbeContext, Pro
 use crate::env::AddressPolicy;
 use crate::family::Family;
 use crate::resolver::DnsResolver;
-use crate::target::Target;
+use crate::target::{Host, Target};
 
 /// The `http` prober.
 pub struct Http;
@@ -42,12 +42,13 @@ impl Prober for Http {
                 Ok(c) => c,
                 Err(f) => return CheckOutput::fail(f),
             };
+            let url_host = match server_name_alias(target) {
+                Some((server_name, _)) => server_name,
+                None => target.host.url_host(),
+            };
             let url = format!(
-                "{}://{}:{}{}",
-                target.http.scheme,
-                target.host.url_host(),
-                target.port,
-                target.http.path
+                "{}://{url_host}:{}{}",
+                target.http.scheme, target.port, target.http.path
             );
             cx.debug(format!("GET {url} over {family}"));
             match client.get(&url).send().await {
@@ -117,6 +118,9 @@ struct PinnedResolver {
     resolver: DnsResolver,
     family: Family,
     policy: Option<Arc<dyn AddressPolicy>>,
+    /// `tls.server_name` → the target's host: the URL names the server (SNI and Host header),
+    /// the connection goes to the target, like curl's `--resolve`.
+    alias: Option<(String, Host)>,
 }
 
 impl Resolve for PinnedResolver {
@@ -125,10 +129,23 @@ impl Resolve for PinnedResolver {
         let family = self.family;
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
+        let aliased = self
+            .alias
+            .as_ref()
+            .filter(|(server_name, _)| server_name.eq_ignore_ascii_case(&host))
+            .map(|(_, target)| target.clone());
         Box::pin(async move {
-            let answer = resolver.lookup(&host, family).await.map_err(|e| {
-                Box::new(CarriedFailure(e.to_failure())) as Box<dyn StdError + Send + Sync>
-            })?;
+            let answer = match aliased {
+                Some(Host::Ip(ip)) => crate::resolver::Answer {
+                    addresses: vec![ip],
+                },
+                Some(Host::Name(real)) => resolver.lookup(&real, family).await.map_err(|e| {
+                    Box::new(CarriedFailure(e.to_failure())) as Box<dyn StdError + Send + Sync>
+                })?,
+                None => resolver.lookup(&host, family).await.map_err(|e| {
+                    Box::new(CarriedFailure(e.to_failure())) as Box<dyn StdError + Send + Sync>
+                })?,
+            };
             if let Some(f) = answer
                 .addresses
                 .iter()
@@ -155,6 +172,14 @@ impl Resolve for PinnedResolver {
             Ok(addrs)
         })
     }
+}
+
+/// For HTTPS with `tls.server_name` other than the host: the name the request uses (for SNI,
+/// certificate verification and the Host header) and the host it really goes to.
+fn server_name_alias(target: &Target) -> Option<(String, Host)> {
+    let sn = target.tls.server_name.as_deref()?.trim().to_ascii_lowercase();
+    (target.http.scheme == "https" && !sn.is_empty() && Host::parse(&sn) != target.host)
+        .then(|| (sn, target.host.clone()))
 }
 
 /// One client per (target, family): pinned resolver, the target's TLS roots, no proxy from the
@@ -209,6 +234,7 @@ pub fn build_client(
             resolver: resolver.clone(),
             family,
             policy,
+            alias: server_name_alias(target),
         }))
         .no_proxy()
         .pool_max_idle_per_host(0)

@@ -1,0 +1,605 @@
+//! `GET /probe` of the real binary against real local peers (the test DNS server, HTTP and HTTPS
+//! servers with the test CA, a listener that never accepts): both families in one probe with a
+//! `family` label, one family with blackbox_exporter's names, configured targets with their
+//! expectations, modules, deadlines from `X-Prometheus-Scrape-Timeout-Seconds` and `timeout=`,
+//! JSON and debug output, 200 for failed probes and 400 for malformed requests, and the bearer
+//! token (401 without it, never in logs or `/metrics`).
+
+mod agent_proc;
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use agent_proc::{AgentProc, Reply, get, get_with, must, sample};
+use dualprobe::family::Family;
+use support::{
+    A_ONLY_HOST, DUAL_HOST, DnsServer, HttpServer, NeverAccepting, Pki, SILENT_HOST, closed_port,
+    standard_zone,
+};
+
+/// A-only name that is a configured target but not in `probe.allow`.
+const HIDDEN_HOST: &str = "hidden.test";
+
+/// Everything a test's agent probes, on 127.0.0.1 and [::1].
+struct World {
+    dns: DnsServer,
+    pki: Pki,
+    http: HttpServer,
+    https: HttpServer,
+    never: NeverAccepting,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let mut zone = standard_zone();
+        zone.set(HIDDEN_HOST, &[Ipv4Addr::LOCALHOST], &[]);
+        let pki = Pki::new();
+        let https = HttpServer::https(&pki.server);
+        World {
+            dns: DnsServer::start(zone),
+            http: HttpServer::plain(),
+            https,
+            pki,
+            never: NeverAccepting::full(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The agent config; `probe_extra` lines go under `probe:` (two-space indented).
+    fn yaml(&self, probe_extra: &str) -> String {
+        let ns = self.dns.addr(Family::Ipv4);
+        let http = self.http.port();
+        let https = self.https.port();
+        let ca = self.pki.ca_file_yaml();
+        format!(
+            r#"interval: 10s
+timeout: 5s
+resolver:
+  nameservers: ["{ns}"]
+probe:
+  allow: ["{DUAL_HOST}", "{A_ONLY_HOST}", "{SILENT_HOST}", "127.0.0.0/8", "::1/128"]
+  max_concurrent: 64
+  rate_per_second: 1000
+  burst: 1000
+  max_timeout: 3s
+  timeout_offset: 500ms
+{probe_extra}
+modules:
+  https_ca:
+    checks: [dns, tcp, tls, http]
+    port: {https}
+    http: {{ path: /ok }}
+    tls: {{ ca_file: {ca} }}
+  v6_http:
+    checks: [dns, tcp, http]
+    families: [ipv6]
+    port: {http}
+    http: {{ path: /ok }}
+  hang:
+    checks: [tcp]
+    timeout: 8s
+targets:
+  - name: web
+    host: {DUAL_HOST}
+    port: {http}
+    checks: [dns, tcp, http]
+    http: {{ path: /ok }}
+  - name: broken
+    host: {DUAL_HOST}
+    port: {http}
+    checks: [dns, tcp, http]
+    http: {{ path: /fail }}
+  - name: hidden4
+    host: {HIDDEN_HOST}
+    port: {http}
+    checks: [dns, tcp]
+    expect: {{ ipv6: unreachable }}
+"#
+        )
+    }
+
+    fn agent_with(&self, probe_extra: &str, log_filter: &str) -> AgentProc {
+        let cfg = self.dir.path().join("dualprobe.yml");
+        std::fs::write(&cfg, self.yaml(probe_extra)).expect("write config");
+        AgentProc::start(&cfg, log_filter)
+    }
+
+    fn agent(&self) -> AgentProc {
+        self.agent_with("", "info")
+    }
+}
+
+/// Asserts a 200 Prometheus text answer and returns its body.
+fn text(r: &Reply, what: &str) -> String {
+    assert_eq!(r.status, 200, "{what}: {}", r.body);
+    assert!(
+        r.content_type.starts_with("text/plain"),
+        "{what}: content type {}",
+        r.content_type
+    );
+    r.body.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_families_in_one_probe_carry_a_family_label() {
+    let w = World::new();
+    let agent = w.agent();
+    let before = (w.https.hits(Family::Ipv4, "/ok"), w.https.hits(Family::Ipv6, "/ok"));
+    let r = get(&agent.url(&format!("/probe?target={DUAL_HOST}&module=https_ca"))).await;
+    let m = text(&r, "module https_ca, both families");
+    for (fam, proto) in [("ipv4", 4.0), ("ipv6", 6.0)] {
+        let l = format!("{{family=\"{fam}\"}}");
+        assert_eq!(must(&m, &format!("probe_success{l}")), 1.0, "{m}");
+        assert_eq!(must(&m, &format!("probe_ip_protocol{l}")), proto, "{m}");
+        assert_eq!(must(&m, &format!("probe_http_status_code{l}")), 200.0, "{m}");
+        assert_eq!(
+            must(&m, &format!("probe_ssl_earliest_cert_expiry{l}")),
+            w.pki.server.not_after as f64,
+            "{m}"
+        );
+        assert!(must(&m, &format!("probe_dns_lookup_time_seconds{l}")) > 0.0, "{m}");
+        assert!(must(&m, &format!("probe_duration_seconds{l}")) > 0.0, "{m}");
+        for check in ["dns", "tcp", "tls", "http"] {
+            let s = format!("dualprobe_check_success{{check=\"{check}\",family=\"{fam}\"}}");
+            assert_eq!(must(&m, &s), 1.0, "{m}");
+        }
+    }
+    // With both families, no blackbox series goes without the label (they would collide).
+    assert_eq!(sample(&m, "probe_success"), None, "{m}");
+    assert_eq!(m.matches("# TYPE probe_success gauge").count(), 1, "{m}");
+    // Each family really reached the server over its own loopback address.
+    assert_eq!(w.https.hits(Family::Ipv4, "/ok"), before.0 + 1);
+    assert_eq!(w.https.hits(Family::Ipv6, "/ok"), before.1 + 1);
+
+    // The default with no family parameter is both as well, for an ad-hoc target.
+    let r = get(&agent.url(&format!(
+        "/probe?target={DUAL_HOST}:{}&check=dns&check=tcp",
+        w.http.port()
+    )))
+    .await;
+    let m = text(&r, "ad hoc, default family");
+    assert_eq!(must(&m, "probe_ip_protocol{family=\"ipv4\"}"), 4.0);
+    assert_eq!(must(&m, "probe_ip_protocol{family=\"ipv6\"}"), 6.0);
+    assert_eq!(must(&m, "dualprobe_dns_answers{family=\"ipv6\"}"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_family_answers_with_blackbox_names_and_only_uses_that_family() {
+    let w = World::new();
+    let agent = w.agent();
+    for (fam, other, proto) in [
+        (Family::Ipv4, Family::Ipv6, 4.0),
+        (Family::Ipv6, Family::Ipv4, 6.0),
+    ] {
+        let before = (w.https.hits(fam, "/ok"), w.https.hits(other, "/ok"));
+        let r = get(&agent.url(&format!(
+            "/probe?target={DUAL_HOST}&module=https_ca&family={fam}"
+        )))
+        .await;
+        let m = text(&r, &format!("https_ca over {fam}"));
+        assert_eq!(must(&m, "probe_success"), 1.0, "{m}");
+        assert_eq!(must(&m, "probe_ip_protocol"), proto, "{m}");
+        assert_eq!(must(&m, "probe_http_status_code"), 200.0, "{m}");
+        assert_eq!(
+            must(&m, "probe_ssl_earliest_cert_expiry"),
+            w.pki.server.not_after as f64
+        );
+        let dns_time = must(&m, "probe_dns_lookup_time_seconds");
+        assert!(dns_time > 0.0 && dns_time < 1.0, "{m}");
+        let total = must(&m, "probe_duration_seconds");
+        assert!(total >= dns_time && total < 3.0, "{m}");
+        assert_eq!(
+            must(&m, &format!("dualprobe_check_success{{check=\"tls\",family=\"{fam}\"}}")),
+            1.0
+        );
+        assert!(!m.contains(&format!("family=\"{other}\"")), "{m}");
+        assert!(!m.contains("probe_success{"), "{m}");
+        assert_eq!(w.https.hits(fam, "/ok"), before.0 + 1, "{fam} reached the server");
+        assert_eq!(w.https.hits(other, "/ok"), before.1, "{other} was not used");
+    }
+    // `4`/`6` are accepted spellings of the family too.
+    let r = get(&agent.url(&format!(
+        "/probe?target={DUAL_HOST}:{}&check=tcp&family=6",
+        w.http.port()
+    )))
+    .await;
+    assert_eq!(must(&text(&r, "family=6"), "probe_ip_protocol"), 6.0);
+
+    // A module that probes one family only is a single-family probe: blackbox names, no label.
+    let r = get(&agent.url(&format!("/probe?target={DUAL_HOST}&module=v6_http"))).await;
+    let m = text(&r, "module v6_http");
+    assert_eq!(must(&m, "probe_success"), 1.0, "{m}");
+    assert_eq!(must(&m, "probe_ip_protocol"), 6.0, "{m}");
+    assert!(!m.contains("family=\"ipv4\""), "{m}");
+
+    // So is an IP literal (it has one family): `[::1]` with the module's checks.
+    let r = get(&agent.url("/probe?target=[::1]&module=v6_http")).await;
+    let m = text(&r, "module v6_http on [::1]");
+    assert_eq!(must(&m, "probe_success"), 1.0, "{m}");
+    assert_eq!(sample(&m, "probe_dns_lookup_time_seconds"), None, "a literal needs no DNS: {m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_targets_run_their_own_checks_and_expectations() {
+    let w = World::new();
+    let agent = w.agent();
+    let m = text(&get(&agent.url("/probe?target=web")).await, "web");
+    for fam in ["ipv4", "ipv6"] {
+        assert_eq!(must(&m, &format!("probe_success{{family=\"{fam}\"}}")), 1.0, "{m}");
+        assert_eq!(
+            must(&m, &format!("dualprobe_check_success{{check=\"http\",family=\"{fam}\"}}")),
+            1.0
+        );
+        assert_eq!(
+            must(&m, &format!("dualprobe_expectation_met{{family=\"{fam}\"}}")),
+            1.0
+        );
+    }
+    // Its own checks: no tls check was configured, so there is none.
+    assert!(!m.contains("check=\"tls\""), "{m}");
+
+    let m = text(&get(&agent.url("/probe?target=broken&family=ipv6")).await, "broken");
+    assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
+    assert_eq!(must(&m, "probe_http_status_code"), 500.0, "{m}");
+    assert_eq!(
+        must(
+            &m,
+            "dualprobe_check_failure_info{check=\"http\",family=\"ipv6\",reason=\"http_status\"}"
+        ),
+        1.0
+    );
+
+    // `expect: {ipv6: unreachable}`: IPv6 fails (no AAAA), which is what the team expects, so the
+    // blackbox verdict is success while the check itself failed.
+    let m = text(&get(&agent.url("/probe?target=hidden4")).await, "hidden4");
+    assert_eq!(must(&m, "probe_success{family=\"ipv4\"}"), 1.0, "{m}");
+    assert_eq!(must(&m, "probe_success{family=\"ipv6\"}"), 1.0, "{m}");
+    assert_eq!(must(&m, "dualprobe_expectation_met{family=\"ipv6\"}"), 1.0, "{m}");
+    assert_eq!(
+        must(&m, "dualprobe_check_success{check=\"dns\",family=\"ipv6\"}"),
+        0.0,
+        "{m}"
+    );
+    assert_eq!(
+        must(&m, "dualprobe_check_failure_info{check=\"dns\",family=\"ipv6\",reason=\"nodata\"}"),
+        1.0
+    );
+
+    // Configured targets are always allowed; the same host asked ad hoc is not in probe.allow.
+    let r = get(&agent.url(&format!("/probe?target={HIDDEN_HOST}:{}&check=tcp", w.http.port()))).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("not in probe.allow"), "{}", r.body);
+
+    // One family of a configured target: blackbox names.
+    let r = get(&agent.url("/probe?target=web&family=ipv4")).await;
+    assert_eq!(must(&text(&r, "web ipv4"), "probe_ip_protocol"), 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_probes_are_http_200_with_probe_success_0() {
+    let w = World::new();
+    let agent = w.agent();
+    let http = w.http.port();
+
+    let r = get(&agent.url(&format!("/probe?target=http://{DUAL_HOST}:{http}/fail&check=http"))).await;
+    let m = text(&r, "/fail");
+    for fam in ["ipv4", "ipv6"] {
+        assert_eq!(must(&m, &format!("probe_success{{family=\"{fam}\"}}")), 0.0, "{m}");
+        assert_eq!(must(&m, &format!("probe_http_status_code{{family=\"{fam}\"}}")), 500.0);
+    }
+
+    // A-only name: IPv4 passes, IPv6 has no AAAA.
+    let r = get(&agent.url(&format!("/probe?target={A_ONLY_HOST}:{http}&check=dns&check=tcp"))).await;
+    let m = text(&r, "aonly");
+    assert_eq!(must(&m, "probe_success{family=\"ipv4\"}"), 1.0, "{m}");
+    assert_eq!(must(&m, "probe_success{family=\"ipv6\"}"), 0.0, "{m}");
+    assert_eq!(
+        must(&m, "dualprobe_check_failure_info{check=\"dns\",family=\"ipv6\",reason=\"nodata\"}"),
+        1.0
+    );
+    assert_eq!(
+        must(&m, "dualprobe_check_failure_info{check=\"tcp\",family=\"ipv6\",reason=\"skipped\"}"),
+        1.0
+    );
+
+    // Refused port.
+    let closed = closed_port();
+    let r = get(&agent.url(&format!("/probe?target=127.0.0.1:{closed}&check=tcp&family=ipv4"))).await;
+    let m = text(&r, "closed port");
+    assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
+    assert_eq!(
+        must(&m, "dualprobe_check_failure_info{check=\"tcp\",family=\"ipv4\",reason=\"refused\"}"),
+        1.0,
+        "{m}"
+    );
+
+    // Ad-hoc HTTPS trusts only the public roots: the test CA's certificate fails verification.
+    let https = w.https.port();
+    let r = get(&agent.url(&format!("/probe?target=https://{DUAL_HOST}:{https}/ok&family=ipv4"))).await;
+    let m = text(&r, "ad-hoc https with the test CA");
+    assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
+    assert_eq!(
+        must(&m, "dualprobe_check_success{check=\"tls\",family=\"ipv4\"}"),
+        0.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_follow_the_scrape_timeout_header_and_the_timeout_parameter() {
+    let w = World::new();
+    let agent = w.agent();
+    let never = w.never.port();
+    let silent = agent.url(&format!("/probe?target={SILENT_HOST}:80&check=dns&family=ipv4"));
+    let hang4 = agent.url(&format!("/probe?target=127.0.0.1:{never}&module=hang"));
+    let hang6 = agent.url(&format!("/probe?target=[::1]:{never}&module=hang"));
+    let header = "X-Prometheus-Scrape-Timeout-Seconds";
+    // (request, headers, earliest, latest): the answer must come after the deadline (so it was
+    // the deadline that ended it) and well before header + 1 s (so Prometheus gets it).
+    let cases: Vec<(String, Vec<(&str, &str)>, f64, f64)> = vec![
+        // Silent DNS: 2 s - 0.5 s offset = 1.5 s (the resolver itself would wait 5 s).
+        (silent.clone(), vec![(header, "2")], 1.4, 3.0),
+        // A listener that never accepts, with a module whose own timeout is 8 s.
+        (hang4.clone(), vec![(header, "2.5")], 1.9, 3.5),
+        (hang6.clone(), vec![(header, "2.5")], 1.9, 3.5),
+        // `timeout=` alone, and the smaller of both.
+        (format!("{silent}&timeout=1s"), vec![], 0.9, 2.0),
+        (format!("{hang4}&timeout=0.8"), vec![(header, "10")], 0.7, 1.8),
+        // The header minus the offset wins over a larger parameter.
+        (format!("{hang6}&timeout=5"), vec![(header, "1.7")], 1.1, 2.7),
+        // Nothing asked: probe.max_timeout (3 s) caps the module's 8 s.
+        (hang4.clone(), vec![], 2.9, 4.5),
+        // A huge request is capped too.
+        (format!("{silent}&timeout=1h"), vec![], 2.9, 4.5),
+    ];
+    let runs = cases.iter().map(|(url, headers, _, _)| get_with(url, headers));
+    let replies = futures_util::future::join_all(runs).await;
+    for ((url, headers, earliest, latest), r) in cases.iter().zip(&replies) {
+        let t = r.elapsed.as_secs_f64();
+        assert_eq!(r.status, 200, "{url} {headers:?}: {}", r.body);
+        assert!(
+            t >= *earliest && t < *latest,
+            "{url} {headers:?} took {t:.2}s, expected {earliest}..{latest}s\n{}",
+            r.body
+        );
+        assert!(
+            r.body.contains("reason=\"timeout\""),
+            "{url} {headers:?}: not a timeout:\n{}",
+            r.body
+        );
+    }
+
+    // Numbers that are no duration.
+    for (q, h) in [
+        ("timeout=soon", None),
+        ("timeout=-1", None),
+        ("timeout=0", None),
+        ("timeout=NaN", None),
+        ("", Some("abc")),
+        ("", Some("0")),
+    ] {
+        let url = format!("{silent}&{q}");
+        let headers: Vec<(&str, &str)> = h.map(|v| (header, v)).into_iter().collect();
+        let r = get_with(&url, &headers).await;
+        assert_eq!(r.status, 400, "{q} {h:?}: {}", r.body);
+        assert!(r.body.contains("second") || r.body.contains("duration"), "{q} {h:?}: {}", r.body);
+    }
+    // Far too large numbers are capped, not a crash.
+    let fast = agent.url(&format!("/probe?target=127.0.0.1:{}&check=tcp", w.http.port()));
+    for q in ["timeout=1e300", "timeout=18446744073709551616"] {
+        let r = get(&format!("{fast}&{q}")).await;
+        assert_eq!(must(&text(&r, q), "probe_success"), 1.0, "{q}: {}", r.body);
+    }
+    let r = get_with(&fast, &[(header, "1e300")]).await;
+    assert_eq!(must(&text(&r, "huge header"), "probe_success"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_debug_output() {
+    let w = World::new();
+    let agent = w.agent();
+    let http = w.http.port();
+    let q = format!("/probe?target={DUAL_HOST}:{http}&check=dns&check=tcp&check=http");
+    let by_param = get(&agent.url(&format!("{q}&format=json"))).await;
+    let by_accept = get_with(&agent.url(&q), &[("Accept", "application/json")]).await;
+    for (how, r) in [("format=json", &by_param), ("Accept", &by_accept)] {
+        assert_eq!(r.status, 200, "{how}: {}", r.body);
+        assert!(r.content_type.starts_with("application/json"), "{how}: {}", r.content_type);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+        assert_eq!(v["target"], format!("{DUAL_HOST}:{http}"), "{how}: {v:#}");
+        let fams = v["families"].as_array().expect("families");
+        assert_eq!(fams.len(), 2, "{how}: {v:#}");
+        for (f, fam) in fams.iter().zip(["ipv4", "ipv6"]) {
+            let lo = if fam == "ipv4" { "127.0.0.1" } else { "::1" };
+            assert_eq!(f["family"], fam, "{how}: {v:#}");
+            assert_eq!(f["expectation_met"], true, "{how}: {v:#}");
+            let checks = f["checks"].as_array().expect("checks");
+            let names: Vec<&str> = checks.iter().map(|c| c["check"].as_str().unwrap()).collect();
+            assert_eq!(names, ["dns", "tcp", "http"], "{how}: {v:#}");
+            for c in checks {
+                assert_eq!(c["success"], true, "{how}: {c:#}");
+                assert_eq!(c["reason"], "ok", "{how}: {c:#}");
+                assert!(c["duration"].as_f64().unwrap() > 0.0, "{how}: {c:#}");
+            }
+            assert_eq!(checks[0]["dns_answers"], 1, "{how}: {v:#}");
+            assert_eq!(checks[0]["addresses"], serde_json::json!([lo]), "{how}: {v:#}");
+            assert_eq!(checks[1]["addresses"], serde_json::json!([lo]), "tried: {v:#}");
+            assert_eq!(checks[2]["http_status"], 200, "{how}: {v:#}");
+            assert!(f.get("debug").is_none(), "no debug lines unless asked: {v:#}");
+        }
+    }
+    // A failure in JSON: the reason and its detail.
+    let r = get(&agent.url(&format!(
+        "/probe?target={A_ONLY_HOST}:{http}&check=dns&check=tcp&family=ipv6&format=json"
+    )))
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let c = &v["families"][0]["checks"];
+    assert_eq!(c[0]["success"], false, "{v:#}");
+    assert_eq!(c[0]["reason"], "nodata", "{v:#}");
+    assert!(c[0]["detail"].as_str().unwrap().contains("NODATA"), "{v:#}");
+    assert_eq!(c[0]["dns_answers"], 0, "{v:#}");
+    assert_eq!(c[1]["reason"], "skipped", "{v:#}");
+    assert_eq!(v["families"][0]["expectation_met"], false, "{v:#}");
+
+    // debug=true: the probe's own log lines, then the metrics.
+    let r = get(&agent.url(&format!("{q}&debug=true"))).await;
+    assert_eq!(r.status, 200);
+    let (logs, metrics) = r
+        .body
+        .split_once("Metrics that would have been returned:")
+        .unwrap_or_else(|| panic!("no metrics section:\n{}", r.body));
+    assert!(logs.starts_with("Logs for the probe:"), "{}", r.body);
+    for line in [
+        format!("[ipv4] {DUAL_HOST}: 1 answers: [127.0.0.1]"),
+        format!("[ipv6] {DUAL_HOST}: 1 answers: [::1]"),
+        format!("[ipv4] connected to 127.0.0.1:{http}"),
+        format!("[ipv6] connected to [::1]:{http}"),
+        format!("[ipv4] GET http://{DUAL_HOST}:{http}/ over ipv4"),
+        "[ipv6] http passed in".to_string(),
+    ] {
+        assert!(logs.contains(&line), "missing `{line}` in:\n{}", r.body);
+    }
+    assert_eq!(must(metrics, "probe_success{family=\"ipv6\"}"), 1.0);
+    // JSON with debug=true carries the lines per family.
+    let r = get(&agent.url(&format!("{q}&debug=true&format=json"))).await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let lines = v["families"][1]["debug"].as_array().expect("debug lines");
+    assert!(lines.iter().any(|l| l.as_str().unwrap().contains("connected to [::1]")), "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_400_with_the_reason() {
+    let w = World::new();
+    let agent = w.agent();
+    let http = w.http.port();
+    let cases = [
+        ("/probe", "the `target` parameter is required"),
+        ("/probe?check=tcp", "the `target` parameter is required"),
+        ("/probe?target=&check=tcp", "the `target` parameter is required"),
+        (
+            &format!("/probe?target={DUAL_HOST}:{http}&family=ipv5") as &str,
+            "family `ipv5` is not ipv4, ipv6 or both",
+        ),
+        (&format!("/probe?target={DUAL_HOST}:99999&check=tcp"), "`99999` is not a port"),
+        (&format!("/probe?target={DUAL_HOST}:0&check=tcp"), "`0` is not a port"),
+        (&format!("/probe?target={DUAL_HOST}:http&check=tcp"), "`http` is not a port"),
+        (&format!("/probe?target={DUAL_HOST}&module=nope"), "unknown module `nope`"),
+        (&format!("/probe?target={DUAL_HOST}:{http}&check=icmp"), "unknown check `icmp`"),
+        ("/probe?target=ftp://dual.test/", "only http:// and https://"),
+        ("/probe?target=user@dual.test&check=tcp", "user info is not allowed"),
+        ("/probe?target=127.0.0.1&check=dns", "an IP literal needs no dns check"),
+        ("/probe?target=127.0.0.1:80&check=tcp&family=ipv6", "127.0.0.1 is an ipv4 address"),
+        ("/probe?target=web&family=ipv6&module=https_ca", ""),
+    ];
+    for (q, reason) in cases {
+        let r = get(&agent.url(q)).await;
+        if reason.is_empty() {
+            // A configured target's name wins over module= and is probed: not malformed.
+            assert_eq!(r.status, 200, "{q}: {}", r.body);
+            continue;
+        }
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+        assert!(r.body.contains(reason), "{q}: expected `{reason}` in `{}`", r.body);
+        assert!(r.content_type.starts_with("text/plain"), "{q}: {}", r.content_type);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_is_required_and_never_logged() {
+    let w = World::new();
+    let token = format!("dp-secret-{:016x}", rand_u64());
+    let wrong = format!("dp-wrong-{:016x}", rand_u64());
+    std::fs::write(w.dir.path().join("token.txt"), format!("{token}\n")).unwrap();
+    // Every dualprobe log line at trace level: nothing may carry the token.
+    let agent = w.agent_with("  token_file: token.txt", "dualprobe=trace,info");
+    agent.wait_ready().await;
+    let http = w.http.port();
+    let q = agent.url(&format!("/probe?target={DUAL_HOST}:{http}&check=tcp&family=ipv4"));
+    let bearer = format!("Bearer {token}");
+    let cases: Vec<(Vec<(&str, String)>, u16)> = vec![
+        (vec![], 401),
+        (vec![("Authorization", format!("Bearer {wrong}"))], 401),
+        (vec![("Authorization", format!("Bearer {token}x"))], 401),
+        (vec![("Authorization", format!("Bearer {}", &token[..token.len() - 1]))], 401),
+        (vec![("Authorization", "Bearer ".to_string())], 401),
+        (vec![("Authorization", format!("Basic {token}"))], 401),
+        (vec![("Authorization", token.clone())], 401),
+        (vec![("Authorization", bearer.clone())], 200),
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        (vec![("Authorization", format!("bearer {token}"))], 200),
+    ];
+    for (headers, want) in &cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = get_with(&q, &h).await;
+        assert_eq!(r.status, *want, "{headers:?}: {}", r.body);
+        if *want == 401 {
+            assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"), "{headers:?}");
+            assert!(!r.body.contains(&token), "the 401 body echoes the token");
+        } else {
+            assert_eq!(must(&r.body, "probe_success"), 1.0, "{}", r.body);
+        }
+    }
+    // Probes that log (a refusal) and that fail, with the token and the wrong one.
+    for t in [&token, &wrong] {
+        let h = [("Authorization", format!("Bearer {t}"))];
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        get_with(&agent.url("/probe?target=forbidden.example:80&check=tcp"), &h).await;
+        get_with(&agent.url(&format!("/probe?target={A_ONLY_HOST}:{http}&check=dns")), &h).await;
+        get_with(&agent.url(&format!("/probe?target=[::1]:{http}&check=tcp&debug=true")), &h).await;
+    }
+    // Other endpoints stay open (Prometheus scrapes /metrics without the probe token).
+    let metrics = get(&agent.url("/metrics")).await;
+    assert_eq!(metrics.status, 200);
+    let page = get(&agent.url("/")).await;
+    assert_eq!(page.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = agent.logs();
+    // The logs are really captured: the refusal is in them.
+    assert!(logs.contains("ad-hoc probe refused"), "{logs}");
+    for secret in [&token, &wrong] {
+        assert!(!logs.contains(secret.as_str()), "a token is in the logs:\n{logs}");
+        assert!(!metrics.body.contains(secret.as_str()), "a token is in /metrics");
+        assert!(!page.body.contains(secret.as_str()), "a token is on the status page");
+    }
+    // Ad-hoc probes do not become /metrics series either.
+    assert!(!metrics.body.contains("target=\"dual.test:"), "{}", metrics.body);
+}
+
+/// A random number from the standard library's randomly keyed hasher.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_targets_take_port_and_path_from_the_request() {
+    let w = World::new();
+    let agent = w.agent();
+    let http = w.http.port();
+    // The module's https port is replaced by the one in the target; the path too.
+    let r = get(&agent.url(&format!(
+        "/probe?target={DUAL_HOST}:{http}&module=v6_http&family=ipv6"
+    )))
+    .await;
+    assert_eq!(must(&text(&r, "v6_http explicit port"), "probe_http_status_code"), 200.0);
+    let before = w.http.hits(Family::Ipv6, "/fail");
+    let r = get(&agent.url(&format!(
+        "/probe?target=http://{DUAL_HOST}:{http}/fail&module=v6_http"
+    )))
+    .await;
+    let m = text(&r, "v6_http with a path");
+    assert_eq!(must(&m, "probe_http_status_code"), 500.0, "{m}");
+    assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
+    assert_eq!(w.http.hits(Family::Ipv6, "/fail"), before + 1);
+    // A module over a family it does not probe is malformed.
+    let r = get(&agent.url(&format!("/probe?target={DUAL_HOST}&module=v6_http&family=ipv4"))).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Modules do not bypass the allowlist.
+    let r = get(&agent.url(&format!("/probe?target={HIDDEN_HOST}:{http}&module=v6_http"))).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+}
