@@ -98,6 +98,20 @@ pub fn split_target(s: &str) -> Result<TargetParts, AdhocError> {
             "`{host}` is not a host name or IP address"
         )));
     }
+    // An IPv6 literal with a zone ID (`fe80::1%eth0`, `%25` in URLs): zones only matter for
+    // link-local addresses, which the metadata guard always refuses, so such a literal is kept
+    // as its address (and refused); a zone on any other address is an error.
+    if let Some((addr, _zone)) = host.split_once('%')
+        && let Ok(v6) = addr.parse::<std::net::Ipv6Addr>()
+    {
+        let ip = std::net::IpAddr::V6(v6);
+        if crate::guard::forbidden(ip).is_some() {
+            return Ok((Host::Ip(ip), port, scheme, path));
+        }
+        return Err(AdhocError(format!(
+            "`{host}`: zone IDs are only meaningful for link-local addresses"
+        )));
+    }
     let parsed = Host::parse(&host);
     if let (Host::Name(_), true) = (&parsed, host.contains(':')) {
         return Err(AdhocError(format!(

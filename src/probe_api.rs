@@ -92,13 +92,19 @@ fn probe_timeout(
     param: Option<&str>,
     s: &ProbeSettings,
 ) -> Result<Duration, String> {
+    // Seconds (`2.5`) or a duration (`2500ms`), more than zero. Numbers too large for a
+    // `Duration` saturate (the config's cap applies below); NaN, infinities, zero and negatives
+    // are refused.
     let parse_secs = |v: &str| -> Option<Duration> {
-        v.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite() && *f > 0.0)
-            .map(Duration::from_secs_f64)
-            .or_else(|| humantime::parse_duration(v.trim()).ok())
+        let v = v.trim();
+        let d = match v.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => {
+                Some(Duration::try_from_secs_f64(f).unwrap_or(Duration::MAX))
+            }
+            Ok(_) => None,
+            Err(_) => humantime::parse_duration(v).ok(),
+        };
+        d.filter(|d| !d.is_zero())
     };
     let mut t = s.max_timeout;
     if let Some(h) = headers
@@ -106,7 +112,7 @@ fn probe_timeout(
         .and_then(|h| h.to_str().ok())
     {
         let scrape = parse_secs(h).ok_or_else(|| {
-            format!("X-Prometheus-Scrape-Timeout-Seconds `{h}` is not a number of seconds")
+            format!("X-Prometheus-Scrape-Timeout-Seconds `{h}` is not a positive number of seconds")
         })?;
         t = t.min(
             scrape
@@ -116,7 +122,7 @@ fn probe_timeout(
     }
     if let Some(p) = param {
         let d = parse_secs(p)
-            .ok_or_else(|| format!("timeout `{p}` is not a duration like 5s or 2.5"))?;
+            .ok_or_else(|| format!("timeout `{p}` is not a positive duration like 5s or 2.5"))?;
         t = t.min(d);
     }
     Ok(t)
@@ -154,6 +160,13 @@ fn resolve_target(
             }
         }
         return Ok((Arc::new(t), false));
+    }
+    // The metadata guard comes first: a forbidden literal is refused (403) whatever else the
+    // request says, even when it would also be malformed for the family or module asked.
+    if let Ok((Host::Ip(ip), ..)) = adhoc::split_target(name)
+        && let Some(why) = crate::guard::forbidden(ip)
+    {
+        return Err((StatusCode::FORBIDDEN, format!("refused: {why}")));
     }
     if let Some(m) = &q.module {
         let template = config
@@ -205,7 +218,13 @@ pub async fn probe(
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| {
+                // The auth scheme is case-insensitive (RFC 9110, section 11.1).
+                let (scheme, credentials) = h.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| credentials.trim())
+            })
             .unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             let mut r = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
@@ -242,7 +261,13 @@ pub async fn probe(
     };
     let (target, adhoc) = match resolve_target(&q, &generation, &families, timeout) {
         Ok(t) => t,
-        Err((status, msg)) => return plain(status, msg),
+        Err((status, msg)) => {
+            if status == StatusCode::FORBIDDEN {
+                let asked = q.target.as_deref().unwrap_or_default();
+                tracing::warn!(target = %asked, reason = %msg, "ad-hoc probe refused");
+            }
+            return plain(status, msg);
+        }
     };
     let env = if adhoc {
         if let Err(f) = generation.adhoc_policy.check_host(&target.host) {
@@ -253,7 +278,10 @@ pub async fn probe(
     } else {
         &generation.env
     };
-    let deadline = tokio::time::Instant::now() + timeout;
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400));
     let keep_debug = q.debug;
     let reports: Vec<CycleReport> = join_all(
         target
@@ -285,7 +313,10 @@ pub async fn probe(
         }))
         .into_response();
     }
-    let single = families.is_some();
+    // One family probed (asked for, or the only one the target, module or IP literal has):
+    // blackbox_exporter's names without a `family` label. `family=both` keeps the label.
+    let explicit_both = matches!(q.family.as_deref().map(str::trim), Some("both" | "any"));
+    let single = !explicit_both && target.families.len() == 1;
     let body = render(&reports, single);
     if q.debug {
         let mut out = String::from("Logs for the probe:\n");

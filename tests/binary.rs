@@ -497,3 +497,69 @@ async fn discovered_endpoints_and_task_metadata_reach_the_metrics() {
     );
     assert!(!build.contains("availability_zone=\"\""), "{build}");
 }
+
+/// ECS task definitions pass config in the environment: inline YAML in `DUALPROBE_CONFIG`, or a
+/// path in `DUALPROBE_CONFIG_FILE`; `--config` wins over both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_comes_from_the_environment() {
+    let start = |envs: &[(&str, String)], args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["run", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .env_remove("DUALPROBE_CONFIG")
+            .env_remove("DUALPROBE_CONFIG_FILE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(l) = v.get("listen").and_then(|l| l.as_str())
+                {
+                    let _ = tx.send(l.to_string());
+                }
+            }
+        });
+        let listen = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("listen address");
+        (child, format!("http://{listen}/metrics"))
+    };
+    let yaml = |name: &str| {
+        format!("targets:\n  - {{ name: {name}, host: 127.0.0.1, port: 9, checks: [tcp] }}\n")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("from-file.yml");
+    std::fs::write(&file, yaml("from-file")).unwrap();
+    let flag = dir.path().join("from-flag.yml");
+    std::fs::write(&flag, yaml("from-flag")).unwrap();
+
+    let cases: [(&[(&str, String)], Vec<&str>, &str); 3] = [
+        (&[("DUALPROBE_CONFIG", yaml("inline"))], vec![], "inline"),
+        (
+            &[("DUALPROBE_CONFIG_FILE", file.display().to_string())],
+            vec![],
+            "from-file",
+        ),
+        (
+            &[("DUALPROBE_CONFIG", yaml("inline"))],
+            vec!["--config", flag.to_str().unwrap()],
+            "from-flag",
+        ),
+    ];
+    for (envs, args, want) in cases {
+        let (mut child, url) = start(envs, &args);
+        let m = get(&url).await.1;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            m.contains(&format!("target=\"{want}\"")),
+            "expected target {want}:\n{m}"
+        );
+    }
+}

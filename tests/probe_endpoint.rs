@@ -126,20 +126,30 @@ fn text(r: &Reply, what: &str) -> String {
 async fn both_families_in_one_probe_carry_a_family_label() {
     let w = World::new();
     let agent = w.agent();
-    let before = (w.https.hits(Family::Ipv4, "/ok"), w.https.hits(Family::Ipv6, "/ok"));
+    let before = (
+        w.https.hits(Family::Ipv4, "/ok"),
+        w.https.hits(Family::Ipv6, "/ok"),
+    );
     let r = get(&agent.url(&format!("/probe?target={DUAL_HOST}&module=https_ca"))).await;
     let m = text(&r, "module https_ca, both families");
     for (fam, proto) in [("ipv4", 4.0), ("ipv6", 6.0)] {
         let l = format!("{{family=\"{fam}\"}}");
         assert_eq!(must(&m, &format!("probe_success{l}")), 1.0, "{m}");
         assert_eq!(must(&m, &format!("probe_ip_protocol{l}")), proto, "{m}");
-        assert_eq!(must(&m, &format!("probe_http_status_code{l}")), 200.0, "{m}");
+        assert_eq!(
+            must(&m, &format!("probe_http_status_code{l}")),
+            200.0,
+            "{m}"
+        );
         assert_eq!(
             must(&m, &format!("probe_ssl_earliest_cert_expiry{l}")),
             w.pki.server.not_after as f64,
             "{m}"
         );
-        assert!(must(&m, &format!("probe_dns_lookup_time_seconds{l}")) > 0.0, "{m}");
+        assert!(
+            must(&m, &format!("probe_dns_lookup_time_seconds{l}")) > 0.0,
+            "{m}"
+        );
         assert!(must(&m, &format!("probe_duration_seconds{l}")) > 0.0, "{m}");
         for check in ["dns", "tcp", "tls", "http"] {
             let s = format!("dualprobe_check_success{{check=\"{check}\",family=\"{fam}\"}}");
@@ -191,12 +201,19 @@ async fn one_family_answers_with_blackbox_names_and_only_uses_that_family() {
         let total = must(&m, "probe_duration_seconds");
         assert!(total >= dns_time && total < 3.0, "{m}");
         assert_eq!(
-            must(&m, &format!("dualprobe_check_success{{check=\"tls\",family=\"{fam}\"}}")),
+            must(
+                &m,
+                &format!("dualprobe_check_success{{check=\"tls\",family=\"{fam}\"}}")
+            ),
             1.0
         );
         assert!(!m.contains(&format!("family=\"{other}\"")), "{m}");
         assert!(!m.contains("probe_success{"), "{m}");
-        assert_eq!(w.https.hits(fam, "/ok"), before.0 + 1, "{fam} reached the server");
+        assert_eq!(
+            w.https.hits(fam, "/ok"),
+            before.0 + 1,
+            "{fam} reached the server"
+        );
         assert_eq!(w.https.hits(other, "/ok"), before.1, "{other} was not used");
     }
     // `4`/`6` are accepted spellings of the family too.
@@ -218,7 +235,11 @@ async fn one_family_answers_with_blackbox_names_and_only_uses_that_family() {
     let r = get(&agent.url("/probe?target=[::1]&module=v6_http")).await;
     let m = text(&r, "module v6_http on [::1]");
     assert_eq!(must(&m, "probe_success"), 1.0, "{m}");
-    assert_eq!(sample(&m, "probe_dns_lookup_time_seconds"), None, "a literal needs no DNS: {m}");
+    assert_eq!(
+        sample(&m, "probe_dns_lookup_time_seconds"),
+        None,
+        "a literal needs no DNS: {m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,20 +248,33 @@ async fn configured_targets_run_their_own_checks_and_expectations() {
     let agent = w.agent();
     let m = text(&get(&agent.url("/probe?target=web")).await, "web");
     for fam in ["ipv4", "ipv6"] {
-        assert_eq!(must(&m, &format!("probe_success{{family=\"{fam}\"}}")), 1.0, "{m}");
         assert_eq!(
-            must(&m, &format!("dualprobe_check_success{{check=\"http\",family=\"{fam}\"}}")),
+            must(&m, &format!("probe_success{{family=\"{fam}\"}}")),
+            1.0,
+            "{m}"
+        );
+        assert_eq!(
+            must(
+                &m,
+                &format!("dualprobe_check_success{{check=\"http\",family=\"{fam}\"}}")
+            ),
             1.0
         );
         assert_eq!(
-            must(&m, &format!("dualprobe_expectation_met{{family=\"{fam}\"}}")),
+            must(
+                &m,
+                &format!("dualprobe_expectation_met{{family=\"{fam}\"}}")
+            ),
             1.0
         );
     }
     // Its own checks: no tls check was configured, so there is none.
     assert!(!m.contains("check=\"tls\""), "{m}");
 
-    let m = text(&get(&agent.url("/probe?target=broken&family=ipv6")).await, "broken");
+    let m = text(
+        &get(&agent.url("/probe?target=broken&family=ipv6")).await,
+        "broken",
+    );
     assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
     assert_eq!(must(&m, "probe_http_status_code"), 500.0, "{m}");
     assert_eq!(
@@ -256,19 +290,30 @@ async fn configured_targets_run_their_own_checks_and_expectations() {
     let m = text(&get(&agent.url("/probe?target=hidden4")).await, "hidden4");
     assert_eq!(must(&m, "probe_success{family=\"ipv4\"}"), 1.0, "{m}");
     assert_eq!(must(&m, "probe_success{family=\"ipv6\"}"), 1.0, "{m}");
-    assert_eq!(must(&m, "dualprobe_expectation_met{family=\"ipv6\"}"), 1.0, "{m}");
+    assert_eq!(
+        must(&m, "dualprobe_expectation_met{family=\"ipv6\"}"),
+        1.0,
+        "{m}"
+    );
     assert_eq!(
         must(&m, "dualprobe_check_success{check=\"dns\",family=\"ipv6\"}"),
         0.0,
         "{m}"
     );
     assert_eq!(
-        must(&m, "dualprobe_check_failure_info{check=\"dns\",family=\"ipv6\",reason=\"nodata\"}"),
+        must(
+            &m,
+            "dualprobe_check_failure_info{check=\"dns\",family=\"ipv6\",reason=\"nodata\"}"
+        ),
         1.0
     );
 
     // Configured targets are always allowed; the same host asked ad hoc is not in probe.allow.
-    let r = get(&agent.url(&format!("/probe?target={HIDDEN_HOST}:{}&check=tcp", w.http.port()))).await;
+    let r = get(&agent.url(&format!(
+        "/probe?target={HIDDEN_HOST}:{}&check=tcp",
+        w.http.port()
+    )))
+    .await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("not in probe.allow"), "{}", r.body);
 
@@ -283,41 +328,69 @@ async fn failed_probes_are_http_200_with_probe_success_0() {
     let agent = w.agent();
     let http = w.http.port();
 
-    let r = get(&agent.url(&format!("/probe?target=http://{DUAL_HOST}:{http}/fail&check=http"))).await;
+    let r = get(&agent.url(&format!(
+        "/probe?target=http://{DUAL_HOST}:{http}/fail&check=http"
+    )))
+    .await;
     let m = text(&r, "/fail");
     for fam in ["ipv4", "ipv6"] {
-        assert_eq!(must(&m, &format!("probe_success{{family=\"{fam}\"}}")), 0.0, "{m}");
-        assert_eq!(must(&m, &format!("probe_http_status_code{{family=\"{fam}\"}}")), 500.0);
+        assert_eq!(
+            must(&m, &format!("probe_success{{family=\"{fam}\"}}")),
+            0.0,
+            "{m}"
+        );
+        assert_eq!(
+            must(&m, &format!("probe_http_status_code{{family=\"{fam}\"}}")),
+            500.0
+        );
     }
 
     // A-only name: IPv4 passes, IPv6 has no AAAA.
-    let r = get(&agent.url(&format!("/probe?target={A_ONLY_HOST}:{http}&check=dns&check=tcp"))).await;
+    let r = get(&agent.url(&format!(
+        "/probe?target={A_ONLY_HOST}:{http}&check=dns&check=tcp"
+    )))
+    .await;
     let m = text(&r, "aonly");
     assert_eq!(must(&m, "probe_success{family=\"ipv4\"}"), 1.0, "{m}");
     assert_eq!(must(&m, "probe_success{family=\"ipv6\"}"), 0.0, "{m}");
     assert_eq!(
-        must(&m, "dualprobe_check_failure_info{check=\"dns\",family=\"ipv6\",reason=\"nodata\"}"),
+        must(
+            &m,
+            "dualprobe_check_failure_info{check=\"dns\",family=\"ipv6\",reason=\"nodata\"}"
+        ),
         1.0
     );
     assert_eq!(
-        must(&m, "dualprobe_check_failure_info{check=\"tcp\",family=\"ipv6\",reason=\"skipped\"}"),
+        must(
+            &m,
+            "dualprobe_check_failure_info{check=\"tcp\",family=\"ipv6\",reason=\"skipped\"}"
+        ),
         1.0
     );
 
     // Refused port.
     let closed = closed_port();
-    let r = get(&agent.url(&format!("/probe?target=127.0.0.1:{closed}&check=tcp&family=ipv4"))).await;
+    let r = get(&agent.url(&format!(
+        "/probe?target=127.0.0.1:{closed}&check=tcp&family=ipv4"
+    )))
+    .await;
     let m = text(&r, "closed port");
     assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
     assert_eq!(
-        must(&m, "dualprobe_check_failure_info{check=\"tcp\",family=\"ipv4\",reason=\"refused\"}"),
+        must(
+            &m,
+            "dualprobe_check_failure_info{check=\"tcp\",family=\"ipv4\",reason=\"refused\"}"
+        ),
         1.0,
         "{m}"
     );
 
     // Ad-hoc HTTPS trusts only the public roots: the test CA's certificate fails verification.
     let https = w.https.port();
-    let r = get(&agent.url(&format!("/probe?target=https://{DUAL_HOST}:{https}/ok&family=ipv4"))).await;
+    let r = get(&agent.url(&format!(
+        "/probe?target=https://{DUAL_HOST}:{https}/ok&family=ipv4"
+    )))
+    .await;
     let m = text(&r, "ad-hoc https with the test CA");
     assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
     assert_eq!(
@@ -332,7 +405,9 @@ async fn deadlines_follow_the_scrape_timeout_header_and_the_timeout_parameter() 
     let w = World::new();
     let agent = w.agent();
     let never = w.never.port();
-    let silent = agent.url(&format!("/probe?target={SILENT_HOST}:80&check=dns&family=ipv4"));
+    let silent = agent.url(&format!(
+        "/probe?target={SILENT_HOST}:80&check=dns&family=ipv4"
+    ));
     let hang4 = agent.url(&format!("/probe?target=127.0.0.1:{never}&module=hang"));
     let hang6 = agent.url(&format!("/probe?target=[::1]:{never}&module=hang"));
     let header = "X-Prometheus-Scrape-Timeout-Seconds";
@@ -346,15 +421,27 @@ async fn deadlines_follow_the_scrape_timeout_header_and_the_timeout_parameter() 
         (hang6.clone(), vec![(header, "2.5")], 1.9, 3.5),
         // `timeout=` alone, and the smaller of both.
         (format!("{silent}&timeout=1s"), vec![], 0.9, 2.0),
-        (format!("{hang4}&timeout=0.8"), vec![(header, "10")], 0.7, 1.8),
+        (
+            format!("{hang4}&timeout=0.8"),
+            vec![(header, "10")],
+            0.7,
+            1.8,
+        ),
         // The header minus the offset wins over a larger parameter.
-        (format!("{hang6}&timeout=5"), vec![(header, "1.7")], 1.1, 2.7),
+        (
+            format!("{hang6}&timeout=5"),
+            vec![(header, "1.7")],
+            1.1,
+            2.7,
+        ),
         // Nothing asked: probe.max_timeout (3 s) caps the module's 8 s.
         (hang4.clone(), vec![], 2.9, 4.5),
         // A huge request is capped too.
         (format!("{silent}&timeout=1h"), vec![], 2.9, 4.5),
     ];
-    let runs = cases.iter().map(|(url, headers, _, _)| get_with(url, headers));
+    let runs = cases
+        .iter()
+        .map(|(url, headers, _, _)| get_with(url, headers));
     let replies = futures_util::future::join_all(runs).await;
     for ((url, headers, earliest, latest), r) in cases.iter().zip(&replies) {
         let t = r.elapsed.as_secs_f64();
@@ -384,10 +471,17 @@ async fn deadlines_follow_the_scrape_timeout_header_and_the_timeout_parameter() 
         let headers: Vec<(&str, &str)> = h.map(|v| (header, v)).into_iter().collect();
         let r = get_with(&url, &headers).await;
         assert_eq!(r.status, 400, "{q} {h:?}: {}", r.body);
-        assert!(r.body.contains("second") || r.body.contains("duration"), "{q} {h:?}: {}", r.body);
+        assert!(
+            r.body.contains("second") || r.body.contains("duration"),
+            "{q} {h:?}: {}",
+            r.body
+        );
     }
     // Far too large numbers are capped, not a crash.
-    let fast = agent.url(&format!("/probe?target=127.0.0.1:{}&check=tcp", w.http.port()));
+    let fast = agent.url(&format!(
+        "/probe?target=127.0.0.1:{}&check=tcp",
+        w.http.port()
+    ));
     for q in ["timeout=1e300", "timeout=18446744073709551616"] {
         let r = get(&format!("{fast}&{q}")).await;
         assert_eq!(must(&text(&r, q), "probe_success"), 1.0, "{q}: {}", r.body);
@@ -401,14 +495,18 @@ async fn json_and_debug_output() {
     let w = World::new();
     let agent = w.agent();
     let http = w.http.port();
-    let q = format!("/probe?target={DUAL_HOST}:{http}&check=dns&check=tcp&check=http");
+    let q = format!("/probe?target=http://{DUAL_HOST}:{http}/ok&check=dns&check=tcp&check=http");
     let by_param = get(&agent.url(&format!("{q}&format=json"))).await;
     let by_accept = get_with(&agent.url(&q), &[("Accept", "application/json")]).await;
     for (how, r) in [("format=json", &by_param), ("Accept", &by_accept)] {
         assert_eq!(r.status, 200, "{how}: {}", r.body);
-        assert!(r.content_type.starts_with("application/json"), "{how}: {}", r.content_type);
+        assert!(
+            r.content_type.starts_with("application/json"),
+            "{how}: {}",
+            r.content_type
+        );
         let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
-        assert_eq!(v["target"], format!("{DUAL_HOST}:{http}"), "{how}: {v:#}");
+        assert_eq!(v["target"], format!("http://{DUAL_HOST}:{http}/ok"), "{how}: {v:#}");
         let fams = v["families"].as_array().expect("families");
         assert_eq!(fams.len(), 2, "{how}: {v:#}");
         for (f, fam) in fams.iter().zip(["ipv4", "ipv6"]) {
@@ -416,7 +514,10 @@ async fn json_and_debug_output() {
             assert_eq!(f["family"], fam, "{how}: {v:#}");
             assert_eq!(f["expectation_met"], true, "{how}: {v:#}");
             let checks = f["checks"].as_array().expect("checks");
-            let names: Vec<&str> = checks.iter().map(|c| c["check"].as_str().unwrap()).collect();
+            let names: Vec<&str> = checks
+                .iter()
+                .map(|c| c["check"].as_str().unwrap())
+                .collect();
             assert_eq!(names, ["dns", "tcp", "http"], "{how}: {v:#}");
             for c in checks {
                 assert_eq!(c["success"], true, "{how}: {c:#}");
@@ -424,10 +525,21 @@ async fn json_and_debug_output() {
                 assert!(c["duration"].as_f64().unwrap() > 0.0, "{how}: {c:#}");
             }
             assert_eq!(checks[0]["dns_answers"], 1, "{how}: {v:#}");
-            assert_eq!(checks[0]["addresses"], serde_json::json!([lo]), "{how}: {v:#}");
-            assert_eq!(checks[1]["addresses"], serde_json::json!([lo]), "tried: {v:#}");
+            assert_eq!(
+                checks[0]["addresses"],
+                serde_json::json!([lo]),
+                "{how}: {v:#}"
+            );
+            assert_eq!(
+                checks[1]["addresses"],
+                serde_json::json!([lo]),
+                "tried: {v:#}"
+            );
             assert_eq!(checks[2]["http_status"], 200, "{how}: {v:#}");
-            assert!(f.get("debug").is_none(), "no debug lines unless asked: {v:#}");
+            assert!(
+                f.get("debug").is_none(),
+                "no debug lines unless asked: {v:#}"
+            );
         }
     }
     // A failure in JSON: the reason and its detail.
@@ -457,7 +569,7 @@ async fn json_and_debug_output() {
         format!("[ipv6] {DUAL_HOST}: 1 answers: [::1]"),
         format!("[ipv4] connected to 127.0.0.1:{http}"),
         format!("[ipv6] connected to [::1]:{http}"),
-        format!("[ipv4] GET http://{DUAL_HOST}:{http}/ over ipv4"),
+        format!("[ipv4] GET http://{DUAL_HOST}:{http}/ok over ipv4"),
         "[ipv6] http passed in".to_string(),
     ] {
         assert!(logs.contains(&line), "missing `{line}` in:\n{}", r.body);
@@ -467,7 +579,12 @@ async fn json_and_debug_output() {
     let r = get(&agent.url(&format!("{q}&debug=true&format=json"))).await;
     let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
     let lines = v["families"][1]["debug"].as_array().expect("debug lines");
-    assert!(lines.iter().any(|l| l.as_str().unwrap().contains("connected to [::1]")), "{v:#}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("connected to [::1]")),
+        "{v:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,20 +595,50 @@ async fn malformed_requests_are_400_with_the_reason() {
     let cases = [
         ("/probe", "the `target` parameter is required"),
         ("/probe?check=tcp", "the `target` parameter is required"),
-        ("/probe?target=&check=tcp", "the `target` parameter is required"),
+        (
+            "/probe?target=&check=tcp",
+            "the `target` parameter is required",
+        ),
         (
             &format!("/probe?target={DUAL_HOST}:{http}&family=ipv5") as &str,
             "family `ipv5` is not ipv4, ipv6 or both",
         ),
-        (&format!("/probe?target={DUAL_HOST}:99999&check=tcp"), "`99999` is not a port"),
-        (&format!("/probe?target={DUAL_HOST}:0&check=tcp"), "`0` is not a port"),
-        (&format!("/probe?target={DUAL_HOST}:http&check=tcp"), "`http` is not a port"),
-        (&format!("/probe?target={DUAL_HOST}&module=nope"), "unknown module `nope`"),
-        (&format!("/probe?target={DUAL_HOST}:{http}&check=icmp"), "unknown check `icmp`"),
-        ("/probe?target=ftp://dual.test/", "only http:// and https://"),
-        ("/probe?target=user@dual.test&check=tcp", "user info is not allowed"),
-        ("/probe?target=127.0.0.1&check=dns", "an IP literal needs no dns check"),
-        ("/probe?target=127.0.0.1:80&check=tcp&family=ipv6", "127.0.0.1 is an ipv4 address"),
+        (
+            &format!("/probe?target={DUAL_HOST}:99999&check=tcp"),
+            "`99999` is not a port",
+        ),
+        (
+            &format!("/probe?target={DUAL_HOST}:0&check=tcp"),
+            "`0` is not a port",
+        ),
+        (
+            &format!("/probe?target={DUAL_HOST}:http&check=tcp"),
+            "`http` is not a port",
+        ),
+        (
+            &format!("/probe?target={DUAL_HOST}&module=nope"),
+            "unknown module `nope`",
+        ),
+        (
+            &format!("/probe?target={DUAL_HOST}:{http}&check=icmp"),
+            "unknown check `icmp`",
+        ),
+        (
+            "/probe?target=ftp://dual.test/",
+            "only http:// and https://",
+        ),
+        (
+            "/probe?target=user@dual.test&check=tcp",
+            "user info is not allowed",
+        ),
+        (
+            "/probe?target=127.0.0.1&check=dns",
+            "an IP literal needs no dns check",
+        ),
+        (
+            "/probe?target=127.0.0.1:80&check=tcp&family=ipv6",
+            "127.0.0.1 is an ipv4 address",
+        ),
         ("/probe?target=web&family=ipv6&module=https_ca", ""),
     ];
     for (q, reason) in cases {
@@ -502,8 +649,16 @@ async fn malformed_requests_are_400_with_the_reason() {
             continue;
         }
         assert_eq!(r.status, 400, "{q}: {}", r.body);
-        assert!(r.body.contains(reason), "{q}: expected `{reason}` in `{}`", r.body);
-        assert!(r.content_type.starts_with("text/plain"), "{q}: {}", r.content_type);
+        assert!(
+            r.body.contains(reason),
+            "{q}: expected `{reason}` in `{}`",
+            r.body
+        );
+        assert!(
+            r.content_type.starts_with("text/plain"),
+            "{q}: {}",
+            r.content_type
+        );
     }
 }
 
@@ -517,13 +672,21 @@ async fn bearer_token_is_required_and_never_logged() {
     let agent = w.agent_with("  token_file: token.txt", "dualprobe=trace,info");
     agent.wait_ready().await;
     let http = w.http.port();
-    let q = agent.url(&format!("/probe?target={DUAL_HOST}:{http}&check=tcp&family=ipv4"));
+    let q = agent.url(&format!(
+        "/probe?target={DUAL_HOST}:{http}&check=tcp&family=ipv4"
+    ));
     let bearer = format!("Bearer {token}");
     let cases: Vec<(Vec<(&str, String)>, u16)> = vec![
         (vec![], 401),
         (vec![("Authorization", format!("Bearer {wrong}"))], 401),
         (vec![("Authorization", format!("Bearer {token}x"))], 401),
-        (vec![("Authorization", format!("Bearer {}", &token[..token.len() - 1]))], 401),
+        (
+            vec![(
+                "Authorization",
+                format!("Bearer {}", &token[..token.len() - 1]),
+            )],
+            401,
+        ),
         (vec![("Authorization", "Bearer ".to_string())], 401),
         (vec![("Authorization", format!("Basic {token}"))], 401),
         (vec![("Authorization", token.clone())], 401),
@@ -546,9 +709,21 @@ async fn bearer_token_is_required_and_never_logged() {
     for t in [&token, &wrong] {
         let h = [("Authorization", format!("Bearer {t}"))];
         let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        get_with(&agent.url("/probe?target=forbidden.example:80&check=tcp"), &h).await;
-        get_with(&agent.url(&format!("/probe?target={A_ONLY_HOST}:{http}&check=dns")), &h).await;
-        get_with(&agent.url(&format!("/probe?target=[::1]:{http}&check=tcp&debug=true")), &h).await;
+        get_with(
+            &agent.url("/probe?target=forbidden.example:80&check=tcp"),
+            &h,
+        )
+        .await;
+        get_with(
+            &agent.url(&format!("/probe?target={A_ONLY_HOST}:{http}&check=dns")),
+            &h,
+        )
+        .await;
+        get_with(
+            &agent.url(&format!("/probe?target=[::1]:{http}&check=tcp&debug=true")),
+            &h,
+        )
+        .await;
     }
     // Other endpoints stay open (Prometheus scrapes /metrics without the probe token).
     let metrics = get(&agent.url("/metrics")).await;
@@ -560,12 +735,25 @@ async fn bearer_token_is_required_and_never_logged() {
     // The logs are really captured: the refusal is in them.
     assert!(logs.contains("ad-hoc probe refused"), "{logs}");
     for secret in [&token, &wrong] {
-        assert!(!logs.contains(secret.as_str()), "a token is in the logs:\n{logs}");
-        assert!(!metrics.body.contains(secret.as_str()), "a token is in /metrics");
-        assert!(!page.body.contains(secret.as_str()), "a token is on the status page");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a token is in the logs:\n{logs}"
+        );
+        assert!(
+            !metrics.body.contains(secret.as_str()),
+            "a token is in /metrics"
+        );
+        assert!(
+            !page.body.contains(secret.as_str()),
+            "a token is on the status page"
+        );
     }
     // Ad-hoc probes do not become /metrics series either.
-    assert!(!metrics.body.contains("target=\"dual.test:"), "{}", metrics.body);
+    assert!(
+        !metrics.body.contains("target=\"dual.test:"),
+        "{}",
+        metrics.body
+    );
 }
 
 /// A random number from the standard library's randomly keyed hasher.
@@ -586,7 +774,10 @@ async fn module_targets_take_port_and_path_from_the_request() {
         "/probe?target={DUAL_HOST}:{http}&module=v6_http&family=ipv6"
     )))
     .await;
-    assert_eq!(must(&text(&r, "v6_http explicit port"), "probe_http_status_code"), 200.0);
+    assert_eq!(
+        must(&text(&r, "v6_http explicit port"), "probe_http_status_code"),
+        200.0
+    );
     let before = w.http.hits(Family::Ipv6, "/fail");
     let r = get(&agent.url(&format!(
         "/probe?target=http://{DUAL_HOST}:{http}/fail&module=v6_http"
@@ -597,9 +788,15 @@ async fn module_targets_take_port_and_path_from_the_request() {
     assert_eq!(must(&m, "probe_success"), 0.0, "{m}");
     assert_eq!(w.http.hits(Family::Ipv6, "/fail"), before + 1);
     // A module over a family it does not probe is malformed.
-    let r = get(&agent.url(&format!("/probe?target={DUAL_HOST}&module=v6_http&family=ipv4"))).await;
+    let r = get(&agent.url(&format!(
+        "/probe?target={DUAL_HOST}&module=v6_http&family=ipv4"
+    )))
+    .await;
     assert_eq!(r.status, 400, "{}", r.body);
     // Modules do not bypass the allowlist.
-    let r = get(&agent.url(&format!("/probe?target={HIDDEN_HOST}:{http}&module=v6_http"))).await;
+    let r = get(&agent.url(&format!(
+        "/probe?target={HIDDEN_HOST}:{http}&module=v6_http"
+    )))
+    .await;
     assert_eq!(r.status, 403, "{}", r.body);
 }

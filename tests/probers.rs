@@ -1250,7 +1250,12 @@ async fn http_check_uses_tls_server_name_and_connects_to_the_target_host() {
         assert_eq!(outcome(&report, "http").observations.http_status, Some(200));
         // Without the override the certificate (for wrong.test) does not match the host.
         let report = lab.run(&without, family).await;
-        assert_eq!(outcome(&report, "http").result_label(), "cert_invalid", "{}", show(&report));
+        assert_eq!(
+            outcome(&report, "http").result_label(),
+            "cert_invalid",
+            "{}",
+            show(&report)
+        );
     }
     assert!(server.hits(Family::Ipv4, "/ok") > 0 && server.hits(Family::Ipv6, "/ok") > 0);
 }

@@ -177,7 +177,12 @@ impl Resolve for PinnedResolver {
 /// For HTTPS with `tls.server_name` other than the host: the name the request uses (for SNI,
 /// certificate verification and the Host header) and the host it really goes to.
 fn server_name_alias(target: &Target) -> Option<(String, Host)> {
-    let sn = target.tls.server_name.as_deref()?.trim().to_ascii_lowercase();
+    let sn = target
+        .tls
+        .server_name
+        .as_deref()?
+        .trim()
+        .to_ascii_lowercase();
     (target.http.scheme == "https" && !sn.is_empty() && Host::parse(&sn) != target.host)
         .then(|| (sn, target.host.clone()))
 }

@@ -79,9 +79,11 @@ impl AgentProc {
     /// Waits until `/-/ready` answers 200 (the first cycle of every configured target finished).
     pub async fn wait_ready(&self) {
         let url = self.url("/-/ready");
-        wait_for("/-/ready", Duration::from_secs(20), async || {
-            matches!(client().get(&url).send().await, Ok(r) if r.status() == 200)
-        })
+        wait_for(
+            "/-/ready",
+            Duration::from_secs(20),
+            async || matches!(client().get(&url).send().await, Ok(r) if r.status() == 200),
+        )
         .await;
     }
 
@@ -130,7 +132,10 @@ pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
         req = req.header(*k, *v);
     }
     let start = Instant::now();
-    let r = req.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     let header = |name: &str| {
         r.headers()
@@ -140,7 +145,10 @@ pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
     };
     let content_type = header("content-type").unwrap_or_default();
     let www_authenticate = header("www-authenticate");
-    let body = r.text().await.unwrap_or_else(|e| panic!("body of {url}: {e}"));
+    let body = r
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("body of {url}: {e}"));
     Reply {
         status,
         content_type,
@@ -172,7 +180,10 @@ pub async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut(
 pub fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .filter(|l| !l.starts_with('#'))
-        .find(|l| l.strip_prefix(series).is_some_and(|rest| rest.starts_with(' ')))
+        .find(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
