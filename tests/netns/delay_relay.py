@@ -49,6 +49,44 @@ def open_tun(ns, dev):
     return fd
 
 
+class Stop(Exception):
+    """Raised by the signal handler, so a blocking select() ends at once."""
+
+
+def relay(queue, peer, watch, delay, end, stop, max_queue, counts):
+    seq = 0
+    while not stop and time.monotonic() < end:
+        now = time.monotonic()
+        while queue and queue[0][0] <= now:
+            _, _, out, pkt = heapq.heappop(queue)
+            try:
+                os.write(out, pkt)
+                counts["relayed"] += 1
+            except OSError:
+                counts["dropped"] += 1
+        wait = min(1.0, max(0.0, queue[0][0] - now)) if queue else 1.0
+        try:
+            readable, _, _ = select.select(watch, [], [], wait)
+        except InterruptedError:
+            continue
+        got = time.monotonic()
+        for fd in readable:
+            if fd == sys.stdin.fileno():
+                if not os.read(fd, 4096):
+                    stop.append(1)
+                continue
+            for _ in range(64):  # drain, bounded
+                try:
+                    pkt = os.read(fd, 65535)
+                except BlockingIOError:
+                    break
+                if len(queue) >= max_queue:
+                    counts["dropped"] += 1
+                    continue
+                seq += 1
+                heapq.heappush(queue, (got + delay, seq, peer[fd], pkt))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ns-a", required=True)
@@ -66,45 +104,23 @@ def main():
     peer = {fd_a: fd_b, fd_b: fd_a}
     delay = args.delay_ms / 1000.0
     stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+
+    def on_signal(*_):
+        stop.append(1)
+        raise Stop()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     print("ready", flush=True)
 
     queue = []  # (due, seq, out_fd, packet)
-    seq = relayed = dropped = 0
+    counts = {"relayed": 0, "dropped": 0}
     end = time.monotonic() + args.max_seconds
     watch = [fd_a, fd_b] + ([] if args.ignore_stdin else [sys.stdin.fileno()])
-    while not stop and time.monotonic() < end:
-        now = time.monotonic()
-        while queue and queue[0][0] <= now:
-            _, _, out, pkt = heapq.heappop(queue)
-            try:
-                os.write(out, pkt)
-                relayed += 1
-            except OSError:
-                dropped += 1
-        wait = min(1.0, max(0.0, queue[0][0] - now)) if queue else 1.0
-        try:
-            readable, _, _ = select.select(watch, [], [], wait)
-        except InterruptedError:
-            continue
-        got = time.monotonic()
-        for fd in readable:
-            if fd == sys.stdin.fileno():
-                if not os.read(fd, 4096):
-                    stop.append(1)
-                continue
-            for _ in range(64):  # drain, bounded
-                try:
-                    pkt = os.read(fd, 65535)
-                except BlockingIOError:
-                    break
-                if len(queue) >= args.max_queue:
-                    dropped += 1
-                    continue
-                seq += 1
-                heapq.heappush(queue, (got + delay, seq, peer[fd], pkt))
-    print(f"relay stopped: {relayed} packets relayed, {dropped} dropped", flush=True)
+    try:
+        relay(queue, peer, watch, delay, end, stop, args.max_queue, counts)
+    except Stop:
+        pass
+    print(f"relay stopped: {counts['relayed']} packets relayed, {counts['dropped']} dropped", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Dashboards and alerts against a real Prometheus scraping a live dualprobe with passing and
+# failing families (loopback only: dnsmasq, HTTP/TLS peers, dualprobe, Prometheus). Every PromQL
+# expression of dashboards/grafana-dualprobe.json and dashboards/alerts.yml must evaluate and
+# return series (scripts/check-promql.py --strict), every rule must be healthy and every alert
+# must be pending for the target meant to trigger it. Details: scripts/check_dashboards_live.py.
+#
+#   scripts/check-dashboards-live.sh target/debug/dualprobe [--keep]
+set -euo pipefail
+BIN="${1:?usage: $0 path/to/dualprobe [--keep]}"
+shift
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+exec python3 "${ROOT}/scripts/check_dashboards_live.py" --bin "${BIN}" "$@"
