@@ -663,6 +663,7 @@ def phase(env: Env, kind: str, n: int, interval: float, duration: float, timeout
         # dualprobe spreads first runs over one interval; ready = every pair ran once.
         wait_http(dport, "/-/ready", interval + timeout + 15, dp)
         time.sleep(min(2.0, interval / 2))
+        rss_unscraped = mem(dp.pid)  # before the first /metrics scrape of this process
         c0 = probes_total(dport)
         (q0, tq0), ps0 = (env.dns_queries(), env.peer_stats()) if kind == "chain" else ((None, 0), {})
         w_dp, w_bb = CpuWindow(), CpuWindow()
@@ -691,6 +692,7 @@ def phase(env: Env, kind: str, n: int, interval: float, duration: float, timeout
                 "stat_us_per_check": r_dp["stat_cpu_ns"] / 1e3 / checks if checks else float("nan"),
                 "cpu_pct": 100 * r_dp["cpu_ns"] / 1e9 / r_dp["wall_s"],
                 "rss_max": peaks["dualprobe"], "hwm": mem(dp.pid).get("VmHWM", 0),
+                "rss_unscraped": rss_unscraped["VmRSS"], "anon_unscraped": rss_unscraped["RssAnon"],
                 "expected_checks": rate_per_kind * len(by_kind) * r_dp["wall_s"],
             },
         }
@@ -842,6 +844,9 @@ def report_scale(res: list, verdicts: list) -> None:
     print(f"CPU % of one core  {spread(cpu, '{:.2f}')}")
     print(f"RSS max MiB        {spread([x / MiB for x in rss], '{:.1f}')}   "
           f"(VmHWM {spread([r['dualprobe']['hwm'] / MiB for r in res], '{:.1f}')})")
+    print(f"RSS before any /metrics scrape MiB {spread([r['dualprobe']['rss_unscraped'] / MiB for r in res], '{:.1f}')} "
+          f"(anon {spread([r['dualprobe']['anon_unscraped'] / MiB for r in res], '{:.1f}')}); "
+          f"the window max above follows one scrape")
     print(f"us per check       {spread(us)}")
     print(f"checks/s           {spread(rate, '{:.1f}')} (expected {med(exp):.1f}); "
           f"failed checks {sum(r['dualprobe']['failed'] for r in res):.0f}")
@@ -881,7 +886,7 @@ def main() -> int:
                          "2 = also [::1]:P")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
     ap.add_argument("--kinds", default="dns,tcp,http,chain", help="compare phases")
-    ap.add_argument("--scrapes", type=int, default=200, help="GET /metrics per run (metrics)")
+    ap.add_argument("--scrapes", type=int, default=100, help="GET /metrics per run (metrics)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (~15 s), no thresholds")
     ap.add_argument("--json", help="write every raw result to this file")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

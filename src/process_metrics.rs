@@ -59,24 +59,12 @@ fn start_time() -> Option<f64> {
     Some(btime + ticks / TICKS_PER_SECOND)
 }
 
-fn resident_bytes() -> Option<i64> {
+/// A `/proc/self/status` field given in kB, as bytes.
+fn status_bytes(field: &str) -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: i64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
-}
-
-fn virtual_bytes() -> Option<i64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: i64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -110,12 +98,12 @@ impl Collector for ProcessCollector {
             (
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes",
-                resident_bytes(),
+                status_bytes("VmRSS"),
             ),
             (
                 "process_virtual_memory_bytes",
                 "Virtual memory size in bytes",
-                virtual_bytes(),
+                status_bytes("VmSize"),
             ),
             (
                 "process_open_fds",

@@ -23,10 +23,20 @@ struct Agent {
 
 impl Agent {
     fn start(config: &Path) -> Agent {
-        let mut child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config"]).arg(config).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ]);
+        Agent::spawn(cmd)
+    }
+
+    /// Starts `cmd` (a `run` with `--listen 127.0.0.1:0 --log-format json`) and waits for the
+    /// listen address it logs.
+    fn spawn(mut cmd: Command) -> Agent {
+        let mut child = cmd
             .env("DUALPROBE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -441,41 +451,23 @@ async fn discovered_endpoints_and_task_metadata_reach_the_metrics() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--config",
-        ])
-        .arg(&cfg)
-        .env(
-            "ECS_CONTAINER_METADATA_URI_V4",
-            format!("http://127.0.0.1:{meta_port}/v4/abc"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && let Some(l) = v.get("listen").and_then(|l| l.as_str())
-            {
-                let _ = tx.send(l.to_string());
-            }
-        }
-    });
-    let listen = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("listen address");
-    let m = get(&format!("http://{listen}/metrics")).await.1;
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--config",
+    ])
+    .arg(&cfg)
+    .env(
+        "ECS_CONTAINER_METADATA_URI_V4",
+        format!("http://127.0.0.1:{meta_port}/v4/abc"),
+    );
+    let agent = Agent::spawn(cmd);
+    let m = get(&format!("{}/metrics", agent.base)).await.1;
+    drop(agent);
     let discovered = value(&m, "dualprobe_targets{source=\"cloudformation\"}").unwrap_or(0.0);
     assert!(
         discovered >= 4.0,
@@ -503,32 +495,15 @@ async fn discovered_endpoints_and_task_metadata_reach_the_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_comes_from_the_environment() {
     let start = |envs: &[(&str, String)], args: &[&str]| {
-        let mut c = Command::new(BIN);
-        c.args(["run", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(args)
             .env_remove("DUALPROBE_CONFIG")
-            .env_remove("DUALPROBE_CONFIG_FILE")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .env_remove("DUALPROBE_CONFIG_FILE");
         for (k, v) in envs {
-            c.env(k, v);
+            cmd.env(k, v);
         }
-        let mut child = c.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && let Some(l) = v.get("listen").and_then(|l| l.as_str())
-                {
-                    let _ = tx.send(l.to_string());
-                }
-            }
-        });
-        let listen = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("listen address");
-        (child, format!("http://{listen}/metrics"))
+        Agent::spawn(cmd)
     };
     let yaml = |name: &str| {
         format!("targets:\n  - {{ name: {name}, host: 127.0.0.1, port: 9, checks: [tcp] }}\n")
@@ -553,10 +528,9 @@ async fn config_comes_from_the_environment() {
         ),
     ];
     for (envs, args, want) in cases {
-        let (mut child, url) = start(envs, &args);
-        let m = get(&url).await.1;
-        let _ = child.kill();
-        let _ = child.wait();
+        let agent = start(envs, &args);
+        let m = get(&format!("{}/metrics", agent.base)).await.1;
+        drop(agent);
         assert!(
             m.contains(&format!("target=\"{want}\"")),
             "expected target {want}:\n{m}"

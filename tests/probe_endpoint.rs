@@ -506,7 +506,11 @@ async fn json_and_debug_output() {
             r.content_type
         );
         let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
-        assert_eq!(v["target"], format!("http://{DUAL_HOST}:{http}/ok"), "{how}: {v:#}");
+        assert_eq!(
+            v["target"],
+            format!("http://{DUAL_HOST}:{http}/ok"),
+            "{how}: {v:#}"
+        );
         let fams = v["families"].as_array().expect("families");
         assert_eq!(fams.len(), 2, "{how}: {v:#}");
         for (f, fam) in fams.iter().zip(["ipv4", "ipv6"]) {

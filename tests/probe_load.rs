@@ -63,7 +63,9 @@ impl HoldingPeer {
                     tokio::time::sleep(HOLD).await;
                     o.fetch_sub(1, Ordering::SeqCst);
                     let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
                         .await;
                     let _ = stream.shutdown().await;
                 });
@@ -96,7 +98,15 @@ struct Tally {
 
 /// Runs wrk against `url` with a script that waits `delay_ms` between a connection's requests
 /// and stops each thread after `per_thread` answers; `wrk` itself stops after `seconds`.
-fn wrk(url: &str, threads: u32, connections: u32, seconds: u32, delay_ms: u32, per_thread: u32, dir: &Path) -> Tally {
+fn wrk(
+    url: &str,
+    threads: u32,
+    connections: u32,
+    seconds: u32,
+    delay_ms: u32,
+    per_thread: u32,
+    dir: &Path,
+) -> Tally {
     let script = dir.join(format!("burst-{threads}-{connections}-{delay_ms}.lua"));
     std::fs::write(
         &script,
@@ -138,12 +148,19 @@ end
         .output()
         .unwrap_or_else(|e| panic!("run wrk (Debian: apt-get install -y wrk): {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "wrk failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wrk failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("DPSTAT "))
         .unwrap_or_else(|| panic!("no tally from the wrk script:\n{stdout}"));
-    let n: Vec<usize> = line.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    let n: Vec<usize> = line
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
     let tally = Tally {
         ok: n[0],
         rate: n[1],
@@ -195,7 +212,10 @@ async fn concurrency_cap_and_rate_limit_hold_under_a_wrk_burst() {
         max_open <= MAX_CONCURRENT,
         "{max_open} probe connections at once at the peer, cap {MAX_CONCURRENT}"
     );
-    assert_eq!(max_open, MAX_CONCURRENT, "the cap was reached (else this proves nothing)");
+    assert_eq!(
+        max_open, MAX_CONCURRENT,
+        "the cap was reached (else this proves nothing)"
+    );
     // Every 200 was one held connection; wrk may have cut off answers still in flight at its end.
     assert!(
         accepted >= t.ok && accepted <= t.ok + MAX_CONCURRENT,
@@ -203,7 +223,10 @@ async fn concurrency_cap_and_rate_limit_hold_under_a_wrk_burst() {
     );
     // Each accepted probe took a rate token: no more than the burst plus the rate over the run.
     let bound = BURST + (RATE as f64 * elapsed).ceil() as usize;
-    assert!(accepted <= bound, "{accepted} probes accepted in {elapsed:.1}s, bound {bound}");
+    assert!(
+        accepted <= bound,
+        "{accepted} probes accepted in {elapsed:.1}s, bound {bound}"
+    );
     assert_eq!(peer.open.load(Ordering::SeqCst), 0);
 
     // Phase 2: the rate limit alone, with fast probes (a refused port) on one connection as fast
@@ -225,7 +248,11 @@ async fn concurrency_cap_and_rate_limit_hold_under_a_wrk_burst() {
     assert_eq!(t.ok + t.rate, 60, "{t:?}");
     assert!(t.ok >= BURST, "the burst is allowed at once: {t:?}");
     let bound = BURST + (RATE as f64 * elapsed).ceil() as usize;
-    assert!(t.ok <= bound, "{} passed in {elapsed:.1}s, bound {bound}: {t:?}", t.ok);
+    assert!(
+        t.ok <= bound,
+        "{} passed in {elapsed:.1}s, bound {bound}: {t:?}",
+        t.ok
+    );
     assert!(t.rate >= 60 - bound, "{t:?}");
 
     // The agent is healthy and serves /probe again once tokens are back.
@@ -237,5 +264,10 @@ async fn concurrency_cap_and_rate_limit_hold_under_a_wrk_burst() {
     assert_eq!(agent_proc::must(&r.body, "probe_success"), 0.0);
     let r = get(&hold_url).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(agent_proc::must(&r.body, "probe_success"), 1.0, "{}", r.body);
+    assert_eq!(
+        agent_proc::must(&r.body, "probe_success"),
+        1.0,
+        "{}",
+        r.body
+    );
 }

@@ -79,7 +79,11 @@ impl Prometheus {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                     .collect();
-                let value = s["value"][1].as_str().unwrap_or("NaN").parse().unwrap_or(f64::NAN);
+                let value = s["value"][1]
+                    .as_str()
+                    .unwrap_or("NaN")
+                    .parse()
+                    .unwrap_or(f64::NAN);
                 (labels, value)
             })
             .collect()

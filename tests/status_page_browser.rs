@@ -123,7 +123,10 @@ fn rows(dom: &str) -> BTreeMap<(String, String, String), (String, String)> {
             attr(tag, "data-check").expect("data-check").to_string(),
         );
         let class = attr(tag, "class").unwrap().to_string();
-        assert!(out.insert(key.clone(), (class, row.to_string())).is_none(), "row {key:?} twice");
+        assert!(
+            out.insert(key.clone(), (class, row.to_string())).is_none(),
+            "row {key:?} twice"
+        );
     }
     out
 }
@@ -190,9 +193,8 @@ targets:
     let got: Vec<_> = rows.keys().cloned().collect();
     want.sort();
     assert_eq!(got, want, "one row per target × family × check\n{dom}");
-    let class = |t: &str, f: &str, c: &str| {
-        rows[&(t.to_string(), f.to_string(), c.to_string())].clone()
-    };
+    let class =
+        |t: &str, f: &str, c: &str| rows[&(t.to_string(), f.to_string(), c.to_string())].clone();
     for fam in ["ipv4", "ipv6"] {
         for check in ["dns", "tcp", "http"] {
             assert_eq!(class("web", fam, check).0, "ok", "web {fam} {check}");
@@ -200,18 +202,30 @@ targets:
         assert_eq!(class("broken", fam, "tcp").0, "ok");
         let (c, row) = class("broken", fam, "http");
         assert_eq!(c, "fail", "{row}");
-        assert!(row.contains("<td class=\"result\">http_status</td>"), "{row}");
+        assert!(
+            row.contains("<td class=\"result\">http_status</td>"),
+            "{row}"
+        );
         assert!(row.contains("status 500 from http://dual.test:"), "{row}");
     }
     assert_eq!(class("aonly", "ipv4", "tcp").0, "ok");
     let (c, row) = class("aonly", "ipv6", "dns");
     assert_eq!(c, "fail");
-    assert!(row.contains(">nodata<") && row.contains("no AAAA records (NODATA)"), "{row}");
+    assert!(
+        row.contains(">nodata<") && row.contains("no AAAA records (NODATA)"),
+        "{row}"
+    );
     let (c, row) = class("aonly", "ipv6", "tcp");
     assert_eq!(c, "fail");
-    assert!(row.contains(">skipped<") && row.contains("an earlier check failed"), "{row}");
+    assert!(
+        row.contains(">skipped<") && row.contains("an earlier check failed"),
+        "{row}"
+    );
     // A passing row shows when it last passed; a never-passing one says so.
-    assert!(class("web", "ipv6", "http").1.contains("<time datetime="), "{dom}");
+    assert!(
+        class("web", "ipv6", "http").1.contains("<time datetime="),
+        "{dom}"
+    );
     assert!(class("aonly", "ipv6", "dns").1.contains("never"), "{dom}");
     assert!(dom.contains("12 passing, 4 failing"), "{dom}");
 
@@ -237,9 +251,16 @@ targets:
     }
     let selects = tags(form, "select");
     assert_eq!(attr(selects[0], "name"), Some("family"), "{form}");
-    let options: Vec<&str> = tags(form, "option").iter().filter_map(|t| attr(t, "value")).collect();
+    let options: Vec<&str> = tags(form, "option")
+        .iter()
+        .filter_map(|t| attr(t, "value"))
+        .collect();
     assert_eq!(options, ["both", "ipv4", "ipv6"], "{form}");
-    assert!(tags(form, "button").iter().any(|t| attr(t, "type") == Some("submit")));
+    assert!(
+        tags(form, "button")
+            .iter()
+            .any(|t| attr(t, "type") == Some("submit"))
+    );
 
     // A screenshot of the page.
     let png = dir.path().join("status.png");
@@ -264,7 +285,11 @@ targets:
     let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
     assert_eq!((width, height), (1200, 800));
-    assert!(bytes.len() > 20_000, "a near-empty screenshot: {} bytes", bytes.len());
+    assert!(
+        bytes.len() > 20_000,
+        "a near-empty screenshot: {} bytes",
+        bytes.len()
+    );
 
     // Submitting the form is a GET of its action with its fields: build that request from the
     // names chromium parsed, then let chromium load it.
@@ -280,11 +305,10 @@ targets:
     };
     let adhoc = submit(&format!("127.0.0.1:{hp}"), "tcp", "ipv4");
     let configured = submit("broken", "tcp", "ipv6");
-    let (adhoc_dom, configured_dom) = tokio::task::spawn_blocking(move || {
-        (dump_dom(&adhoc), dump_dom(&configured))
-    })
-    .await
-    .unwrap();
+    let (adhoc_dom, configured_dom) =
+        tokio::task::spawn_blocking(move || (dump_dom(&adhoc), dump_dom(&configured)))
+            .await
+            .unwrap();
     for line in [
         "probe_success 1",
         "probe_ip_protocol 4",
@@ -294,7 +318,14 @@ targets:
     }
     assert!(!adhoc_dom.contains("ipv6"), "{adhoc_dom}");
     // A configured target's name runs its own checks (http fails with 500).
-    for line in ["probe_success 0", "probe_ip_protocol 6", "probe_http_status_code 500"] {
-        assert!(configured_dom.contains(line), "`{line}` not shown:\n{configured_dom}");
+    for line in [
+        "probe_success 0",
+        "probe_ip_protocol 6",
+        "probe_http_status_code 500",
+    ] {
+        assert!(
+            configured_dom.contains(line),
+            "`{line}` not shown:\n{configured_dom}"
+        );
     }
 }

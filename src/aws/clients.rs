@@ -17,10 +17,10 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use super::http::{AwsHttpClient, AwsHttpOptions, RemoteSlot};
-use super::{AwsSettings, errors};
+use super::{AwsService, AwsSettings, errors};
 use crate::env::AddressPolicy;
 use crate::family::Family;
-use crate::probe::{CheckOutput, Failure, FailureReason, Observations};
+use crate::probe::{CheckOutput, Failure, FailureReason, Observations, ProbeContext};
 use crate::resolver::DnsResolver;
 use crate::target::Target;
 
@@ -213,4 +213,49 @@ where
             }
         }
     }
+}
+
+/// `Prober::validate` of an AWS check: the target needs an `aws:` block for `service`.
+pub fn require_service(target: &Target, service: AwsService) -> Result<(), String> {
+    match &target.aws {
+        Some(a) if a.service == service => Ok(()),
+        Some(a) => Err(format!(
+            "needs `aws: {{ service: {service} }}`, not `{}`",
+            a.service
+        )),
+        None => Err(format!(
+            "needs an `aws: {{ service: {service}, region: ... }}` block"
+        )),
+    }
+}
+
+/// The SDK client of the cycle's target and family (built on first use, then reused) and the
+/// target's `aws:` settings: what every AWS check does before its one call.
+pub async fn service_client<'t, C>(
+    cx: &ProbeContext<'t>,
+    kind: &'static str,
+    make: fn(ClientParts) -> ServiceClient<C>,
+) -> Result<(Arc<ServiceClient<C>>, &'t AwsSettings), Failure>
+where
+    C: Send + Sync + 'static,
+{
+    let target: &'t Target = cx.target;
+    let family = cx.family;
+    let Some(aws) = &target.aws else {
+        return Err(Failure::new(FailureReason::Other, "no `aws:` block"));
+    };
+    let credentials = credentials_for(aws, &cx.env.resolver).await?;
+    let env = cx.env;
+    let client = env.client(target, family, kind, || {
+        ClientParts::for_target(
+            target,
+            aws,
+            family,
+            &env.resolver,
+            env.policy.clone(),
+            credentials,
+        )
+        .map(make)
+    })?;
+    Ok((client, aws))
 }

@@ -163,20 +163,8 @@ fn tls_reason(e: &rustls::Error) -> FailureReason {
     }
 }
 
-/// The error and its sources on one line, without repeats.
-pub fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        let m = e.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = e.source();
-    }
-    s
-}
+/// The error and its sources on one line (shared with the probers).
+pub use crate::probe::reason::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 
 use futures_util::future::BoxFuture;
 
-use super::{CheckOutput, Failure, FailureReason, ProbeContext, Prober};
+use super::{CheckOutput, ProbeContext, Prober};
 use crate::aws::clients::{self, ClientParts};
 use crate::aws::{AwsService, Ec2Operation};
 use crate::target::Target;
@@ -18,39 +18,13 @@ impl Prober for Ec2 {
     }
 
     fn validate(&self, target: &Target) -> Result<(), String> {
-        match &target.aws {
-            Some(a) if a.service == AwsService::Ec2 => Ok(()),
-            Some(a) => Err(format!(
-                "needs `aws: {{ service: ec2 }}`, not `{}`",
-                a.service
-            )),
-            None => Err("needs an `aws: { service: ec2, region: ... }` block".into()),
-        }
+        clients::require_service(target, AwsService::Ec2)
     }
 
     fn probe<'a>(&'a self, cx: &'a mut ProbeContext<'_>) -> BoxFuture<'a, CheckOutput> {
         Box::pin(async move {
-            let target = cx.target;
             let family = cx.family;
-            let Some(aws) = &target.aws else {
-                return CheckOutput::fail(Failure::new(FailureReason::Other, "no `aws:` block"));
-            };
-            let credentials = match clients::credentials_for(aws, &cx.env.resolver).await {
-                Ok(c) => c,
-                Err(f) => return CheckOutput::fail(f),
-            };
-            let env = cx.env;
-            let client = match env.client(target, family, "ec2", || {
-                ClientParts::for_target(
-                    target,
-                    aws,
-                    family,
-                    &env.resolver,
-                    env.policy.clone(),
-                    credentials,
-                )
-                .map(ClientParts::ec2)
-            }) {
+            let (client, aws) = match clients::service_client(cx, "ec2", ClientParts::ec2).await {
                 Ok(c) => c,
                 Err(f) => return CheckOutput::fail(f),
             };

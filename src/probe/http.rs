@@ -252,7 +252,7 @@ pub fn build_client(
 
 /// Maps a reqwest error onto a reason by walking its source chain.
 fn classify(err: &reqwest::Error) -> Failure {
-    let detail = chain(err);
+    let detail = super::reason::error_chain(err);
     let mut src: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = src {
         if let Some(reason) = reason_of(e) {
@@ -289,18 +289,4 @@ fn reason_of(e: &(dyn StdError + 'static)) -> Option<FailureReason> {
         FailureReason::Other => None,
         reason => Some(reason),
     }
-}
-
-fn chain(err: &dyn StdError) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        let m = e.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = e.source();
-    }
-    s
 }

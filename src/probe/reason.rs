@@ -158,3 +158,19 @@ impl fmt::Display for Failure {
         write!(f, "{}: {}", self.reason, self.detail)
     }
 }
+
+/// An error and its sources on one line, without repeating a message a wrapper already holds:
+/// the detail of failures that come from layered clients (reqwest, hyper, the AWS SDK).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        let m = e.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = e.source();
+    }
+    s
+}

@@ -3,7 +3,7 @@
 
 use futures_util::future::BoxFuture;
 
-use super::{CheckOutput, Failure, FailureReason, ProbeContext, Prober};
+use super::{CheckOutput, ProbeContext, Prober};
 use crate::aws::AwsService;
 use crate::aws::clients::{self, ClientParts};
 use crate::target::Target;
@@ -17,39 +17,13 @@ impl Prober for S3 {
     }
 
     fn validate(&self, target: &Target) -> Result<(), String> {
-        match &target.aws {
-            Some(a) if a.service == AwsService::S3 => Ok(()),
-            Some(a) => Err(format!(
-                "needs `aws: {{ service: s3 }}`, not `{}`",
-                a.service
-            )),
-            None => Err("needs an `aws: { service: s3, region: ... }` block".into()),
-        }
+        clients::require_service(target, AwsService::S3)
     }
 
     fn probe<'a>(&'a self, cx: &'a mut ProbeContext<'_>) -> BoxFuture<'a, CheckOutput> {
         Box::pin(async move {
-            let target = cx.target;
             let family = cx.family;
-            let Some(aws) = &target.aws else {
-                return CheckOutput::fail(Failure::new(FailureReason::Other, "no `aws:` block"));
-            };
-            let credentials = match clients::credentials_for(aws, &cx.env.resolver).await {
-                Ok(c) => c,
-                Err(f) => return CheckOutput::fail(f),
-            };
-            let env = cx.env;
-            let client = match env.client(target, family, "s3", || {
-                ClientParts::for_target(
-                    target,
-                    aws,
-                    family,
-                    &env.resolver,
-                    env.policy.clone(),
-                    credentials,
-                )
-                .map(ClientParts::s3)
-            }) {
+            let (client, aws) = match clients::service_client(cx, "s3", ClientParts::s3).await {
                 Ok(c) => c,
                 Err(f) => return CheckOutput::fail(f),
             };
