@@ -18,6 +18,7 @@
 mod agent_proc;
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -85,7 +86,7 @@ struct Namespace(String);
 impl Drop for Namespace {
     fn drop(&mut self) {
         match ip(&["netns", "delete", &self.0]) {
-            Ok(()) => println!("namespace {} deleted", self.0),
+            Ok(()) => eprintln!("namespace {} deleted", self.0),
             Err(e) => eprintln!("could not delete namespace {}: {e}", self.0),
         }
     }
@@ -129,23 +130,54 @@ fn outer() -> ExitCode {
     ];
     for args in &setup {
         if let Err(e) = ip(args) {
-            eprintln!("FAIL | namespace setup: {e}");
+            println!("FAIL | namespace setup: {e}");
+            drop(ns);
             println!("0 passed, 1 failed");
             return ExitCode::FAILURE;
         }
     }
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("FAIL | current_exe: {e}");
-            return ExitCode::FAILURE;
+    let mut passed = 0usize;
+    let mut failed = 0usize;
+    let started = std::time::Instant::now();
+    // The inner run's lines pass through; its count line is replaced by the final one below,
+    // which also counts a failed inner process or a namespace left behind.
+    let status = std::env::current_exe()
+        .map_err(|e| format!("current_exe: {e}"))
+        .and_then(|exe| {
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", &name, "env", &format!("{INNER}=1")])
+                .arg(&exe)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("ip netns exec: {e}"))?;
+            let out = child.stdout.take().expect("piped stdout");
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.starts_with("ok   |") {
+                    passed += 1;
+                } else if line.starts_with("FAIL |") {
+                    failed += 1;
+                } else if line.ends_with(" failed") && line.contains(" passed, ") {
+                    continue;
+                }
+                println!("{line}");
+            }
+            child
+                .wait()
+                .map_err(|e| format!("waiting for the inner run: {e}"))
+        });
+    match &status {
+        Ok(s) if s.success() => {}
+        Ok(s) if failed == 0 => {
+            failed += 1;
+            println!("FAIL | the run inside the namespace ended with {s} and no failed row");
         }
-    };
-    let status = Command::new("ip")
-        .args(["netns", "exec", &name, "env", &format!("{INNER}=1")])
-        .arg(&exe)
-        .stdin(Stdio::null())
-        .status();
+        Ok(_) => {}
+        Err(e) => {
+            failed += 1;
+            println!("FAIL | {e}");
+        }
+    }
     drop(ns);
     let gone = Command::new("ip")
         .args(["netns", "list"])
@@ -153,19 +185,15 @@ fn outer() -> ExitCode {
         .map(|o| !String::from_utf8_lossy(&o.stdout).contains(&name))
         .unwrap_or(false);
     if !gone {
-        eprintln!("FAIL | namespace {name} still exists after the run");
-        return ExitCode::FAILURE;
+        failed += 1;
+        println!("FAIL | namespace {name} still exists after the run");
     }
-    match status {
-        Ok(s) if s.success() => ExitCode::SUCCESS,
-        Ok(s) => {
-            eprintln!("the table inside the namespace failed: {s}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("FAIL | ip netns exec: {e}");
-            ExitCode::FAILURE
-        }
+    eprintln!("ssrf_netns: {:.1}s", started.elapsed().as_secs_f64());
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -268,6 +296,20 @@ mod inner {
         name: String,
         query: String,
         want: Want,
+    }
+
+    /// A reply body on one line: for Prometheus text only the verdict and failure lines.
+    fn brief(body: &str) -> String {
+        let lines: Vec<&str> = body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with("probe_success") || l.contains("failure_info"))
+            .collect();
+        if lines.is_empty() {
+            body.trim().replace('\n', " / ")
+        } else {
+            lines.join("; ")
+        }
     }
 
     fn enc(s: &str) -> String {
@@ -686,19 +728,19 @@ targets: []
                         Err(format!(
                             "HTTP {} (want 403): {}",
                             reply.status,
-                            reply.body.trim()
+                            brief(&reply.body)
                         ))
                     } else if !reply.body.contains("refused: ") {
-                        Err(format!("403 without a reason: {}", reply.body.trim()))
+                        Err(format!("403 without a reason: {}", brief(&reply.body)))
                     } else if let Some(w) = what.iter().find(|w| !reply.body.contains(w.as_str())) {
-                        Err(format!("reason lacks `{w}`: {}", reply.body.trim()))
+                        Err(format!("reason lacks `{w}`: {}", brief(&reply.body)))
                     } else {
-                        Ok(reply.body.trim().to_string())
+                        Ok(brief(&reply.body).to_string())
                     }
                 }
                 Want::NotFollowed => {
                     if reply.status == 403 {
-                        Ok(reply.body.trim().to_string())
+                        Ok(brief(&reply.body).to_string())
                     } else if reply.status == 200
                         && reply
                             .body
@@ -707,7 +749,7 @@ targets: []
                     {
                         Ok("not followed".to_string())
                     } else {
-                        Err(format!("HTTP {}: {}", reply.status, reply.body.trim()))
+                        Err(format!("HTTP {}: {}", reply.status, brief(&reply.body)))
                     }
                 }
                 Want::Blocked => {
@@ -717,20 +759,20 @@ targets: []
                         .filter(|l| l.starts_with("probe_success"))
                         .collect();
                     if reply.status == 403 && reply.body.contains("refused: ") {
-                        Ok(reply.body.trim().to_string())
+                        Ok(brief(&reply.body).to_string())
                     } else if reply.status == 200
                         && !successes.is_empty()
                         && successes.iter().all(|l| l.ends_with(" 0"))
                     {
                         Ok("failed, not followed".to_string())
                     } else {
-                        Err(format!("HTTP {}: {}", reply.status, reply.body.trim()))
+                        Err(format!("HTTP {}: {}", reply.status, brief(&reply.body)))
                     }
                 }
                 Want::Works(series) => {
                     match series.iter().find(|s| sample(&reply.body, s) != Some(1.0)) {
                         None if reply.status == 200 => Ok("works".to_string()),
-                        _ => Err(format!("HTTP {}: {}", reply.status, reply.body.trim())),
+                        _ => Err(format!("HTTP {}: {}", reply.status, brief(&reply.body))),
                     }
                 }
             };

@@ -1,0 +1,121 @@
+//! The running agent discovers PrivateLink endpoints with `ec2:DescribeVpcEndpoints` through the
+//! standard credential chain and probes them: the real binary against a local server speaking
+//! the EC2 query API with responses shaped like the API reference. Nothing leaves loopback: the
+//! credentials come from the environment and the instance metadata service is disabled.
+
+mod support_aws;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support_aws::QueryApiServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_probes_the_vpc_endpoints_it_discovers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let server = QueryApiServer::start(vec![
+        (
+            "DescribeVpcEndpoints",
+            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpc-endpoints.xml"))
+                .unwrap(),
+        ),
+        (
+            "DescribeVpcs",
+            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpcs.xml")).unwrap(),
+        ),
+    ])
+    .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval: 2s\ntimeout: 300ms\nresolver:\n  nameservers: [\"127.0.0.1:{closed}\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: vpc-1a2b3c4d\n    region: us-east-1\n    dual_stack: false\n    refresh: 1s\n    endpoint_url: \"http://{}\"\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualprobe"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env("HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(l) = v.get("listen").and_then(|l| l.as_str())
+            {
+                let _ = tx.send(l.to_string());
+            }
+        }
+    });
+    let listen = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("listen address");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let start = Instant::now();
+    let mut metrics = String::new();
+    while start.elapsed() < Duration::from_secs(15) {
+        metrics = client
+            .get(format!("http://{listen}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("dualprobe_probe_success{target=\"vpce-elasticloadbalancing-regional\"")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        metrics.contains("source=\"vpc_endpoints\""),
+        "discovered endpoints are targets:\n{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "host=\"vpce-0f89a33420c1931d7-bluzidnv.elasticloadbalancing.us-east-1.vpce.amazonaws.com\""
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dualprobe_probe_success{target=\"vpce-elasticloadbalancing-regional\",check=\"dns\",family=\"ipv4\"}"),
+        "discovered endpoints are probed:\n{metrics}"
+    );
+    let actions = server.actions.lock().unwrap().clone();
+    assert!(
+        actions.iter().any(|a| a == "DescribeVpcEndpoints"),
+        "{actions:?}"
+    );
+}
