@@ -3,7 +3,8 @@
 //! every resolution and on every redirect hop, the addresses no probe may ever touch — link-local
 //! (IMDS 169.254.169.254, ECS task metadata and credentials 169.254.170.2), AWS's instance-local
 //! IPv6 services (fd00:ec2::/32, IMDS at fd00:ec2::254), unspecified, multicast and broadcast —
-//! including IPv6 forms that embed such an IPv4 address (mapped, compatible, NAT64, 6to4).
+//! including IPv6 forms that embed such an IPv4 address (mapped, compatible, translated, NAT64,
+//! 6to4).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -79,6 +80,9 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
     }
     if s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1) {
         return Some((low, "IPv4-compatible"));
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return Some((low, "IPv4-translated (::ffff:0:0/96) for"));
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some((low, "NAT64 (64:ff9b::/96) for"));
@@ -177,10 +181,19 @@ impl Allowlist {
         self.entries.is_empty()
     }
 
-    /// Names must match a pattern; IP literals must fall in a CIDR.
+    /// Names must match a pattern; IP literals must fall in a CIDR. An IPv4-mapped IPv6 literal
+    /// (`::ffff:a.b.c.d`) is its IPv4 address on the wire (dual-stack sockets reach it over
+    /// IPv4), so it is matched as that address: `::/0` must not let it past IPv4 entries.
     pub fn allows(&self, host: &Host) -> bool {
+        let ip = match host {
+            Host::Ip(IpAddr::V6(v6)) => {
+                Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(*v6), IpAddr::V4))
+            }
+            Host::Ip(ip) => Some(*ip),
+            Host::Name(_) => None,
+        };
         self.entries.iter().any(|e| match (e, host) {
-            (AllowEntry::Net(net), Host::Ip(ip)) => net.contains(ip),
+            (AllowEntry::Net(net), Host::Ip(_)) => ip.is_some_and(|ip| net.contains(&ip)),
             (AllowEntry::Name { suffix, wildcard }, Host::Name(n)) => {
                 let n = n.trim_end_matches('.');
                 if *wildcard {

@@ -514,7 +514,9 @@ async fn config_comes_from_the_environment() {
     let flag = dir.path().join("from-flag.yml");
     std::fs::write(&flag, yaml("from-flag")).unwrap();
 
-    let cases: [(&[(&str, String)], Vec<&str>, &str); 3] = [
+    // (environment, extra arguments, the target that must be running)
+    type Case<'a> = (&'a [(&'a str, String)], Vec<&'a str>, &'a str);
+    let cases: [Case; 3] = [
         (&[("DUALPROBE_CONFIG", yaml("inline"))], vec![], "inline"),
         (
             &[("DUALPROBE_CONFIG_FILE", file.display().to_string())],

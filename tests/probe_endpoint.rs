@@ -47,8 +47,17 @@ impl World {
         }
     }
 
-    /// The agent config; `probe_extra` lines go under `probe:` (two-space indented).
-    fn yaml(&self, probe_extra: &str) -> String {
+    /// The agent config: `allow` is `probe.allow` (None: the standard list), `probe_extra` lines
+    /// go under `probe:` (two-space indented).
+    fn yaml(&self, allow: Option<&str>, probe_extra: &str) -> String {
+        let allow = allow.map_or_else(
+            || {
+                format!(
+                    r#"["{DUAL_HOST}", "{A_ONLY_HOST}", "{SILENT_HOST}", "127.0.0.0/8", "::1/128"]"#
+                )
+            },
+            str::to_string,
+        );
         let ns = self.dns.addr(Family::Ipv4);
         let http = self.http.port();
         let https = self.https.port();
@@ -59,7 +68,7 @@ timeout: 5s
 resolver:
   nameservers: ["{ns}"]
 probe:
-  allow: ["{DUAL_HOST}", "{A_ONLY_HOST}", "{SILENT_HOST}", "127.0.0.0/8", "::1/128"]
+  allow: {allow}
   max_concurrent: 64
   rate_per_second: 1000
   burst: 1000
@@ -101,8 +110,23 @@ targets:
     }
 
     fn agent_with(&self, probe_extra: &str, log_filter: &str) -> AgentProc {
-        let cfg = self.dir.path().join("dualprobe.yml");
-        std::fs::write(&cfg, self.yaml(probe_extra)).expect("write config");
+        self.start(None, probe_extra, log_filter)
+    }
+
+    fn agent_allowing(&self, allow: &str) -> AgentProc {
+        self.start(Some(allow), "", "info")
+    }
+
+    fn start(&self, allow: Option<&str>, probe_extra: &str, log_filter: &str) -> AgentProc {
+        // One file per agent: a test may run several.
+        let cfg = tempfile::Builder::new()
+            .suffix(".yml")
+            .tempfile_in(self.dir.path())
+            .expect("config file")
+            .into_temp_path()
+            .keep()
+            .expect("keep config file");
+        std::fs::write(&cfg, self.yaml(allow, probe_extra)).expect("write config");
         AgentProc::start(&cfg, log_filter)
     }
 
@@ -413,7 +437,8 @@ async fn deadlines_follow_the_scrape_timeout_header_and_the_timeout_parameter() 
     let header = "X-Prometheus-Scrape-Timeout-Seconds";
     // (request, headers, earliest, latest): the answer must come after the deadline (so it was
     // the deadline that ended it) and well before header + 1 s (so Prometheus gets it).
-    let cases: Vec<(String, Vec<(&str, &str)>, f64, f64)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, f64, f64);
+    let cases: Vec<Case> = vec![
         // Silent DNS: 2 s - 0.5 s offset = 1.5 s (the resolver itself would wait 5 s).
         (silent.clone(), vec![(header, "2")], 1.4, 3.0),
         // A listener that never accepts, with a module whose own timeout is 8 s.
@@ -803,4 +828,72 @@ async fn module_targets_take_port_and_path_from_the_request() {
     )))
     .await;
     assert_eq!(r.status, 403, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_matches_ipv4_mapped_literals_as_their_ipv4_address() {
+    let w = World::new();
+    let http = w.http.port();
+    // `/redirect-mapped` answers 302 to http://[::ffff:127.0.0.1]:PORT/ok: IPv6 syntax, but
+    // reqwest's dual-stack socket reaches 127.0.0.1 over IPv4.
+    let hop =
+        format!("/probe?target=http://{DUAL_HOST}:{http}/redirect-mapped&check=http&family=ipv4");
+
+    // 127.0.0.0/8 allowed: the mapped form of 127.0.0.1 is allowed too, and followed.
+    let agent = w.agent();
+    let m = text(
+        &get(&agent.url(&hop)).await,
+        "mapped hop, 127.0.0.0/8 allowed",
+    );
+    assert_eq!(must(&m, "probe_success"), 1.0, "{m}");
+    assert_eq!(must(&m, "probe_http_status_code"), 200.0, "{m}");
+    drop(agent);
+
+    // Only IPv6 allowed (`::/0`): the mapped literal is IPv4 on the wire, so it is not allowed,
+    // neither on a redirect hop nor asked directly.
+    let agent = w.agent_allowing(&format!(r#"["{DUAL_HOST}", "::/0"]"#));
+    // The configured targets' first cycle (which hits /ok too) is over; the next is 10 s away.
+    agent.wait_ready().await;
+    let before = w.http.hits(Family::Ipv4, "/ok");
+    let r = get(&agent.url(&hop)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("::ffff:127.0.0.1 is not in probe.allow"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        w.http.hits(Family::Ipv4, "/ok"),
+        before,
+        "the redirect was followed"
+    );
+    let r = get(&agent.url(&format!(
+        "/probe?target=[::ffff:127.0.0.1]:{http}&check=tcp"
+    )))
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Real IPv6 is still allowed by `::/0`.
+    let r = get(&agent.url(&format!("/probe?target=[::1]:{http}&check=tcp"))).await;
+    assert_eq!(must(&text(&r, "[::1] with ::/0"), "probe_success"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_profiling_or_debug_endpoints_are_served() {
+    let w = World::new();
+    let agent = w.agent();
+    for path in [
+        "/debug/pprof/",
+        "/debug/pprof/profile?seconds=1",
+        "/debug/pprof/heap",
+        "/debug/vars",
+        "/-/debug",
+        "/pprof",
+        "/probe/debug",
+    ] {
+        let r = get(&agent.url(path)).await;
+        assert_eq!(r.status, 404, "{path} is served: {}", r.body);
+    }
+    // /probe's own debug output is per request and needs a target like any probe.
+    let r = get(&agent.url("/probe?debug=true")).await;
+    assert_eq!(r.status, 400, "{}", r.body);
 }

@@ -363,6 +363,7 @@ mod inner {
         let nat64: Ipv6Addr = "64:ff9b::a9fe:a9fe".parse().unwrap();
         let nat64_local: Ipv6Addr = "64:ff9b:1::a9fe:a9fe".parse().unwrap();
         let compat: Ipv6Addr = "::a9fe:a9fe".parse().unwrap();
+        let translated: Ipv6Addr = "::ffff:0:a9fe:a9fe".parse().unwrap();
         let six_to_four: Ipv6Addr = "2002:a9fe:a9fe::1".parse().unwrap();
         let ll6: Ipv6Addr = "fe80::1".parse().unwrap();
         let mut zone = standard_zone();
@@ -386,6 +387,12 @@ mod inner {
                 "169.254.169.254",
             ),
             ("compat.test", vec![], vec![compat], "169.254.169.254"),
+            (
+                "translated.test",
+                vec![],
+                vec![translated],
+                "169.254.169.254",
+            ),
             (
                 "sixtofour.test",
                 vec![],
@@ -454,6 +461,7 @@ mod inner {
             ("[0:0:0:0:0:ffff:a9fe:a9fe]", "169.254.169.254"),
             ("[::ffff:169.254.170.2]", "169.254.170.2"),
             ("[::a9fe:a9fe]", "169.254.169.254"),
+            ("[::ffff:0:a9fe:a9fe]", "169.254.169.254"),
             ("[64:ff9b::a9fe:a9fe]", "169.254.169.254"),
             ("[64:ff9b::169.254.169.254]", "169.254.169.254"),
             ("[64:ff9b:1::a9fe:a9fe]", "169.254.169.254"),

@@ -146,6 +146,14 @@ impl Resolve for PinnedResolver {
                     Box::new(CarriedFailure(e.to_failure())) as Box<dyn StdError + Send + Sync>
                 })?,
             };
+            // The guard first: a forbidden address is refused as such, whatever its family.
+            if let Some(p) = &policy {
+                for a in &answer.addresses {
+                    p.check(*a).map_err(|f| {
+                        Box::new(CarriedFailure(f)) as Box<dyn StdError + Send + Sync>
+                    })?;
+                }
+            }
             if let Some(f) = answer
                 .addresses
                 .iter()
@@ -153,13 +161,6 @@ impl Resolve for PinnedResolver {
             {
                 let f = Failure::new(f.reason, format!("{host}: {}", f.detail));
                 return Err(Box::new(CarriedFailure(f)) as Box<dyn StdError + Send + Sync>);
-            }
-            if let Some(p) = &policy {
-                for a in &answer.addresses {
-                    p.check(*a).map_err(|f| {
-                        Box::new(CarriedFailure(f)) as Box<dyn StdError + Send + Sync>
-                    })?;
-                }
             }
             let addrs: Addrs = Box::new(
                 answer
@@ -211,6 +212,12 @@ pub fn build_client(
                 )));
             }
             let host = attempt.url().host_str().map(crate::target::Host::parse);
+            // Every hop passes the policy first: literals are guarded, names must be allowed.
+            if let (Some(p), Some(h)) = (&policy, &host)
+                && let Err(f) = p.check_host(h)
+            {
+                return attempt.error(CarriedFailure(f));
+            }
             if let Some(crate::target::Host::Ip(ip)) = &host
                 && let Some(f) = off_family(*ip, family)
             {
@@ -223,12 +230,6 @@ pub fn build_client(
                     FailureReason::Unreachable,
                     msg,
                 )));
-            }
-            // Every hop passes the policy: literals are guarded, names must be allowed.
-            if let (Some(p), Some(h)) = (&policy, &host)
-                && let Err(f) = p.check_host(h)
-            {
-                return attempt.error(CarriedFailure(f));
             }
             attempt.follow()
         })

@@ -329,6 +329,8 @@ impl<'a> ProbeContext<'a> {
         }
         let addrs = match &self.target.host {
             Host::Ip(ip) => {
+                // The guard first: a forbidden literal is refused as such, whatever its family.
+                self.env.check_addresses(&[*ip])?;
                 if Family::of(*ip) != self.family {
                     return Err(Failure::new(
                         FailureReason::Unreachable,

@@ -1159,6 +1159,18 @@ table inet dp_fault {{
         end_wall = time.time()
         rss1, fds1 = after.get("process_resident_memory_bytes"), after.get("process_open_fds")
         problems = []
+        # The metrics against the kernel's own view of the agent process.
+        pid = s.procs["agent"].p.pid
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                vmrss = int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
+            nfd = len(os.listdir(f"/proc/{pid}/fd"))
+            if abs(vmrss - rss1) > 0.2 * vmrss:
+                problems.append(f"process_resident_memory_bytes {rss1:.0f} but /proc says {vmrss}")
+            if abs(nfd - fds1) > 3:
+                problems.append(f"process_open_fds {fds1:.0f} but /proc/{pid}/fd has {nfd}")
+        except (OSError, AttributeError) as e:
+            problems.append(f"cannot read /proc/{pid}: {e}")
         rss_limit = rss0 * 1.5 + 16 * 2**20
         if rss_max > rss_limit:
             problems.append(f"RSS grew to {rss_max / 2**20:.1f}MiB (limit {rss_limit / 2**20:.1f}MiB)")
@@ -1313,8 +1325,10 @@ def main():
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    # SIGINT too: a shell may start the suite with SIGINT ignored (a background job), and the
+    # topology must go away however the run ends.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
 
     suite = Suite(args)
     passed = failed = 0
