@@ -122,7 +122,9 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        // Our events carry a `target` field (the probe target); tracing's own `target` (the module
+        // path) would repeat the key in the same JSON object.
+        LogFormat::Json => builder.json().flatten_event(true).with_target(false).init(),
     }
 }
 

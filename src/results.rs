@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use crate::family::Family;
 use crate::metrics::Metrics;
 use crate::probe::CycleReport;
-use crate::target::Target;
+use crate::target::{Expect, Target};
 
 /// A sink for every finished cycle besides metrics (EMF writer, test recorders).
 pub trait ReportSink: Send + Sync + 'static {
@@ -116,36 +116,62 @@ impl Results {
     }
 }
 
-/// The first failing check's `check: reason (detail)`, or None when all passed.
-fn failure_summary(r: &CycleReport) -> Option<(String, String)> {
-    r.checks.iter().find_map(|o| {
-        o.result
-            .as_ref()
-            .err()
-            .map(|f| (format!("{}:{}", o.check.name(), f.reason), f.detail.clone()))
-    })
+/// What is wrong with a cycle, as `check:reason` and a detail; `None` when it is healthy. A
+/// judged cycle is healthy when its expectation held (for `expect: unreachable` that means the
+/// connection failed), an unjudged one when every check passed.
+fn problem(r: &CycleReport) -> Option<(String, String)> {
+    let first_failure = || {
+        r.checks.iter().find_map(|o| {
+            o.result
+                .as_ref()
+                .err()
+                .map(|f| (format!("{}:{}", o.check.name(), f.reason), f.detail.clone()))
+        })
+    };
+    match r.expectation_met {
+        Some(true) => None,
+        None if r.all_passed() => None,
+        Some(false) if r.target.expect.for_family(r.family) == Expect::Unreachable => Some((
+            "expectation:reachable".to_string(),
+            "expected unreachable over this family, but it was reached".to_string(),
+        )),
+        _ => first_failure(),
+    }
 }
 
+/// `met`, `violated` or `not_judged`: a plain string so JSON logs stay typed.
+fn expectation_label(r: &CycleReport) -> &'static str {
+    match r.expectation_met {
+        Some(true) => "met",
+        Some(false) => "violated",
+        None => "not_judged",
+    }
+}
+
+/// Logs a (target, family) only when its health changes (or its failure reason does), once.
 fn log_transition(previous: Option<&CycleReport>, now: &CycleReport) {
     let target = &now.target.name;
     let family = now.family.as_str();
-    let expectation = now.expectation_met;
-    let before = previous.map(failure_summary);
-    let after = failure_summary(now);
-    match (before, after) {
-        (None, None) => tracing::info!(target, family, "first probe: all checks passed"),
+    let expectation = expectation_label(now);
+    let before = previous.map(problem);
+    match (before, problem(now)) {
+        (None, None) => tracing::info!(target, family, expectation, "first probe: healthy"),
         (None, Some((reason, detail))) => {
-            tracing::warn!(target, family, %reason, %detail, ?expectation, "first probe: failing")
+            tracing::warn!(target, family, %reason, %detail, expectation, "first probe: failing")
         }
-        (Some(Some(_)), None) => {
-            tracing::info!(target, family, ?expectation, "recovered: all checks pass")
-        }
+        (Some(Some(_)), None) => tracing::info!(target, family, expectation, "recovered"),
         (Some(None), Some((reason, detail))) => {
-            tracing::warn!(target, family, %reason, %detail, ?expectation, "now failing")
+            tracing::warn!(target, family, %reason, %detail, expectation, "now failing")
         }
-        (Some(Some((old, _))), Some((reason, detail))) if old != reason => {
-            tracing::warn!(target, family, %reason, previous = %old, %detail, "still failing, new reason")
-        }
+        (Some(Some((old, _))), Some((reason, detail))) if old != reason => tracing::warn!(
+            target,
+            family,
+            %reason,
+            previous = %old,
+            %detail,
+            expectation,
+            "still failing, new reason"
+        ),
         _ => {}
     }
 }

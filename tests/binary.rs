@@ -539,3 +539,51 @@ async fn config_comes_from_the_environment() {
         );
     }
 }
+
+/// Transition logs follow the expectation: for `expect: unreachable` a refused connection is
+/// healthy and a successful one is the failure. JSON lines carry one `target` key (the probe
+/// target) and a plain `expectation` string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transition_logs_follow_the_expectation_and_stay_valid_json() {
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let closed = support::closed_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval: 1s\ntimeout: 300ms\ntargets:\n  - {{ name: blocked, host: 127.0.0.1, port: {closed}, checks: [tcp], expect: {{ ipv4: unreachable }} }}\n  - {{ name: leaking, host: 127.0.0.1, port: {open_port}, checks: [tcp], expect: {{ ipv4: unreachable }} }}\n"
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&cfg);
+    let base = agent.base.clone();
+    wait_for("/-/ready", Duration::from_secs(10), async || {
+        get(&format!("{base}/-/ready")).await.0 == 200
+    })
+    .await;
+    let lines: Vec<String> = agent.stderr.lock().unwrap().clone();
+    drop(agent);
+    let event = |target: &str| -> serde_json::Value {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("\"target\":\"{target}\"")))
+            .unwrap_or_else(|| panic!("no log line for {target}: {lines:#?}"));
+        assert_eq!(
+            line.matches("\"target\":").count(),
+            1,
+            "one target key: {line}"
+        );
+        serde_json::from_str(line).unwrap()
+    };
+    let blocked = event("blocked");
+    assert_eq!(blocked["message"], "first probe: healthy");
+    assert_eq!(blocked["level"], "INFO");
+    assert_eq!(blocked["expectation"], "met");
+    let leaking = event("leaking");
+    assert_eq!(leaking["message"], "first probe: failing");
+    assert_eq!(leaking["level"], "WARN");
+    assert_eq!(leaking["expectation"], "violated");
+    assert_eq!(leaking["reason"], "expectation:reachable");
+}

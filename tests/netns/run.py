@@ -16,9 +16,10 @@ in each namespace counts (and drops) anything sent elsewhere. Nothing leaves the
 
 Each scenario applies one fault, asserts the per-family metrics the agent exports on /metrics
 within two probe intervals, undoes the fault and asserts recovery. It prints one line of what it
-saw; the last line is `N passed, M failed`. Exit status: 0 all passed, 1 a scenario failed, 2 the
-suite could not run. Without root or `ip netns`, it prints `SKIPPED: reason` and exits 0 (1 when
-the environment variable CI is set). The topology is always torn down, also on failure or Ctrl-C.
+saw; the last line is `N passed, M failed`. Exit status: 0 all passed, 1 a scenario failed (or the
+topology could not be built: counted as one failure), 2 no binary at --bin. Without root, `ip netns`,
+nft or dnsmasq it prints `SKIPPED: reason` and exits 0 (1 when the environment variable CI is set).
+The topology is always torn down, also on failure, Ctrl-C or SIGTERM; logs are kept on failure.
 
 Python 3 standard library only.
 """
