@@ -483,7 +483,8 @@ def start_dualprobe(env: Env, kind: str, n: int, interval: float, timeout: float
     timeout = min(timeout, interval / 2)  # the config requires timeout < interval
     port = free_port4()
     cfg = dualprobe_config(env, kind, n, interval, timeout, port)
-    p = env.procs.start("dualprobe", [env.args.bin, "run", "--config", cfg, "--listen", f"{LOOP4}:{port}"],
+    pre = ["taskset", "-c", env.args.taskset] if getattr(env.args, "taskset", None) else []
+    p = env.procs.start("dualprobe", pre + [env.args.bin, "run", "--config", cfg, "--listen", f"{LOOP4}:{port}"],
                         env.path(f"dualprobe-{kind}.log"))
     wait_http(port, "/-/healthy", 15, p)
     return p, port
@@ -645,9 +646,35 @@ def sample_rss(pids: dict, seconds: float, stop_early=None) -> dict:
     return peak
 
 
+OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
+
+
+def scraped_window(pid: int, port: int, seconds: float, every: float) -> dict:
+    """A second window in which /metrics is scraped every `every` s the way Prometheus does
+    (OpenMetrics): CPU including the scrapes, RSS sampled every 0.25 s and after each scrape."""
+    w = CpuWindow()
+    w.start(pid)
+    t0 = time.monotonic()
+    end, next_scrape, peak, scrapes = t0 + seconds, t0, 0, 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if now >= next_scrape:
+            http_get(port, "/metrics", timeout=30, headers=OPENMETRICS)
+            scrapes += 1
+            next_scrape += every
+        peak = max(peak, mem(pid)["VmRSS"])
+        time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+    r = w.stop()
+    return {**r, "scrapes": scrapes, "every_s": every, "cpu_pct": 100 * r["cpu_ns"] / 1e9 / r["wall_s"],
+            "rss_max": max(peak, mem(pid)["VmRSS"]), "hwm": mem(pid)["VmHWM"]}
+
+
 def phase(env: Env, kind: str, n: int, interval: float, duration: float, timeout: float,
-          with_blackbox: bool = True) -> dict:
-    """One measurement: dualprobe (and blackbox at the same rate) doing `kind` for `duration`."""
+          with_blackbox: bool = True, scrape_every: float | None = None) -> dict:
+    """One measurement: dualprobe (and blackbox at the same rate) doing `kind` for `duration`;
+    with `scrape_every`, then a second window with Prometheus-style scrapes of /metrics."""
     dp, dport = start_dualprobe(env, kind, n, interval, timeout)
     bb = driver = None
     try:
@@ -721,6 +748,9 @@ def phase(env: Env, kind: str, n: int, interval: float, duration: float, timeout
                 "dns_queries": (q1 - q0 - bb_dns) / cycles if cycles else float("nan"),
                 "tcp_connections": (conns - bb_conns) / cycles if cycles else float("nan"),
             }
+        if scrape_every:
+            out["dualprobe"]["scraped"] = scraped_window(dp.pid, dport, max(duration, 3 * scrape_every),
+                                                         scrape_every)
         return out
     finally:
         if driver:
@@ -742,8 +772,7 @@ def metrics_run(env: Env, n: int, interval: float, timeout: float, scrapes: int,
         bg = w.stop()
         bg_rate = bg["cpu_ns"] / bg["wall_s"]
         out = {"kind": kind, "targets": n}
-        for mode, headers in (("openmetrics", {"Accept": "application/openmetrics-text; version=1.0.0"}),
-                              ("text", {})):
+        for mode, headers in (("openmetrics", OPENMETRICS), ("text", {})):
             conn = http.client.HTTPConnection(LOOP4, port, timeout=30)
             lat = []
             size = lines = 0
@@ -807,6 +836,10 @@ def report_compare(res: dict, verdicts: list) -> None:
     print(f"idle RSS MiB     dualprobe {spread([x / MiB for x in idle_dp], f)}   "
           f"blackbox {spread([x / MiB for x in idle_bb], f)}   "
           f"ratio {med(idle_dp) / med(idle_bb):.2f}")
+    print(f"  of which anon  dualprobe {spread([r['RssAnon'] / MiB for r in res['idle']['dualprobe']], f)}   "
+          f"blackbox {spread([r['RssAnon'] / MiB for r in res['idle']['blackbox']], f)}   (heap, stacks)")
+    print(f"  of which file  dualprobe {spread([r['RssFile'] / MiB for r in res['idle']['dualprobe']], f)}   "
+          f"blackbox {spread([r['RssFile'] / MiB for r in res['idle']['blackbox']], f)}   (mapped binary and libraries)")
     verdicts.append(("idle RSS < 10 MiB", f"{med(idle_dp) / MiB:.2f} MiB", verdict(med(idle_dp) < TARGET_IDLE_RSS)))
     verdicts.append(("idle RSS <= 1/2 blackbox", f"{med(idle_dp) / med(idle_bb):.2f}",
                      verdict(med(idle_dp) / med(idle_bb) <= TARGET_IDLE_RSS_RATIO)))
@@ -816,15 +849,16 @@ def report_compare(res: dict, verdicts: list) -> None:
         dp = [r["dualprobe"]["us_per_check"] for r in runs]
         bb = [r["blackbox"]["us_per_probe"] for r in runs]
         ratio = med(dp) / med(bb)
-        print(f"{kind:6} {spread(dp):>28} {spread(bb):>28} {ratio:6.2f} "
+        paired = [r["dualprobe"]["us_per_check"] / r["blackbox"]["us_per_probe"] for r in runs]
+        print(f"{kind:6} {spread(dp):>28} {spread(bb):>28} {ratio:6.3f} "
               f"{spread([r['dualprobe']['rss_max'] / MiB for r in runs], '{:.1f}'):>16} "
               f"{spread([r['blackbox']['rss_max'] / MiB for r in runs], '{:.1f}'):>16} "
               f"{med([r['dualprobe']['checks'] for r in runs]):9.0f} {med([r['blackbox']['probes'] for r in runs]):9.0f} "
               f"{sum(r['dualprobe']['failed'] for r in runs):.0f}/{sum(r['blackbox']['failed'] for r in runs)}")
-        verdicts.append((f"cpu/probe {kind} <= 1/4 blackbox", f"{ratio:.2f}", verdict(ratio <= TARGET_CPU_RATIO)))
+        verdicts.append((f"cpu/probe {kind} <= 1/4 blackbox", f"{ratio:.3f}", verdict(ratio <= TARGET_CPU_RATIO)))
         stat = [r["dualprobe"]["stat_us_per_check"] for r in runs]
-        print(f"{'':6} (/proc/PID/stat cross-check, 10 ms ticks: dualprobe {med(stat):.0f}, "
-              f"blackbox {med([r['blackbox']['stat_us_per_probe'] for r in runs]):.0f})")
+        print(f"{'':6} ratio per run (paired) {spread(paired, '{:.3f}')}; /proc/PID/stat cross-check "
+              f"(10 ms ticks): dualprobe {med(stat):.0f}, blackbox {med([r['blackbox']['stat_us_per_probe'] for r in runs]):.0f}")
         pc = [r["dualprobe"].get("per_cycle") for r in runs if r["dualprobe"].get("per_cycle")]
         if pc:
             print(f"{'':6} dualprobe per (target, family) cycle: "
@@ -848,6 +882,15 @@ def report_scale(res: list, verdicts: list) -> None:
           f"(anon {spread([r['dualprobe']['anon_unscraped'] / MiB for r in res], '{:.1f}')}); "
           f"the window max above follows one scrape")
     print(f"us per check       {spread(us)}")
+    sc = [r["dualprobe"]["scraped"] for r in res if r["dualprobe"].get("scraped")]
+    if sc:
+        print(f"with /metrics scraped every {sc[0]['every_s']:g}s (OpenMetrics), {sc[0]['wall_s']:.0f}s window: "
+              f"CPU % {spread([x['cpu_pct'] for x in sc], '{:.2f}')}, RSS max MiB "
+              f"{spread([x['rss_max'] / MiB for x in sc], '{:.1f}')}, VmHWM MiB {spread([x['hwm'] / MiB for x in sc], '{:.1f}')}")
+        verdicts.append(("scale CPU < 3%, incl. scrapes", f"{med([x['cpu_pct'] for x in sc]):.2f}%",
+                         verdict(med([x["cpu_pct"] for x in sc]) < TARGET_SCALE_CPU_PCT)))
+        verdicts.append(("scale RSS < 40 MiB, incl. scrapes (max)", f"{med([x['rss_max'] for x in sc]) / MiB:.1f} MiB",
+                         verdict(med([x["rss_max"] for x in sc]) < TARGET_SCALE_RSS)))
     print(f"checks/s           {spread(rate, '{:.1f}')} (expected {med(exp):.1f}); "
           f"failed checks {sum(r['dualprobe']['failed'] for r in res):.0f}")
     verdicts.append(("scale CPU < 3% of a core", f"{med(cpu):.2f}%", verdict(med(cpu) < TARGET_SCALE_CPU_PCT)))
@@ -886,6 +929,10 @@ def main() -> int:
                          "2 = also [::1]:P")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
     ap.add_argument("--kinds", default="dns,tcp,http,chain", help="compare phases")
+    ap.add_argument("--scrape-every", type=float, default=15.0,
+                    help="scale: Prometheus-style scrape interval of the second window (s)")
+    ap.add_argument("--taskset", help="run dualprobe under `taskset -c CPUS` (tokio starts one "
+                                      "worker per allowed CPU: e.g. 1 for a one-worker experiment)")
     ap.add_argument("--scrapes", type=int, default=100, help="GET /metrics per run (metrics)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (~15 s), no thresholds")
     ap.add_argument("--json", help="write every raw result to this file")
@@ -905,8 +952,8 @@ def main() -> int:
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: it may arrive ignored
+        signal.signal(sig, on_term)
 
     if args.quick:
         scenarios, repeat = ["quick"], 1
@@ -926,7 +973,7 @@ def main() -> int:
         env.start_peers(max_names)
         t_all = time.monotonic()
         if args.quick:
-            n, iv, dur = opt(args.targets, 4), opt(args.interval, 2.0), opt(args.duration, 5.0)
+            n, iv, dur = opt(args.targets, 4), opt(args.interval, 2.0), opt(args.duration, 4.0)
             to = min(args.timeout, iv / 2)
             i = idle_rss(env, to)
             idle = {k: [v] for k, v in i.items()}
@@ -965,8 +1012,11 @@ def main() -> int:
             runs = []
             for rep in range(repeat):
                 log(f"scale run {rep + 1}/{repeat}: {n} targets x 2 families x (dns, tcp) every {iv:g}s")
-                r = phase(env, "scale", n, iv, dur, args.timeout, with_blackbox=False)
-                log(f"  {r['dualprobe']['cpu_pct']:.2f}% CPU, {r['dualprobe']['rss_max'] / MiB:.1f} MiB")
+                r = phase(env, "scale", n, iv, dur, args.timeout, with_blackbox=False,
+                          scrape_every=args.scrape_every)
+                sc = r["dualprobe"]["scraped"]
+                log(f"  {r['dualprobe']['cpu_pct']:.2f}% CPU, {r['dualprobe']['rss_max'] / MiB:.1f} MiB; "
+                    f"scraped every {args.scrape_every:g}s: {sc['cpu_pct']:.2f}% CPU, {sc['rss_max'] / MiB:.1f} MiB")
                 runs.append(r)
             results["scale"] = runs
             report_scale(runs, verdicts)
@@ -997,6 +1047,8 @@ def main() -> int:
         log(f"interrupted ({e}); stopping everything")
         return 130
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # let cleanup finish
+            signal.signal(sig, signal.SIG_IGN)
         env.close()
 
 

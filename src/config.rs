@@ -536,6 +536,7 @@ impl Config {
             timeout,
             families: &families,
             base_dir,
+            tls_configs: Default::default(),
         };
         let mut seen = HashSet::new();
         let mut targets = Vec::with_capacity(raw.targets.len());
@@ -638,6 +639,9 @@ struct TargetDefaults<'a> {
     timeout: Duration,
     families: &'a [Family],
     base_dir: Option<&'a Path>,
+    /// One TLS client config per (CA file, insecure) in this load: a config holds a copy of
+    /// the roots and a session cache, too much to build per target.
+    tls_configs: std::cell::RefCell<HashMap<(Option<PathBuf>, bool), Arc<rustls::ClientConfig>>>,
 }
 
 fn build_target(
@@ -852,11 +856,18 @@ fn build_target(
         (resolved, line_of(c))
     });
     let insecure = raw_tls.map(|t| t.insecure_skip_verify).unwrap_or(false);
-    let client_config = match crate::tls_client::client_config(
-        ca_file.as_ref().map(|(p, _)| p.as_path()),
-        insecure,
-    ) {
-        Ok(c) => Arc::new(c),
+    let key = (ca_file.as_ref().map(|(p, _)| p.clone()), insecure);
+    let cached = d.tls_configs.borrow().get(&key).cloned();
+    let built = match cached {
+        Some(c) => Ok(c),
+        None => crate::tls_client::client_config(key.0.as_deref(), insecure).map(|c| {
+            let c = Arc::new(c);
+            d.tls_configs.borrow_mut().insert(key, Arc::clone(&c));
+            c
+        }),
+    };
+    let client_config = match built {
+        Ok(c) => c,
         Err(e) => {
             p.add(
                 ca_file.as_ref().and_then(|(_, l)| *l),

@@ -129,8 +129,13 @@ fn init_logging(format: LogFormat) {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    // Two workers are plenty for a sidecar and keep idle memory low.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
+    // One worker by default: probing is I/O-bound, and with more workers most CPU goes to
+    // waking threads (measured in docs/benchmarks.md). DUALPROBE_WORKER_THREADS overrides it.
+    let workers = std::env::var("DUALPROBE_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(1);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()

@@ -408,49 +408,66 @@ pub fn unix_now() -> f64 {
     UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Renders a registry in the OpenMetrics text format.
+/// Renders a registry in the OpenMetrics text format. The buffer starts at the size of the last
+/// render, so a large exposition is not grown by doubling (and copied) on every scrape.
 pub fn render(registry: &Registry) -> String {
-    let mut out = String::with_capacity(64 * 1024);
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LAST_LEN: AtomicUsize = AtomicUsize::new(16 * 1024);
+    let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    LAST_LEN.store(out.len(), Ordering::Relaxed);
     out
 }
 
-/// Rewrites OpenMetrics text as the classic Prometheus text format (0.0.4), for clients that
-/// did not ask for OpenMetrics (curl, `promtool check metrics`): counters' HELP and TYPE carry
-/// the `_total` name, and `# EOF` and `# UNIT` lines go.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    let lines: Vec<&str> = openmetrics.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if *line == "# EOF" || line.starts_with("# UNIT ") {
+/// Rewrites OpenMetrics text as the classic Prometheus text format (0.0.4), for clients that did
+/// not ask for OpenMetrics (curl, `promtool check metrics`): counters' HELP and TYPE lines carry
+/// the `_total` name, and `# EOF` and `# UNIT` lines go. Only header lines change, so samples
+/// are copied in large slices.
+pub fn to_prometheus_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len() + 1024);
+    let mut copied = 0; // everything before this offset is in `out`
+    // Header lines start with "# " at the start of a line; escaped label values never do.
+    let headers = om
+        .match_indices("# ")
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || om.as_bytes()[i - 1] == b'\n');
+    let line_at = |i: usize| {
+        let end = om[i..].find('\n').map_or(om.len(), |e| i + e);
+        (&om[i..end], (end + 1).min(om.len()))
+    };
+    fn counter_of(line: &str) -> Option<&str> {
+        line.strip_prefix("# TYPE ")?
+            .strip_suffix(" counter")
+            .filter(|n| !n.ends_with("_total"))
+    }
+    for i in headers {
+        if i < copied {
             continue;
         }
-        let counter_name = |l: &str| -> Option<String> {
-            let rest = l.strip_prefix("# TYPE ")?;
-            let name = rest.strip_suffix(" counter")?;
-            Some(name.to_string())
-        };
-        if let Some(rest) = line.strip_prefix("# HELP ") {
+        let (line, next) = line_at(i);
+        let replacement = if line == "# EOF" || line.starts_with("# UNIT ") {
+            Some(String::new())
+        } else if let Some(name) = counter_of(line) {
+            Some(format!("# TYPE {name}_total counter\n"))
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
             let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            // The TYPE line follows HELP (UNIT may sit between them).
-            let is_counter = lines[i + 1..]
-                .iter()
-                .take(2)
-                .filter_map(|l| counter_name(l))
-                .any(|n| n == name);
-            if is_counter && !name.ends_with("_total") {
-                out.push_str(&format!("# HELP {name}_total {help}\n"));
-                continue;
-            }
-        } else if let Some(name) = counter_name(line)
-            && !name.ends_with("_total")
-        {
-            out.push_str(&format!("# TYPE {name}_total counter\n"));
-            continue;
+            // TYPE follows HELP, with at most a UNIT line between.
+            let (l2, n2) = line_at(next.min(om.len()));
+            let (l3, _) = line_at(n2.min(om.len()));
+            let is_counter = [l2, l3].iter().any(|l| counter_of(l) == Some(name));
+            is_counter.then(|| format!("# HELP {name}_total {help}\n"))
+        } else {
+            None
+        };
+        if let Some(r) = replacement {
+            out.push_str(&om[copied..i]);
+            out.push_str(&r);
+            copied = next;
         }
-        out.push_str(line);
-        out.push('\n');
+    }
+    if copied < om.len() {
+        out.push_str(&om[copied..]);
     }
     out
 }
