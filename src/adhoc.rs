@@ -188,7 +188,7 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
         port,
         checks,
         families,
-        interval: req.timeout * 2,
+        interval: req.timeout.saturating_mul(2),
         timeout: req.timeout,
         addresses: AddressSelection::First,
         http: HttpSettings {

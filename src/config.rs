@@ -19,6 +19,9 @@ use crate::target::{
     TargetSource, TlsSettings,
 };
 
+/// The longest interval or timeout accepted.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The default listen address: one dual-stack socket on port 9469.
 pub const DEFAULT_LISTEN: &str = "[::]:9469";
 
@@ -412,6 +415,15 @@ fn parse_duration(
     match humantime::parse_duration(raw.value.trim()) {
         Ok(d) if d.is_zero() => {
             p.add(line_of(raw), field, "must be greater than zero");
+            None
+        }
+        // Far-future deadlines would overflow clock arithmetic; nothing needs more than a week.
+        Ok(d) if d > MAX_DURATION => {
+            p.add(
+                line_of(raw),
+                field,
+                format!("`{}` is longer than 7d", raw.value),
+            );
             None
         }
         Ok(d) => Some(d),

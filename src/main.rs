@@ -103,11 +103,20 @@ struct ProbeArgs {
     #[arg(long = "nameserver")]
     nameservers: Vec<String>,
     /// Per-check timeout.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
     timeout: Duration,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// `--timeout`: a duration such as 5s, at most 7d.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() || d > dualprobe::config::MAX_DURATION {
+        return Err(format!("`{s}` must be more than 0 and at most 7d"));
+    }
+    Ok(d)
 }
 
 fn init_logging(format: LogFormat) {

@@ -33,6 +33,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ),
     ("invalid-family.yaml", ":1: unknown variant `ipv5`"),
     (
+        "invalid-interval-too-long.yaml",
+        ":1: interval: `500000000y` is longer than 7d",
+    ),
+    (
         "invalid-status.yaml",
         ":5: targets[0].http.expect_status[1]: `99` is not a status like 200 or \"2xx\"",
     ),
