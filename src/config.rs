@@ -653,8 +653,11 @@ struct TargetDefaults<'a> {
     base_dir: Option<&'a Path>,
     /// One TLS client config per (CA file, insecure) in this load: a config holds a copy of
     /// the roots and a session cache, too much to build per target.
-    tls_configs: std::cell::RefCell<HashMap<(Option<PathBuf>, bool), Arc<rustls::ClientConfig>>>,
+    tls_configs: std::cell::RefCell<HashMap<TlsKey, Arc<rustls::ClientConfig>>>,
 }
+
+/// What makes two targets' TLS client configurations the same: the CA file and insecure.
+type TlsKey = (Option<PathBuf>, bool);
 
 fn build_target(
     p: &mut Problems,
