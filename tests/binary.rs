@@ -587,3 +587,47 @@ async fn transition_logs_follow_the_expectation_and_stay_valid_json() {
     assert_eq!(leaking["expectation"], "violated");
     assert_eq!(leaking["reason"], "expectation:reachable");
 }
+
+#[test]
+fn targets_subcommand_lists_the_templates_endpoints_with_their_conditions() {
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudformation/ipv6-vpc.yml");
+    let out = Command::new(BIN)
+        .args(["targets", "--from-template"])
+        .arg(&template)
+        .args(["--region", "eu-west-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("7 endpoint target(s)"), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .to_string()
+    };
+    assert!(line("vpce-logs ").contains("logs.eu-west-1.amazonaws.com"));
+    assert!(line("vpce-ecr-api ").contains("api.ecr.eu-west-1.amazonaws.com"));
+    assert!(line("vpce-s3-gateway ").contains("gateway"));
+    let conditional = text.lines().filter(|l| l.contains(" if ")).count();
+    assert_eq!(
+        conditional, 3,
+        "three conditional endpoints marked:\n{text}"
+    );
+    let missing = Command::new(BIN)
+        .args([
+            "targets",
+            "--from-template",
+            "/nonexistent/t.yml",
+            "--region",
+            "eu-west-1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/t.yml: cannot read"));
+}
