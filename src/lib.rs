@@ -7,6 +7,7 @@
 pub mod adhoc;
 pub mod agent;
 pub mod aws;
+pub mod check_series;
 pub mod config;
 pub mod discovery;
 pub mod emf;

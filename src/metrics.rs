@@ -7,14 +7,13 @@ use std::sync::atomic::AtomicU64;
 use std::time::UNIX_EPOCH;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family as MetricFamily, MetricConstructor};
+use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::check_series::CheckSeries;
 use crate::family::Family;
-use crate::probe::{CycleReport, FailureReason, PROBERS};
+use crate::probe::{CycleReport, PROBERS};
 use crate::target::{Target, TargetSource};
 
 /// Histogram buckets for check durations: 100µs to 10s.
@@ -22,30 +21,6 @@ pub const DURATION_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
-
-/// `{target, check, family}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CheckLabels {
-    /// Target name.
-    pub target: String,
-    /// Check name.
-    pub check: &'static str,
-    /// `ipv4` or `ipv6`.
-    pub family: &'static str,
-}
-
-/// `{target, check, family, result}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    /// Target name.
-    pub target: String,
-    /// Check name.
-    pub check: &'static str,
-    /// `ipv4` or `ipv6`.
-    pub family: &'static str,
-    /// `ok` or a failure reason.
-    pub result: &'static str,
-}
 
 /// `{target, family}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,27 +75,15 @@ pub struct BuildLabels {
     pub task_family: String,
 }
 
-/// Builds duration histograms with [`DURATION_BUCKETS`].
-#[derive(Clone, Copy, Debug)]
-pub struct DurationHistogram;
-
-impl MetricConstructor<Histogram> for DurationHistogram {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(DURATION_BUCKETS)
-    }
-}
-
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Handles to every dualprobe metric.
 #[derive(Clone)]
 pub struct Metrics {
-    /// `dualprobe_probe_success`.
-    pub probe_success: MetricFamily<CheckLabels, Gauge>,
-    /// `dualprobe_probe_duration_seconds`.
-    pub probe_duration: MetricFamily<CheckLabels, Histogram, DurationHistogram>,
-    /// `dualprobe_probes_total`.
-    pub probes: MetricFamily<ResultLabels, Counter>,
+    /// `dualprobe_probe_success`, `dualprobe_probe_duration_seconds`,
+    /// `dualprobe_last_success_timestamp_seconds` and `dualprobe_probes_total`: written by
+    /// their own encoder, outside the registry.
+    pub checks: CheckSeries,
     /// `dualprobe_expectation_met`.
     pub expectation_met: MetricFamily<TargetFamilyLabels, Gauge>,
     /// `dualprobe_target_expected`.
@@ -135,8 +98,6 @@ pub struct Metrics {
     pub cert_expiry: MetricFamily<TargetFamilyLabels, Gauge>,
     /// `dualprobe_http_status_code`.
     pub http_status: MetricFamily<TargetFamilyLabels, Gauge>,
-    /// `dualprobe_last_success_timestamp_seconds`.
-    pub last_success: MetricFamily<CheckLabels, FloatGauge>,
     /// `dualprobe_build_info`.
     pub build_info: MetricFamily<BuildLabels, Gauge>,
     /// `dualprobe_config_last_reload_successful`.
@@ -149,9 +110,7 @@ impl Metrics {
     /// Registers every metric (and the process collector) and returns the handles.
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics {
-            probe_success: MetricFamily::default(),
-            probe_duration: MetricFamily::new_with_constructor(DurationHistogram),
-            probes: MetricFamily::default(),
+            checks: CheckSeries::default(),
             expectation_met: MetricFamily::default(),
             target_expected: MetricFamily::default(),
             target_info: MetricFamily::default(),
@@ -159,27 +118,11 @@ impl Metrics {
             dns_answers: MetricFamily::default(),
             cert_expiry: MetricFamily::default(),
             http_status: MetricFamily::default(),
-            last_success: MetricFamily::default(),
             build_info: MetricFamily::default(),
             reload_successful: Gauge::default(),
             reload_success_time: FloatGauge::default(),
         };
         let r = registry.sub_registry_with_prefix("dualprobe");
-        r.register(
-            "probe_success",
-            "1 if the last run of the check passed",
-            m.probe_success.clone(),
-        );
-        r.register(
-            "probe_duration_seconds",
-            "Duration of each check run",
-            m.probe_duration.clone(),
-        );
-        r.register(
-            "probes",
-            "Check runs by result (ok or a failure reason)",
-            m.probes.clone(),
-        );
         r.register(
             "expectation_met",
             "1 if the last cycle matched the target's expectation for the family",
@@ -210,11 +153,6 @@ impl Metrics {
             "http_status_code",
             "Status of the last HTTP response",
             m.http_status.clone(),
-        );
-        r.register(
-            "last_success_timestamp_seconds",
-            "Unix time the check last passed",
-            m.last_success.clone(),
         );
         r.register(
             "build_info",
@@ -315,22 +253,7 @@ impl Metrics {
     }
 
     fn forget_check(&self, target: &str, check: &'static str, family: Family) {
-        let labels = CheckLabels {
-            target: target.to_string(),
-            check,
-            family: family.as_str(),
-        };
-        self.probe_success.remove(&labels);
-        self.probe_duration.remove(&labels);
-        self.last_success.remove(&labels);
-        for result in std::iter::once("ok").chain(FailureReason::ALL.iter().map(|r| r.as_str())) {
-            self.probes.remove(&ResultLabels {
-                target: target.to_string(),
-                check,
-                family: family.as_str(),
-                result,
-            });
-        }
+        self.checks.remove(target, check, family);
     }
 
     fn forget_target_family(&self, target: &str, family: Family) {
@@ -350,30 +273,7 @@ impl Metrics {
         let family = report.family.as_str();
         let now = unix_now();
         for o in &report.checks {
-            let labels = CheckLabels {
-                target: target.clone(),
-                check: o.check.name(),
-                family,
-            };
-            self.probe_success
-                .get_or_create(&labels)
-                .set(i64::from(o.passed()));
-            if !matches!(&o.result, Err(f) if f.reason == FailureReason::Skipped) {
-                self.probe_duration
-                    .get_or_create(&labels)
-                    .observe(o.duration.as_secs_f64());
-            }
-            if o.passed() {
-                self.last_success.get_or_create(&labels).set(now);
-            }
-            self.probes
-                .get_or_create(&ResultLabels {
-                    target: target.clone(),
-                    check: o.check.name(),
-                    family,
-                    result: o.result_label(),
-                })
-                .inc();
+            self.checks.record(target, report.family, o, now);
             let tf = TargetFamilyLabels {
                 target: target.clone(),
                 family,
@@ -408,66 +308,40 @@ pub fn unix_now() -> f64 {
     UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Renders a registry in the OpenMetrics text format. The buffer starts at the size of the last
-/// render, so a large exposition is not grown by doubling (and copied) on every scrape.
-pub fn render(registry: &Registry) -> String {
+/// The exposition formats `/metrics` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0, what Prometheus asks for.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4, for clients that ask for nothing else (curl,
+    /// `promtool check metrics`).
+    PrometheusText,
+}
+
+impl Format {
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+/// Renders a registry in `format`. The buffer starts at the size of the last render, so a large
+/// exposition is not grown by doubling (and copied) on every scrape.
+pub fn render(registry: &Registry, checks: &CheckSeries, format: Format) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static LAST_LEN: AtomicUsize = AtomicUsize::new(16 * 1024);
     let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
     // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
-    LAST_LEN.store(out.len(), Ordering::Relaxed);
-    out
-}
-
-/// Rewrites OpenMetrics text as the classic Prometheus text format (0.0.4), for clients that did
-/// not ask for OpenMetrics (curl, `promtool check metrics`): counters' HELP and TYPE lines carry
-/// the `_total` name, and `# EOF` and `# UNIT` lines go. Only header lines change, so samples
-/// are copied in large slices.
-pub fn to_prometheus_text(om: &str) -> String {
-    let mut out = String::with_capacity(om.len() + 1024);
-    let mut copied = 0; // everything before this offset is in `out`
-    // Header lines start with "# " at the start of a line; escaped label values never do.
-    let headers = om
-        .match_indices("# ")
-        .map(|(i, _)| i)
-        .filter(|&i| i == 0 || om.as_bytes()[i - 1] == b'\n');
-    let line_at = |i: usize| {
-        let end = om[i..].find('\n').map_or(om.len(), |e| i + e);
-        (&om[i..end], (end + 1).min(om.len()))
+    checks.encode(&mut out, format);
+    let _ = match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
+        Format::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+        }
     };
-    fn counter_of(line: &str) -> Option<&str> {
-        line.strip_prefix("# TYPE ")?
-            .strip_suffix(" counter")
-            .filter(|n| !n.ends_with("_total"))
-    }
-    for i in headers {
-        if i < copied {
-            continue;
-        }
-        let (line, next) = line_at(i);
-        let replacement = if line == "# EOF" || line.starts_with("# UNIT ") {
-            Some(String::new())
-        } else if let Some(name) = counter_of(line) {
-            Some(format!("# TYPE {name}_total counter\n"))
-        } else if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            // TYPE follows HELP, with at most a UNIT line between.
-            let (l2, n2) = line_at(next.min(om.len()));
-            let (l3, _) = line_at(n2.min(om.len()));
-            let is_counter = [l2, l3].iter().any(|l| counter_of(l) == Some(name));
-            is_counter.then(|| format!("# HELP {name}_total {help}\n"))
-        } else {
-            None
-        };
-        if let Some(r) = replacement {
-            out.push_str(&om[copied..i]);
-            out.push_str(&r);
-            copied = next;
-        }
-    }
-    if copied < om.len() {
-        out.push_str(&om[copied..]);
-    }
+    LAST_LEN.store(out.len(), Ordering::Relaxed);
     out
 }

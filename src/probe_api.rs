@@ -330,7 +330,10 @@ pub async fn probe(
         return plain(StatusCode::OK, out);
     }
     (
-        [(header::CONTENT_TYPE, crate::server::PROMETHEUS_TEXT)],
+        [(
+            header::CONTENT_TYPE,
+            crate::metrics::Format::PrometheusText.content_type(),
+        )],
         body,
     )
         .into_response()

@@ -10,9 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::agent::Agent;
-
-/// The OpenMetrics content type the client crate renders.
-pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+use crate::metrics::Format;
 
 /// All routes.
 pub fn router(agent: Arc<Agent>) -> Router {
@@ -26,29 +24,24 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .with_state(agent)
 }
 
-/// The classic Prometheus text format.
-pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
 /// OpenMetrics when the scraper asks for it (Prometheus does), the classic text format otherwise.
-pub fn metrics_response(openmetrics: String, headers: &HeaderMap) -> Response {
+pub fn negotiate(headers: &HeaderMap) -> Format {
     let wants_openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
     if wants_openmetrics {
-        ([(header::CONTENT_TYPE, OPENMETRICS)], openmetrics).into_response()
+        Format::OpenMetrics
     } else {
-        (
-            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-            crate::metrics::to_prometheus_text(&openmetrics),
-        )
-            .into_response()
+        Format::PrometheusText
     }
 }
 
 async fn metrics(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response {
-    metrics_response(crate::metrics::render(&agent.registry), &headers)
+    let format = negotiate(&headers);
+    let body = crate::metrics::render(&agent.registry, &agent.metrics.checks, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn healthy() -> &'static str {

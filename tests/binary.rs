@@ -208,7 +208,7 @@ async fn agent_serves_per_family_metrics_reloads_safely_and_stops_on_sigterm() {
     );
     assert!(m.contains("dualprobe_build_info{version=\""));
     assert!(value(&m, "process_resident_memory_bytes").unwrap() > 0.0);
-    assert!(m.contains("dualprobe_probe_duration_seconds_bucket{le=\"0.0001\",target=\"dual\",check=\"tcp\",family=\"ipv6\"}"));
+    assert!(m.contains("dualprobe_probe_duration_seconds_bucket{target=\"dual\",check=\"tcp\",family=\"ipv6\",le=\"0.0001\"}"));
     // Both families really reached the peer.
     assert!(http.hits(dualprobe::family::Family::Ipv4, "/ok") > 0);
     assert!(http.hits(dualprobe::family::Family::Ipv6, "/ok") > 0);

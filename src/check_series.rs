@@ -1,0 +1,317 @@
+//! The per-(target, check, family) series: `dualprobe_probe_success`,
+//! `dualprobe_probe_duration_seconds`, `dualprobe_last_success_timestamp_seconds` and
+//! `dualprobe_probes_total`. They are nine in ten lines of `/metrics`, so they live in one table
+//! of their own and are written straight to text: each series' labels are escaped once, when it
+//! is created, instead of on every line of every scrape. The output is the same, byte for byte,
+//! as the client crate's encoder would write for these families (a test holds the two together);
+//! every other metric stays in the client crate's registry.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::family::Family;
+use crate::metrics::{DURATION_BUCKETS, Format};
+use crate::probe::{FailureReason, Outcome};
+
+/// The values of the `result` label: `ok`, then every failure reason, in index order.
+const RESULT_COUNT: usize = 1 + FailureReason::ALL.len();
+
+fn result_label(index: usize) -> &'static str {
+    match index {
+        0 => "ok",
+        i => FailureReason::ALL[i - 1].as_str(),
+    }
+}
+
+fn result_index(outcome: &Outcome) -> usize {
+    let reason = match &outcome.result {
+        Ok(()) => match &outcome.observations.note {
+            Some(note) => note.reason,
+            None => return 0,
+        },
+        Err(f) => f.reason,
+    };
+    1 + FailureReason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(FailureReason::ALL.len() - 1)
+}
+
+/// The values of one series, behind one lock.
+#[derive(Debug, Clone, Default)]
+struct SeriesValues {
+    /// The last run passed.
+    success: bool,
+    /// Observations per duration bucket (not cumulative); the last slot is `+Inf`.
+    buckets: [u64; DURATION_BUCKETS.len() + 1],
+    /// Number of durations observed; skipped runs are not observed.
+    count: u64,
+    /// Sum of the durations observed, in seconds.
+    sum: f64,
+    /// Unix time of the last pass.
+    last_success: Option<f64>,
+    /// Runs per `result` label value, by [`result_index`].
+    results: [u64; RESULT_COUNT],
+}
+
+/// One (target, check, family).
+#[derive(Debug)]
+struct Series {
+    /// `target="…",check="…",family="…"`, escaped.
+    labels: String,
+    values: Mutex<SeriesValues>,
+}
+
+/// (check, family) → series, within one target.
+type TargetSeries = BTreeMap<(&'static str, Family), Arc<Series>>;
+
+/// Every per-check series, by target name, so that the output is sorted and a lookup by
+/// `&str` needs no allocation.
+#[derive(Debug, Clone, Default)]
+pub struct CheckSeries {
+    by_target: Arc<RwLock<BTreeMap<String, TargetSeries>>>,
+}
+
+/// The four families this table writes: name, help, type.
+const SUCCESS: (&str, &str, &str) = (
+    "dualprobe_probe_success",
+    "1 if the last run of the check passed.",
+    "gauge",
+);
+const DURATION: (&str, &str, &str) = (
+    "dualprobe_probe_duration_seconds",
+    "Duration of each check run.",
+    "histogram",
+);
+const LAST_SUCCESS: (&str, &str, &str) = (
+    "dualprobe_last_success_timestamp_seconds",
+    "Unix time the check last passed.",
+    "gauge",
+);
+const PROBES: (&str, &str, &str) = (
+    "dualprobe_probes",
+    "Check runs by result (ok or a failure reason).",
+    "counter",
+);
+
+impl CheckSeries {
+    /// Records one check's outcome at unix time `now`.
+    pub fn record(&self, target: &str, family: Family, outcome: &Outcome, now: f64) {
+        let series = self.series(target, outcome.check.name(), family);
+        let mut v = series.values.lock().expect("series lock");
+        v.success = outcome.passed();
+        if !matches!(&outcome.result, Err(f) if f.reason == FailureReason::Skipped) {
+            let secs = outcome.duration.as_secs_f64();
+            let bucket = DURATION_BUCKETS
+                .iter()
+                .position(|&le| secs <= le)
+                .unwrap_or(DURATION_BUCKETS.len());
+            v.buckets[bucket] += 1;
+            v.count += 1;
+            v.sum += secs;
+        }
+        if outcome.passed() {
+            v.last_success = Some(now);
+        }
+        v.results[result_index(outcome)] += 1;
+    }
+
+    fn series(&self, target: &str, check: &'static str, family: Family) -> Arc<Series> {
+        if let Some(s) = self
+            .by_target
+            .read()
+            .expect("series table lock")
+            .get(target)
+            .and_then(|t| t.get(&(check, family)))
+        {
+            return Arc::clone(s);
+        }
+        let mut table = self.by_target.write().expect("series table lock");
+        let per_target = table.entry(target.to_string()).or_default();
+        Arc::clone(per_target.entry((check, family)).or_insert_with(|| {
+            let mut labels = String::from("target=\"");
+            escape_label_value(&mut labels, target);
+            let _ = write!(
+                labels,
+                "\",check=\"{check}\",family=\"{}\"",
+                family.as_str()
+            );
+            Arc::new(Series {
+                labels,
+                values: Mutex::default(),
+            })
+        }))
+    }
+
+    /// Removes the series of one (target, check, family).
+    pub fn remove(&self, target: &str, check: &'static str, family: Family) {
+        let mut table = self.by_target.write().expect("series table lock");
+        if let Some(per_target) = table.get_mut(target) {
+            per_target.remove(&(check, family));
+            if per_target.is_empty() {
+                table.remove(target);
+            }
+        }
+    }
+
+    /// Number of series (for tests and sizing).
+    pub fn len(&self) -> usize {
+        let table = self.by_target.read().expect("series table lock");
+        table.values().map(BTreeMap::len).sum()
+    }
+
+    /// True when there are no series.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the four families to `out` in `format`. Families without samples are left out,
+    /// as the client crate does.
+    pub fn encode(&self, out: &mut String, format: Format) {
+        let table = self.by_target.read().expect("series table lock");
+        let all: Vec<&Series> = table
+            .values()
+            .flat_map(|t| t.values().map(Arc::as_ref))
+            .collect();
+        let all = all.as_slice();
+        {
+            let mut int = itoa::Buffer::new();
+            let mut float = dtoa::Buffer::new();
+            // Locking each series once per family is cheaper than copying every value out.
+            write_family(out, format, SUCCESS, all, |out, s, v| {
+                sample(
+                    out,
+                    SUCCESS.0,
+                    "",
+                    &s.labels,
+                    int.format(u8::from(v.success)),
+                );
+            });
+            let bounds = bucket_bounds(format);
+            write_family(out, format, DURATION, all, |out, s, v| {
+                if v.count == 0 {
+                    return;
+                }
+                // The client crate's order: OpenMetrics puts sum and count first and `le`
+                // first among the labels, the classic format the other way round.
+                if format == Format::OpenMetrics {
+                    sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
+                    sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
+                }
+                let mut cumulative = 0;
+                for (le, n) in bounds.iter().zip(v.buckets) {
+                    cumulative += n;
+                    out.push_str(DURATION.0);
+                    out.push_str("_bucket{");
+                    if format == Format::OpenMetrics {
+                        out.push_str("le=\"");
+                        out.push_str(le);
+                        out.push_str("\",");
+                        out.push_str(&s.labels);
+                    } else {
+                        out.push_str(&s.labels);
+                        out.push_str(",le=\"");
+                        out.push_str(le);
+                        out.push('"');
+                    }
+                    out.push_str("} ");
+                    out.push_str(int.format(cumulative));
+                    out.push('\n');
+                }
+                if format == Format::PrometheusText {
+                    sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
+                    sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
+                }
+            });
+            write_family(out, format, LAST_SUCCESS, all, |out, s, v| {
+                if let Some(t) = v.last_success {
+                    sample(out, LAST_SUCCESS.0, "", &s.labels, float.format(t));
+                }
+            });
+            write_family(out, format, PROBES, all, |out, s, v| {
+                for (i, &n) in v.results.iter().enumerate() {
+                    if n == 0 {
+                        continue;
+                    }
+                    out.push_str(PROBES.0);
+                    out.push_str("_total{");
+                    out.push_str(&s.labels);
+                    out.push_str(",result=\"");
+                    out.push_str(result_label(i));
+                    out.push_str("\"} ");
+                    out.push_str(int.format(n));
+                    out.push('\n');
+                }
+            });
+        }
+    }
+}
+
+/// The `le` label values, `+Inf` last, spelled as the client crate spells them: Rust's shortest
+/// float (`1.0`) in OpenMetrics, Go's `%g` (`1`) in the classic format. Within [1e-4, 1e6),
+/// where every bound lies, Go's `%g` is Rust's `Display` with whole numbers as integers.
+fn bucket_bounds(format: Format) -> Vec<String> {
+    let mut bounds: Vec<String> = DURATION_BUCKETS
+        .iter()
+        .map(|&le| match format {
+            Format::OpenMetrics => dtoa::Buffer::new().format(le).to_string(),
+            Format::PrometheusText if le.fract() == 0.0 => format!("{}", le as i64),
+            Format::PrometheusText => format!("{le}"),
+        })
+        .collect();
+    bounds.push("+Inf".to_string());
+    bounds
+}
+
+/// Writes one family's HELP and TYPE lines and its samples; nothing when it has no samples.
+fn write_family(
+    out: &mut String,
+    format: Format,
+    (name, help, kind): (&str, &str, &str),
+    all: &[&Series],
+    mut samples: impl FnMut(&mut String, &Series, &SeriesValues),
+) {
+    let header_at = out.len();
+    // Counters are named with `_total` in the classic format's headers, without it in
+    // OpenMetrics'.
+    let suffix = if kind == "counter" && format == Format::PrometheusText {
+        "_total"
+    } else {
+        ""
+    };
+    let _ = write!(
+        out,
+        "# HELP {name}{suffix} {help}\n# TYPE {name}{suffix} {kind}\n"
+    );
+    let samples_at = out.len();
+    for s in all {
+        let v = s.values.lock().expect("series lock");
+        samples(out, s, &v);
+    }
+    if out.len() == samples_at {
+        out.truncate(header_at);
+    }
+}
+
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, value: &str) {
+    out.push_str(name);
+    out.push_str(suffix);
+    out.push('{');
+    out.push_str(labels);
+    out.push_str("} ");
+    out.push_str(value);
+    out.push('\n');
+}
+
+/// Escapes a label value as both text formats require: backslash, double quote and newline.
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
