@@ -110,6 +110,30 @@ fn offsets_spread_evenly_over_the_interval() {
     assert_eq!(first_run_offset(3, 4, i), Duration::from_millis(7500));
 }
 
+#[test]
+fn offsets_share_100ms_slots_so_due_pairs_wake_together() {
+    let i = Duration::from_secs(10);
+    // 10 s / 3 = 3.333 s, rounded down to its slot.
+    assert_eq!(first_run_offset(1, 3, i), Duration::from_millis(3300));
+    // 2,000 pairs: every slot of the interval is used, none holds more than 20.
+    let mut per_slot = std::collections::BTreeMap::new();
+    for index in 0..2000 {
+        let offset = first_run_offset(index, 2000, i);
+        assert_eq!(
+            offset.as_nanos() % 100_000_000,
+            0,
+            "{offset:?} is on a slot"
+        );
+        assert!(offset < i);
+        *per_slot.entry(offset).or_insert(0) += 1;
+    }
+    assert_eq!(per_slot.len(), 100);
+    assert!(per_slot.values().all(|&n| n == 20), "{per_slot:?}");
+    // Sub-second intervals are spread exactly.
+    let short = Duration::from_millis(500);
+    assert_eq!(first_run_offset(1, 4, short), Duration::from_millis(125));
+}
+
 #[tokio::test(start_paused = true)]
 async fn first_runs_are_spread_not_a_thundering_herd() {
     let rec = Recorder::new();
