@@ -17,6 +17,7 @@ use dualprobe::family::Family;
 use dualprobe::probe::{CycleReport, run_cycle};
 use dualprobe::resolver::DnsResolver;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::filter::Targets;
 
 /// Per-address-family reachability prober for dual-stack ECS/Fargate tasks.
 #[derive(Parser)]
@@ -119,21 +120,47 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The log filter from `DUALPROBE_LOG`, else `RUST_LOG`, else `info`: `LEVEL` and
+/// `TARGET=LEVEL` directives, comma-separated. A filter that does not parse is reported (once
+/// logging is up) and `info` is used.
+fn log_filter() -> (Targets, Option<String>) {
+    let info = Targets::new().with_default(tracing::Level::INFO);
+    for var in ["DUALPROBE_LOG", "RUST_LOG"] {
+        if let Ok(value) = std::env::var(var) {
+            return match value.parse::<Targets>() {
+                Ok(filter) => (filter, None),
+                Err(e) => (
+                    info,
+                    Some(format!(
+                        "{var}={value:?} is not a log filter ({e}); logging at info"
+                    )),
+                ),
+            };
+        }
+    }
+    (info, None)
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DUALPROBE_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, problem) = log_filter();
     // Colour only for a person at a terminal: awslogs would store the escape codes.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => registry.with(layer).init(),
         // Our events carry a `target` field (the probe target); tracing's own `target` (the module
         // path) would repeat the key in the same JSON object.
-        LogFormat::Json => builder.json().flatten_event(true).with_target(false).init(),
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_target(false))
+            .init(),
+    }
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
     }
 }
 
