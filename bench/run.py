@@ -1014,9 +1014,10 @@ def main() -> int:
                 log(f"scale run {rep + 1}/{repeat}: {n} targets x 2 families x (dns, tcp) every {iv:g}s")
                 r = phase(env, "scale", n, iv, dur, args.timeout, with_blackbox=False,
                           scrape_every=args.scrape_every)
-                sc = r["dualprobe"]["scraped"]
-                log(f"  {r['dualprobe']['cpu_pct']:.2f}% CPU, {r['dualprobe']['rss_max'] / MiB:.1f} MiB; "
-                    f"scraped every {args.scrape_every:g}s: {sc['cpu_pct']:.2f}% CPU, {sc['rss_max'] / MiB:.1f} MiB")
+                sc = r["dualprobe"].get("scraped")
+                scraped = (f"; scraped every {args.scrape_every:g}s: {sc['cpu_pct']:.2f}% CPU, "
+                           f"{sc['rss_max'] / MiB:.1f} MiB") if sc else ""
+                log(f"  {r['dualprobe']['cpu_pct']:.2f}% CPU, {r['dualprobe']['rss_max'] / MiB:.1f} MiB{scraped}")
                 runs.append(r)
             results["scale"] = runs
             report_scale(runs, verdicts)

@@ -175,76 +175,74 @@ impl CheckSeries {
             .flat_map(|t| t.values().map(Arc::as_ref))
             .collect();
         let all = all.as_slice();
-        {
-            let mut int = itoa::Buffer::new();
-            let mut float = dtoa::Buffer::new();
-            // Locking each series once per family is cheaper than copying every value out.
-            write_family(out, format, SUCCESS, all, |out, s, v| {
-                sample(
-                    out,
-                    SUCCESS.0,
-                    "",
-                    &s.labels,
-                    int.format(u8::from(v.success)),
-                );
-            });
-            let bounds = bucket_bounds(format);
-            write_family(out, format, DURATION, all, |out, s, v| {
-                if v.count == 0 {
-                    return;
-                }
-                // The client crate's order: OpenMetrics puts sum and count first and `le`
-                // first among the labels, the classic format the other way round.
+        let mut int = itoa::Buffer::new();
+        let mut float = dtoa::Buffer::new();
+        // Locking each series once per family is cheaper than copying every value out.
+        write_family(out, format, SUCCESS, all, |out, s, v| {
+            sample(
+                out,
+                SUCCESS.0,
+                "",
+                &s.labels,
+                int.format(u8::from(v.success)),
+            );
+        });
+        let bounds = bucket_bounds(format);
+        write_family(out, format, DURATION, all, |out, s, v| {
+            if v.count == 0 {
+                return;
+            }
+            // The client crate's order: OpenMetrics puts sum and count first and `le`
+            // first among the labels, the classic format the other way round.
+            if format == Format::OpenMetrics {
+                sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
+                sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
+            }
+            let mut cumulative = 0;
+            for (le, n) in bounds.iter().zip(v.buckets) {
+                cumulative += n;
+                out.push_str(DURATION.0);
+                out.push_str("_bucket{");
                 if format == Format::OpenMetrics {
-                    sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
-                    sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
-                }
-                let mut cumulative = 0;
-                for (le, n) in bounds.iter().zip(v.buckets) {
-                    cumulative += n;
-                    out.push_str(DURATION.0);
-                    out.push_str("_bucket{");
-                    if format == Format::OpenMetrics {
-                        out.push_str("le=\"");
-                        out.push_str(le);
-                        out.push_str("\",");
-                        out.push_str(&s.labels);
-                    } else {
-                        out.push_str(&s.labels);
-                        out.push_str(",le=\"");
-                        out.push_str(le);
-                        out.push('"');
-                    }
-                    out.push_str("} ");
-                    out.push_str(int.format(cumulative));
-                    out.push('\n');
-                }
-                if format == Format::PrometheusText {
-                    sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
-                    sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
-                }
-            });
-            write_family(out, format, LAST_SUCCESS, all, |out, s, v| {
-                if let Some(t) = v.last_success {
-                    sample(out, LAST_SUCCESS.0, "", &s.labels, float.format(t));
-                }
-            });
-            write_family(out, format, PROBES, all, |out, s, v| {
-                for (i, &n) in v.results.iter().enumerate() {
-                    if n == 0 {
-                        continue;
-                    }
-                    out.push_str(PROBES.0);
-                    out.push_str("_total{");
+                    out.push_str("le=\"");
+                    out.push_str(le);
+                    out.push_str("\",");
                     out.push_str(&s.labels);
-                    out.push_str(",result=\"");
-                    out.push_str(result_label(i));
-                    out.push_str("\"} ");
-                    out.push_str(int.format(n));
-                    out.push('\n');
+                } else {
+                    out.push_str(&s.labels);
+                    out.push_str(",le=\"");
+                    out.push_str(le);
+                    out.push('"');
                 }
-            });
-        }
+                out.push_str("} ");
+                out.push_str(int.format(cumulative));
+                out.push('\n');
+            }
+            if format == Format::PrometheusText {
+                sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
+                sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
+            }
+        });
+        write_family(out, format, LAST_SUCCESS, all, |out, s, v| {
+            if let Some(t) = v.last_success {
+                sample(out, LAST_SUCCESS.0, "", &s.labels, float.format(t));
+            }
+        });
+        write_family(out, format, PROBES, all, |out, s, v| {
+            for (i, &n) in v.results.iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                out.push_str(PROBES.0);
+                out.push_str("_total{");
+                out.push_str(&s.labels);
+                out.push_str(",result=\"");
+                out.push_str(result_label(i));
+                out.push_str("\"} ");
+                out.push_str(int.format(n));
+                out.push('\n');
+            }
+        });
     }
 }
 

@@ -631,3 +631,36 @@ fn targets_subcommand_lists_the_templates_endpoints_with_their_conditions() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/t.yml: cannot read"));
 }
+
+#[test]
+fn a_bad_log_filter_is_reported_and_info_is_used() {
+    // A closed loopback port: the probe fails fast, and logging is set up first.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let run = |filter: &str| {
+        Command::new(BIN)
+            .args(["probe", &format!("127.0.0.1:{port}"), "--check", "tcp"])
+            .env("DUALPROBE_LOG", filter)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let bad = run("dualprobe==debug");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains(r#"DUALPROBE_LOG="dualprobe==debug" is not a log filter"#)
+            && stderr.contains("logging at info"),
+        "{stderr}"
+    );
+    assert!(
+        !bad.status.success(),
+        "the closed port still fails the probe"
+    );
+    let quiet = run("error");
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("WARN"),
+        "a valid filter is used: {}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+}
