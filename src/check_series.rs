@@ -8,34 +8,29 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 use crate::family::Family;
 use crate::metrics::{DURATION_BUCKETS, Format};
 use crate::probe::{FailureReason, Outcome};
 
-/// The values of the `result` label: `ok`, then every failure reason, in index order.
+/// The values of the `result` label, `ok` first, as [`Outcome::result_label`] names them.
+static RESULTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    std::iter::once("ok")
+        .chain(FailureReason::ALL.iter().map(|r| r.as_str()))
+        .collect()
+});
+
+/// How many values the `result` label has.
 const RESULT_COUNT: usize = 1 + FailureReason::ALL.len();
 
-fn result_label(index: usize) -> &'static str {
-    match index {
-        0 => "ok",
-        i => FailureReason::ALL[i - 1].as_str(),
-    }
-}
-
+/// `outcome`'s slot in [`RESULTS`].
 fn result_index(outcome: &Outcome) -> usize {
-    let reason = match &outcome.result {
-        Ok(()) => match &outcome.observations.note {
-            Some(note) => note.reason,
-            None => return 0,
-        },
-        Err(f) => f.reason,
-    };
-    1 + FailureReason::ALL
+    let label = outcome.result_label();
+    RESULTS
         .iter()
-        .position(|r| *r == reason)
-        .unwrap_or(FailureReason::ALL.len() - 1)
+        .position(|r| *r == label)
+        .expect("every result label is in RESULTS")
 }
 
 /// The values of one series, behind one lock.
@@ -73,27 +68,33 @@ pub struct CheckSeries {
     by_target: Arc<RwLock<BTreeMap<String, TargetSeries>>>,
 }
 
-/// The four families this table writes: name, help, type.
-const SUCCESS: (&str, &str, &str) = (
-    "dualprobe_probe_success",
-    "1 if the last run of the check passed.",
-    "gauge",
-);
-const DURATION: (&str, &str, &str) = (
-    "dualprobe_probe_duration_seconds",
-    "Duration of each check run.",
-    "histogram",
-);
-const LAST_SUCCESS: (&str, &str, &str) = (
-    "dualprobe_last_success_timestamp_seconds",
-    "Unix time the check last passed.",
-    "gauge",
-);
-const PROBES: (&str, &str, &str) = (
-    "dualprobe_probes",
-    "Check runs by result (ok or a failure reason).",
-    "counter",
-);
+/// A family's name, HELP text and TYPE.
+struct Header {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+}
+
+const SUCCESS: Header = Header {
+    name: "dualprobe_probe_success",
+    help: "1 if the last run of the check passed.",
+    kind: "gauge",
+};
+const DURATION: Header = Header {
+    name: "dualprobe_probe_duration_seconds",
+    help: "Duration of each check run.",
+    kind: "histogram",
+};
+const LAST_SUCCESS: Header = Header {
+    name: "dualprobe_last_success_timestamp_seconds",
+    help: "Unix time the check last passed.",
+    kind: "gauge",
+};
+const PROBES: Header = Header {
+    name: "dualprobe_probes",
+    help: "Check runs by result (ok or a failure reason).",
+    kind: "counter",
+};
 
 impl CheckSeries {
     /// Records one check's outcome at unix time `now`.
@@ -178,95 +179,75 @@ impl CheckSeries {
         let mut int = itoa::Buffer::new();
         let mut float = dtoa::Buffer::new();
         // Locking each series once per family is cheaper than copying every value out.
-        write_family(out, format, SUCCESS, all, |out, s, v| {
-            sample(
-                out,
-                SUCCESS.0,
-                "",
-                &s.labels,
-                int.format(u8::from(v.success)),
-            );
+        write_family(out, format, &SUCCESS, all, |out, s, v| {
+            let value = int.format(u8::from(v.success));
+            sample(out, SUCCESS.name, &[&s.labels], value);
         });
+        let sum = format!("{}_sum", DURATION.name);
+        let count = format!("{}_count", DURATION.name);
+        let bucket = format!("{}_bucket", DURATION.name);
         let bounds = bucket_bounds(format);
-        write_family(out, format, DURATION, all, |out, s, v| {
+        write_family(out, format, &DURATION, all, |out, s, v| {
             if v.count == 0 {
                 return;
             }
             // The client crate's order: OpenMetrics puts sum and count first and `le`
             // first among the labels, the classic format the other way round.
-            if format == Format::OpenMetrics {
-                sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
-                sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
+            let om = format == Format::OpenMetrics;
+            if om {
+                sample(out, &sum, &[&s.labels], float.format(v.sum));
+                sample(out, &count, &[&s.labels], int.format(v.count));
             }
             let mut cumulative = 0;
             for (le, n) in bounds.iter().zip(v.buckets) {
                 cumulative += n;
-                out.push_str(DURATION.0);
-                out.push_str("_bucket{");
-                if format == Format::OpenMetrics {
-                    out.push_str("le=\"");
-                    out.push_str(le);
-                    out.push_str("\",");
-                    out.push_str(&s.labels);
-                } else {
-                    out.push_str(&s.labels);
-                    out.push_str(",le=\"");
-                    out.push_str(le);
-                    out.push('"');
-                }
-                out.push_str("} ");
-                out.push_str(int.format(cumulative));
-                out.push('\n');
+                let (le, series): (&str, &str) = (le, &s.labels);
+                let labels = if om { [le, series] } else { [series, le] };
+                sample(out, &bucket, &labels, int.format(cumulative));
             }
-            if format == Format::PrometheusText {
-                sample(out, DURATION.0, "_sum", &s.labels, float.format(v.sum));
-                sample(out, DURATION.0, "_count", &s.labels, int.format(v.count));
+            if !om {
+                sample(out, &sum, &[&s.labels], float.format(v.sum));
+                sample(out, &count, &[&s.labels], int.format(v.count));
             }
         });
-        write_family(out, format, LAST_SUCCESS, all, |out, s, v| {
+        write_family(out, format, &LAST_SUCCESS, all, |out, s, v| {
             if let Some(t) = v.last_success {
-                sample(out, LAST_SUCCESS.0, "", &s.labels, float.format(t));
+                sample(out, LAST_SUCCESS.name, &[&s.labels], float.format(t));
             }
         });
-        write_family(out, format, PROBES, all, |out, s, v| {
-            for (i, &n) in v.results.iter().enumerate() {
-                if n == 0 {
-                    continue;
+        let total = format!("{}_total", PROBES.name);
+        let results: Vec<String> = RESULTS.iter().map(|r| format!("result=\"{r}\"")).collect();
+        write_family(out, format, &PROBES, all, |out, s, v| {
+            for (result, &n) in results.iter().zip(&v.results) {
+                if n > 0 {
+                    sample(out, &total, &[&s.labels, result], int.format(n));
                 }
-                out.push_str(PROBES.0);
-                out.push_str("_total{");
-                out.push_str(&s.labels);
-                out.push_str(",result=\"");
-                out.push_str(result_label(i));
-                out.push_str("\"} ");
-                out.push_str(int.format(n));
-                out.push('\n');
             }
         });
     }
 }
 
-/// The `le` label values, `+Inf` last, spelled as the client crate spells them: Rust's shortest
+/// The `le="…"` labels, `+Inf` last, the bounds spelled as the client crate spells them: Rust's shortest
 /// float (`1.0`) in OpenMetrics, Go's `%g` (`1`) in the classic format. Within [1e-4, 1e6),
 /// where every bound lies, Go's `%g` is Rust's `Display` with whole numbers as integers.
 fn bucket_bounds(format: Format) -> Vec<String> {
-    let mut bounds: Vec<String> = DURATION_BUCKETS
+    DURATION_BUCKETS
         .iter()
         .map(|&le| match format {
             Format::OpenMetrics => dtoa::Buffer::new().format(le).to_string(),
             Format::PrometheusText if le.fract() == 0.0 => format!("{}", le as i64),
             Format::PrometheusText => format!("{le}"),
         })
-        .collect();
-    bounds.push("+Inf".to_string());
-    bounds
+        .chain(std::iter::once("+Inf".to_string()))
+        .map(|le| format!("le=\"{le}\""))
+        .collect()
 }
 
 /// Writes one family's HELP and TYPE lines and its samples; nothing when it has no samples.
 fn write_family(
     out: &mut String,
     format: Format,
-    (name, help, kind): (&str, &str, &str),
+    &Header { name, help, kind }: &Header,
     all: &[&Series],
     mut samples: impl FnMut(&mut String, &Series, &SeriesValues),
 ) {
@@ -292,11 +273,16 @@ fn write_family(
     }
 }
 
-fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, value: &str) {
+/// One sample line: `name{labels joined by commas} value`.
+fn sample(out: &mut String, name: &str, labels: &[&str], value: &str) {
     out.push_str(name);
-    out.push_str(suffix);
     out.push('{');
-    out.push_str(labels);
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(l);
+    }
     out.push_str("} ");
     out.push_str(value);
     out.push('\n');

@@ -167,11 +167,18 @@ fn init_logging(format: LogFormat) {
 fn runtime() -> Result<tokio::runtime::Runtime> {
     // One worker by default: probing is I/O-bound, and with more workers most CPU goes to
     // waking threads (measured in docs/benchmarks.md). DUALPROBE_WORKER_THREADS overrides it.
-    let workers = std::env::var("DUALPROBE_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| (1..=64).contains(n))
-        .unwrap_or(1);
+    let workers = match std::env::var("DUALPROBE_WORKER_THREADS") {
+        Err(_) => 1,
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => n,
+            _ => {
+                tracing::warn!(
+                    "DUALPROBE_WORKER_THREADS={v:?} is not a number from 1 to 64; using 1 worker"
+                );
+                1
+            }
+        },
+    };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()

@@ -664,3 +664,27 @@ fn a_bad_log_filter_is_reported_and_info_is_used() {
         String::from_utf8_lossy(&quiet.stderr)
     );
 }
+
+#[test]
+fn a_bad_worker_thread_count_is_reported_and_one_worker_is_used() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = Command::new(BIN)
+        .args(["probe", &format!("127.0.0.1:{port}"), "--check", "tcp"])
+        .env("DUALPROBE_WORKER_THREADS", "0")
+        .env("DUALPROBE_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"DUALPROBE_WORKER_THREADS="0" is not a number from 1 to 64"#),
+        "{stderr}"
+    );
+    // It still ran: the closed port is reported as refused.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
