@@ -11,8 +11,10 @@
 # config, so nothing else is needed at run time.
 
 # ---------------------------------------------------------------------------
-# Pinned to the crate's rust-version (Cargo.toml: rust-version = "1.90").
-FROM rust:1.90.0-bookworm AS builder
+# The toolchain CI builds and profiles with: the release link orders functions by name
+# (scripts/symbol-order.txt), and the names' hashes come from the compiler version. Another
+# toolchain still builds (names are then matched without their hashes, a looser layout).
+FROM rust:1.95.0-bookworm AS builder
 
 ARG TARGET=x86_64-unknown-linux-gnu
 
@@ -29,7 +31,7 @@ WORKDIR /build
 # [[bench]]/[[test]]/[[example]] or explicit `path = "*.rs"`) so cargo can load it;
 # only src/ is replaced by the real sources below.
 COPY Cargo.toml Cargo.lock ./
-COPY scripts/build-release.sh ./scripts/build-release.sh
+COPY scripts/build-release.sh scripts/link-with-symbol-order.sh ./scripts/
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
@@ -48,6 +50,7 @@ RUN mkdir -p src \
 
 # --- application layer ---
 COPY src ./src
+COPY scripts/symbol-order.txt ./scripts/symbol-order.txt
 # Touch the sources so cargo never mistakes them for the dummy build's output; the script fails
 # the build if the binary has any shared-library dependency.
 RUN touch src/main.rs src/lib.rs \

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Regenerates scripts/symbol-order.txt: the functions dualprobe runs, in the order the release
+link should place them (scripts/link-with-symbol-order.sh).
+
+Why: the kernel maps a binary's code in 64 KiB (or whole large-folio) windows, so an idle
+agent's RSS follows how spread out the code it ran is, not how much of it ran. Startup, the
+idle loop and one scrape touch about 1 MB of functions, spread over 9 MiB of .text; placed
+together they map about a third as much (docs/benchmarks.md, "Code layout").
+
+How: an unstripped release binary (`DUALPROBE_UNSTRIPPED=1 scripts/build-release.sh`, the
+same code as the shipped one) runs under valgrind's callgrind against local peers only
+(dnsmasq, an HTTP and a TLS server on 127.0.0.1 and [::1], from bench/run.py), in phases:
+  1. idle     start with no targets, the bench's idle measurement: one /metrics scrape
+  2. probes   reload to targets that use every check (dns, tcp, tls, http, passing and
+              failing), scrape both formats, one ad-hoc /probe
+  3. exit     SIGTERM
+  4. healthcheck   `dualprobe healthcheck`, the container HealthCheck's process
+Each phase's functions follow the ones before, so what an idle agent runs comes first.
+
+Needs root for nothing; needs valgrind, dnsmasq and openssl. Run it after changing
+dependencies or the toolchain (build-release.sh says when the file has gone stale):
+    python3 bench/symbol_order.py            # builds, profiles, writes scripts/symbol-order.txt
+"""
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as bench  # noqa: E402  (bench/run.py: dnsmasq, the HTTP peer, helpers)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "scripts", "symbol-order.txt")
+VALGRIND_START_S = 120  # callgrind runs the agent ~50x slower
+
+
+def build_unstripped() -> str:
+    env = dict(os.environ, DUALPROBE_UNSTRIPPED="1")
+    env.pop("CI", None)  # a stale ordering file must not stop the build that replaces it
+    out = subprocess.run([os.path.join(ROOT, "scripts", "build-release.sh")], cwd=ROOT, env=env,
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    return os.path.join(ROOT, out.strip().splitlines()[-1])
+
+
+class TlsPeer:
+    """HTTPS on 127.0.0.1 and [::1] (one port), certificate for t1.bench.test from its own CA."""
+
+    def __init__(self, workdir: str) -> None:
+        self.ca = os.path.join(workdir, "ca.pem")
+        ca_key, cert, key = (os.path.join(workdir, n) for n in ("ca.key", "cert.pem", "key.pem"))
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"]
+        for cmd in (["-keyout", ca_key, "-out", self.ca, "-subj", "/CN=dualprobe profile CA"],
+                    ["-CA", self.ca, "-CAkey", ca_key, "-keyout", key, "-out", cert, "-subj", "/CN=t1.bench.test",
+                     "-addext", "subjectAltName=DNS:t1.bench.test", "-addext", "basicConstraints=critical,CA:FALSE"]):
+            subprocess.run(["openssl", "req", "-x509", *ec, *cmd], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.port = bench.dual_port()
+        self.socks = []
+        for fam, host in ((socket.AF_INET, bench.LOOP4), (socket.AF_INET6, bench.LOOP6)):
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, self.port))
+            s.listen(64)
+            self.socks.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    def _serve(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(30)
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+def probes_config(env, tls: TlsPeer, port: int) -> str:
+    q, t = env.peer_port, tls.port
+    refused = bench.dual_port()  # bound and closed again: nothing listens there
+    text = f"""listen: "{bench.LOOP4}:{port}"
+interval: 3s
+timeout: 2s
+families: [ipv4, ipv6]
+resolver:
+  nameservers: ["{bench.LOOP4}:{env.dns_port}", "[{bench.LOOP6}]:{env.dns_port}"]
+probe: {{allow: ["*.bench.test"]}}
+targets:
+  - {{name: chain, host: t0.bench.test, port: {q}, checks: [dns, tcp, http], http: {{path: /health}}}}
+  - name: tls
+    host: t1.bench.test
+    port: {t}
+    checks: [dns, tcp, tls, http]
+    tls: {{ca_file: "{tls.ca}"}}
+  - {{name: literal4, host: "{bench.LOOP4}", port: {q}, checks: [tcp, http], families: [ipv4]}}
+  - {{name: nxdomain, host: nx.bench.test, port: {q}, checks: [dns, tcp]}}
+  - {{name: refused, host: t2.bench.test, port: {refused}, checks: [dns, tcp, http],
+      expect: {{ipv4: unreachable, ipv6: any}}}}
+"""
+    path = env.path("profile-probes.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def functions(path: str) -> list[str]:
+    """Function names callgrind saw run, in file order, without its recursion marks ('2)."""
+    out, seen = [], set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            if not line.startswith("fn="):
+                continue
+            name = re.sub(r"^\(\d+\)\s*", "", line[3:].strip())
+            name = re.sub(r"'\d+$", "", name)
+            if not name or name.startswith("0x") or name.startswith("(") or name in seen:
+                continue
+            seen.add(name)
+            out.append(name)
+    return out
+
+
+def wait_ok(port: int, path: str, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            if bench.http_get(port, path, timeout=5)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"GET {path} did not answer 200 within {seconds:.0f}s")
+
+
+def post(port: int, path: str):
+    """POST over loopback; (status, body)."""
+    c = http.client.HTTPConnection(bench.LOOP4, port, timeout=60)
+    try:
+        c.request("POST", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", help="an unstripped release binary (default: build one)")
+    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--keep", action="store_true", help="keep the workdir (callgrind output, logs)")
+    args = ap.parse_args()
+    for tool in ("valgrind", "callgrind_control", "dnsmasq", "openssl"):
+        if not shutil.which(tool):
+            ap.error(f"{tool} not found (apt-get install valgrind dnsmasq-base openssl)")
+    binary = os.path.abspath(args.bin) if args.bin else build_unstripped()
+    if b".symtab" not in subprocess.run(["readelf", "-S", binary], capture_output=True).stdout:
+        ap.error(f"{binary} has no symbol table (build it with DUALPROBE_UNSTRIPPED=1)")
+
+    env = bench.Env(argparse.Namespace(keep=args.keep, nameservers=2, taskset=None, bin=binary))
+    cg = os.path.join(env.dir, "callgrind.out")
+    try:
+        env.start_peers(3)
+        tls = TlsPeer(env.dir)
+        port = bench.free_port4()
+        idle = bench.dualprobe_config(env, "idle", 0, 15, 2, port)
+        agent = env.procs.start("dualprobe", [
+            "valgrind", "--tool=callgrind", "--demangle=no", "--compress-strings=no",
+            f"--callgrind-out-file={cg}", binary, "run", "--config", idle,
+            "--listen", f"{bench.LOOP4}:{port}"], env.path("agent.log"))
+
+        bench.log("phase 1: start and one scrape, no targets")
+        wait_ok(port, "/-/healthy", VALGRIND_START_S)
+        bench.http_get(port, "/metrics", timeout=30)
+        subprocess.run(["callgrind_control", "--dump=idle", str(agent.pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+        bench.log("phase 2: reload to probing targets; scrapes; /probe")
+        shutil.copy(probes_config(env, tls, port), idle)
+        status, body = post(port, "/-/reload")
+        if status != 200:
+            raise RuntimeError(f"reload: {status} {body!r}")
+        wait_ok(port, "/-/ready", 60)
+        time.sleep(8)  # a few cycles, so state changes and repeated probes are seen
+        bench.http_get(port, "/metrics", timeout=30, headers=bench.OPENMETRICS)
+        bench.http_get(port, "/metrics", timeout=30)
+        bench.http_get(port, f"/probe?target=t0.bench.test:{env.peer_port}&check=dns&check=tcp", timeout=30)
+        bench.http_get(port, "/", timeout=30)
+        subprocess.run(["callgrind_control", "--dump=probes", str(agent.pid)], check=True,
+                       stdout=subprocess.DEVNULL)
+
+        bench.log("phase 3: healthcheck process, then SIGTERM")
+        subprocess.run(["valgrind", "--tool=callgrind", "--demangle=no", "--compress-strings=no",
+                        f"--callgrind-out-file={cg}.healthcheck", binary, "healthcheck",
+                        "--url", f"http://{bench.LOOP4}:{port}/-/healthy"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=120)
+
+        order, seen = [], set()
+        for part in (f"{cg}.1", f"{cg}.2", cg, f"{cg}.healthcheck"):
+            names = [n for n in functions(part) if n not in seen]
+            seen.update(names)
+            order += names
+            bench.log(f"{os.path.basename(part)}: {len(names)} more functions")
+        with open(args.out, "w") as f:
+            f.write("# Functions in the order the release link places them; written by\n"
+                    "# bench/symbol_order.py (how and why there). Do not edit by hand.\n")
+            f.write("\n".join(order) + "\n")
+        bench.log(f"wrote {len(order)} names to {os.path.relpath(args.out, ROOT)}")
+        return 0
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
