@@ -39,6 +39,11 @@ done >"$work/inputs"
 # Every function those inputs define (archive members nm cannot read, like .rmeta, are skipped).
 tr '\n' '\0' <"$work/inputs" | xargs -0 -r nm --defined-only 2>/dev/null |
   awk 'NF >= 3 && $2 ~ /^[TtWw]$/ { print $3 }' >"$work/defined"
+if [ ! -s "$work/defined" ]; then
+  echo "no functions found in the linker's inputs (is nm installed?)" >"$stats"
+  "$cc" "$@"
+  exit
+fi
 
 awk -v stats="$stats" '
   # A Rust name without what changes between builds: the hash of a legacy name, the crate
@@ -79,3 +84,4 @@ awk -v stats="$stats" '
 ' "$work/defined" "$order" >"$work/order"
 
 "$cc" "$@" -Wl,--symbol-ordering-file="$work/order" -Wl,--no-warn-symbol-ordering
+exit  # with cc's status

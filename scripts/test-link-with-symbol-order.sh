@@ -78,4 +78,12 @@ DUALPROBE_CC="$work/cc" DUALPROBE_SYMBOL_ORDER="$work/none.txt" DUALPROBE_SYMBOL
   "$wrapper" -o "$work/b.out" "$work/objs.o" || fail "plain link failed"
 grep -q '^no ordering file' "$work/stats" || fail "stats without a file: $(cat "$work/stats")"
 
+# A failed link fails the wrapper too (here: an undefined function).
+echo 'void undefined_here(void); int main(void) { undefined_here(); return 0; }' >"$work/bad.c"
+cc -c -o "$work/bad.o" "$work/bad.c"
+if DUALPROBE_SYMBOL_ORDER="$work/order.txt" DUALPROBE_SYMBOL_ORDER_STATS="$work/stats" \
+  "$wrapper" -o "$work/c.out" "$work/bad.o" 2>/dev/null; then
+  fail "a failed link exited 0"
+fi
+
 echo "test-link-with-symbol-order: ok"
