@@ -6,7 +6,7 @@
 # relocates itself at start, reading 0.7 MiB of relocations and dirtying 0.5 MiB of pointers,
 # about 1 MiB of the idle RSS (docs/benchmarks.md); the cost is no ASLR for the image's own code.
 # Linked through scripts/link-with-symbol-order.sh with scripts/symbol-order.txt: the code an
-# agent runs is laid out together (idle RSS 7.0 -> 2.9 MiB, docs/benchmarks.md "Code layout").
+# agent runs is laid out together (idle RSS 7.0 -> 2.8 MiB, docs/benchmarks.md "Code layout").
 # Prints the binary's path on the last line.
 #
 #   DUALPROBE_UNSTRIPPED=1   keep the symbol table (for bench/symbol_order.py); only the final
