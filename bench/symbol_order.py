@@ -268,7 +268,7 @@ def main() -> int:
 
         bench.log("phase 1: start and one scrape, no targets")
         wait_ok(port, "/-/healthy", VALGRIND_START_S)
-        bench.http_get(port, "/metrics", timeout=30)
+        wait_ok(port, "/metrics", 30)
         subprocess.run(["callgrind_control", "--dump=idle", str(agent.pid)], check=True,
                        stdout=subprocess.DEVNULL)
 
@@ -281,10 +281,11 @@ def main() -> int:
                              "nxdomain": ("tcp", 2), "refused": ("http", 2), "s3": ("s3", 2),
                              "ec2": ("ec2", 2)}, 120)
         time.sleep(5)  # more cycles, so repeated probes and state changes are seen
-        bench.http_get(port, "/metrics", timeout=30, headers=bench.OPENMETRICS)
-        bench.http_get(port, "/metrics", timeout=30)
-        bench.http_get(port, f"/probe?target=t0.bench.test:{env.peer_port}&check=dns&check=tcp", timeout=30)
-        bench.http_get(port, "/", timeout=30)
+        for path, headers in (("/metrics", bench.OPENMETRICS), ("/metrics", None), ("/", None),
+                              (f"/probe?target=t0.bench.test:{env.peer_port}&check=dns&check=tcp", None)):
+            status, body = bench.http_get(port, path, timeout=30, headers=headers)
+            if status != 200:
+                raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
         subprocess.run(["callgrind_control", "--dump=probes", str(agent.pid)], check=True,
                        stdout=subprocess.DEVNULL)
 

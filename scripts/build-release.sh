@@ -20,20 +20,31 @@ export DUALPROBE_SYMBOL_ORDER="${DUALPROBE_SYMBOL_ORDER:-$PWD/scripts/symbol-ord
 export DUALPROBE_SYMBOL_ORDER_STATS="$PWD/target/$TARGET/release/symbol-order.stats"
 # keep-text-section-prefix: cold code (.text.unlikely) is laid out apart from the code that runs.
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static -C link-arg=-Wl,-z,keep-text-section-prefix -C linker=$PWD/scripts/link-with-symbol-order.sh"
-if [[ "${DUALPROBE_UNSTRIPPED:-}" == 1 ]]; then
-  cargo rustc --release --locked --target "$TARGET" --bin dualprobe "$@" -- -C strip=none >&2
-else
-  cargo build --release --locked --target "$TARGET" "$@" >&2
-fi
+build() {
+  if [[ "${DUALPROBE_UNSTRIPPED:-}" == 1 ]]; then
+    cargo rustc --release --locked --target "$TARGET" --bin dualprobe "$@" -- -C strip=none >&2
+  else
+    cargo build --release --locked --target "$TARGET" "$@" >&2
+  fi
+}
+build "$@"
 out="target/$TARGET/release/dualprobe"
+# Cargo does not know about the ordering file: relink when it changed since the last link.
+if [ -f "$out" ] && [ -r "$DUALPROBE_SYMBOL_ORDER" ] &&
+   [[ "$(sed -n 's/.* order \([0-9]*\)$/\1/p' "$DUALPROBE_SYMBOL_ORDER_STATS" 2>/dev/null)" != \
+      "$(cksum <"$DUALPROBE_SYMBOL_ORDER" | cut -d' ' -f1)" ]]; then
+  echo "build-release: relinking: the ordering file changed since the last link" >&2
+  touch src/main.rs
+  build "$@"
+fi
 if [ -f "$out" ]; then
   if readelf -d "$out" | grep -q NEEDED; then
     echo "build-release: $out is not static:" >&2
     readelf -d "$out" | grep NEEDED >&2
     exit 1
   fi
-  # "entries N exact E by_name B plain P missing M", written by the linker wrapper.
-  if read -r _ entries _ exact _ by_name _ plain _ missing <"$DUALPROBE_SYMBOL_ORDER_STATS" 2>/dev/null &&
+  # "entries N exact E by_name B plain P missing M order CKSUM", written by the linker wrapper.
+  if read -r _ entries _ exact _ by_name _ plain _ missing _ _ <"$DUALPROBE_SYMBOL_ORDER_STATS" 2>/dev/null &&
      [[ "$entries" =~ ^[0-9]+$ && "$entries" -gt 0 ]]; then
     found=$((exact + by_name + plain))
     echo "build-release: symbol order: $found of $entries names found ($exact exact, $by_name by name without hash, $plain C)" >&2

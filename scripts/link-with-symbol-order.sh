@@ -9,8 +9,9 @@
 # bench/symbol_order.py from a profiled run). Its names carry rustc's symbol hashes, which
 # change with the compiler version and the dependency tree; a name not found as is is matched
 # by its path without the hash (every instance of that function is placed), so a build with
-# another toolchain, like the Dockerfile's, still gets the layout. What was found is written to
-# DUALPROBE_SYMBOL_ORDER_STATS, if set. Without an ordering file this is plain `cc`.
+# another toolchain still gets most of the layout. What was found, and the ordering file's
+# checksum, are written to DUALPROBE_SYMBOL_ORDER_STATS, if set. Without an ordering file this
+# is plain `cc`.
 set -u
 cc="${DUALPROBE_CC:-cc}"
 order="${DUALPROBE_SYMBOL_ORDER:-}"
@@ -78,10 +79,10 @@ awk -v stats="$stats" '
     missing++
   }
   END {
-    printf "entries %d exact %d by_name %d plain %d missing %d\n",
-      entries, exact, byname, plain, missing > stats
+    printf "entries %d exact %d by_name %d plain %d missing %d order %s\n",
+      entries, exact, byname, plain, missing, sum > stats
   }
-' "$work/defined" "$order" >"$work/order"
+' sum="$(cksum <"$order" | cut -d' ' -f1)" "$work/defined" "$order" >"$work/order"
 
 "$cc" "$@" -Wl,--symbol-ordering-file="$work/order" -Wl,--no-warn-symbol-ordering
 exit  # with cc's status
