@@ -24,13 +24,15 @@ static RESULTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 /// How many values the `result` label has.
 const RESULT_COUNT: usize = 1 + FailureReason::ALL.len();
 
-/// `outcome`'s slot in [`RESULTS`].
+/// `outcome`'s slot in [`RESULTS`]: 0 for `ok`, else 1 + the reason's place in
+/// [`FailureReason::ALL`] (an enum comparison per reason, on every recorded check).
 fn result_index(outcome: &Outcome) -> usize {
-    let label = outcome.result_label();
-    RESULTS
-        .iter()
-        .position(|r| *r == label)
-        .expect("every result label is in RESULTS")
+    outcome.result_reason().map_or(0, |reason| {
+        1 + FailureReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("FailureReason::ALL lists every reason")
+    })
 }
 
 /// The values of one series, behind one lock.

@@ -210,13 +210,15 @@ impl Outcome {
 
     /// `ok` (or a pass's note, e.g. `aws_denied`) or the failure reason: the `result` label.
     pub fn result_label(&self) -> &'static str {
+        self.result_reason().map_or("ok", FailureReason::as_str)
+    }
+
+    /// The reason behind [`Outcome::result_label`]: `None` for a plain `ok`, else the failure
+    /// reason or a pass's note.
+    pub fn result_reason(&self) -> Option<FailureReason> {
         match &self.result {
-            Ok(()) => self
-                .observations
-                .note
-                .as_ref()
-                .map_or("ok", |n| n.reason.as_str()),
-            Err(f) => f.reason.as_str(),
+            Ok(()) => self.observations.note.as_ref().map(|n| n.reason),
+            Err(f) => Some(f.reason),
         }
     }
 }
