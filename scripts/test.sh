@@ -5,8 +5,7 @@
 #   unit      cargo test: probers, config, scheduler, binary end to end, /probe, AWS on moto,
 #             discovery, the SSRF table in a network namespace
 #   metrics   promtool check metrics on a live /metrics
-#   release   the static release binary (scripts/build-release.sh), the same the image ships,
-#             and a test of its linker wrapper (the code layout that keeps idle RSS low)
+#   release   the static-pie release binary (scripts/build-release.sh), the same the image ships
 #   deploy    cfn-lint, hadolint, promtool rule tests, dashboard/alert PromQL against a real
 #             Prometheus scraping a live dualprobe
 #   netns     the dual-stack VPC fault suite (root only; skipped loudly otherwise)
@@ -42,8 +41,6 @@ fi
 
 release_bin=""
 if want release || want netns || want bench || want deploy; then
-  step "release linker wrapper (scripts/test-link-with-symbol-order.sh)"
-  scripts/test-link-with-symbol-order.sh
   step "static release build (scripts/build-release.sh)"
   release_bin="$(scripts/build-release.sh | tail -n 1)"
   "$release_bin" --version
