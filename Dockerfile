@@ -4,16 +4,21 @@
 #
 #   docker build -t dualprobe:dev --build-arg VERSION=0.1.0 .
 #
-# Stage 1 builds a fully static binary with scripts/build-release.sh (glibc linked statically,
-# rustls + ring, no OpenSSL) -- the same script CI runs, so CI tests the binary this image ships;
-# stage 2 is an empty `scratch` image that holds only that binary.
-# The binary carries its own CA roots (webpki-roots) and an embedded default
-# config, so nothing else is needed at run time.
+# The builder stage makes a static-pie binary with scripts/build-release.sh (glibc linked
+# statically, rustls + ring, no OpenSSL), the same script CI runs; the runtime stage is an empty
+# `scratch` image with that one binary and the directories ECS Exec's agent writes to. The binary
+# carries its own CA roots (webpki-roots) and an embedded default config.
+#
+# The runtime stage takes the binary from the stage named `binary`. To package a binary built
+# elsewhere (CI does: scripts/check-image.sh ships the very binary the tests ran), replace that
+# stage with a directory holding a file named `dualprobe`; the builder then never runs:
+#
+#   buildah build --build-context binary=DIR .
+#
+# (docker buildx build takes the same flag: a named build context overrides the stage of that
+# name.)
 
 # ---------------------------------------------------------------------------
-# The toolchain CI builds and profiles with: the release link orders functions by name
-# (scripts/symbol-order.txt), and the names' hashes come from the compiler version. Another
-# toolchain still builds (names are then matched without their hashes, a looser layout).
 FROM rust:1.95.0-bookworm AS builder
 
 ARG TARGET=x86_64-unknown-linux-gnu
@@ -31,7 +36,7 @@ WORKDIR /build
 # [[bench]]/[[test]]/[[example]] or explicit `path = "*.rs"`) so cargo can load it;
 # only src/ is replaced by the real sources below.
 COPY Cargo.toml Cargo.lock ./
-COPY scripts/build-release.sh scripts/link-with-symbol-order.sh ./scripts/
+COPY scripts/build-release.sh ./scripts/
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
@@ -50,11 +55,16 @@ RUN mkdir -p src \
 
 # --- application layer ---
 COPY src ./src
-COPY scripts/symbol-order.txt ./scripts/symbol-order.txt
 # Touch the sources so cargo never mistakes them for the dummy build's output; the script fails
-# the build if the binary has any shared-library dependency.
+# the build if the binary is not static-pie.
 RUN touch src/main.rs src/lib.rs \
- && cp "$(scripts/build-release.sh | tail -n 1)" /dualprobe
+ && mkdir /out \
+ && cp "$(scripts/build-release.sh | tail -n 1)" /out/dualprobe
+
+# ---------------------------------------------------------------------------
+# The binary the image ships: the builder's, unless --build-context binary=DIR replaces it.
+FROM scratch AS binary
+COPY --from=builder /out/dualprobe /dualprobe
 
 # ---------------------------------------------------------------------------
 FROM scratch
@@ -68,7 +78,19 @@ LABEL org.opencontainers.image.title="dualprobe" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
 
-COPY --from=builder /dualprobe /dualprobe
+# ECS Exec's SSM agent writes under /var/lib/amazon/ssm and /var/log/amazon/ssm, and the task
+# root filesystem is read-only, so the task definition mounts task storage on /var/lib/amazon
+# and /var/log/amazon. Fargate fills such a volume from the image when the path is a VOLUME
+# here: the ssm/ directories arrive owned by 65532 (dualprobe's user) with group 0 writable,
+# since the agent runs as root without capabilities (no CAP_DAC_OVERRIDE). The tree lives in
+# image/rootfs/ (its .keep files are left out by .dockerignore); --chmod fixes the modes
+# whatever the checkout's umask.
+COPY --chmod=0755 image/rootfs/ /
+COPY --chown=65532:0 --chmod=0775 image/rootfs/var/lib/amazon/ /var/lib/amazon/
+COPY --chown=65532:0 --chmod=0775 image/rootfs/var/log/amazon/ /var/log/amazon/
+VOLUME ["/var/lib/amazon", "/var/log/amazon"]
+
+COPY --from=binary --chmod=0755 /dualprobe /dualprobe
 
 # Non-root "nonroot" uid/gid (same numbers as distroless); no passwd file needed.
 USER 65532:65532

@@ -9,6 +9,8 @@
    values and parsed: DUALPROBE_CONFIG (YAML, checked against the names in
    docs/contract.md), the ADOT collector's AOT_CONFIG_CONTENT (YAML) and the
    CloudWatch DashboardBody (JSON).
+   Plus the task definition's safety rules (check_task_definition) and that no
+   template defaults to an image from a public registry.
 3. With --dualprobe BIN (or $DUALPROBE_BIN), the rendered DUALPROBE_CONFIG is also
    run through `BIN check-config FILE`.
 
@@ -43,6 +45,7 @@ SAMPLE = {
     "ClusterName": "ipv6-environment-ClusterStack-XYZ-Cluster-abc",
     "PrometheusWorkspace.PrometheusEndpoint": "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1234/",
     "LogGroup": "/ecs/ipv6-environment-ServiceStack-ABC/web",
+    "HealthCheckPath": "/healthz?from=alb",
 }
 
 # docs/contract.md
@@ -105,6 +108,19 @@ def check_nesting() -> None:
         for p, spec in declared.items():
             if "Default" not in spec and p not in passed:
                 err(f"parent.yml {name}: does not pass {p}, required by {loc}")
+            elif p not in passed:
+                # A child default the parent cannot override is a setting users lose.
+                err(f"parent.yml {name}: does not pass {p} ({loc}); add a parent parameter for it")
+    outputs = parent.get("Outputs") or {}
+    for name, out in outputs.items():
+        ga = (out.get("Value") or {}).get("Fn::GetAtt") if isinstance(out.get("Value"), dict) else None
+        if isinstance(ga, list) and ga[0] in children and str(ga[1]).startswith("Outputs."):
+            child_out = (children[ga[0]].get("Outputs") or {}).get(ga[1].split(".", 1)[1]) or {}
+            if "Condition" in child_out and "Condition" not in out:
+                err(f"parent.yml output {name}: {ga[0]}.{ga[1]} is conditional, the output is not")
+    for want in PARENT_OUTPUTS:
+        if want not in outputs:
+            err(f"parent.yml: output {want} missing")
 
     def walk(node) -> None:
         if isinstance(node, dict):
@@ -123,6 +139,39 @@ def check_nesting() -> None:
                 walk(v)
 
     walk(parent)
+
+
+# Surfaced at the top: where to look after `sam deploy` (README, scripts/deploy.sh).
+PARENT_OUTPUTS = ("PublicURI", "ClusterName", "ServiceName", "DashboardURL",
+                  "PrometheusRemoteWriteEndpoint", "PrometheusQueryEndpoint")
+PUBLIC_REGISTRY = re.compile(r"^(public\.ecr\.aws|docker\.io|ghcr\.io|quay\.io|registry\.k8s\.io)/")
+
+
+def check_task_definition(svc: dict, containers: list[dict]) -> None:
+    """The rules that keep an optional sidecar from ever costing the app its task."""
+    essential = {c["Name"] for c in containers if c.get("Essential", True) is True}
+    for c in containers:
+        n = c["Name"]
+        opts = (c.get("LogConfiguration") or {}).get("Options") or {}
+        if opts.get("mode") != "non-blocking" or "max-buffer-size" not in opts:
+            err(f"service.yml container {n}: awslogs needs mode: non-blocking and max-buffer-size")
+        if n not in essential:
+            rp = c.get("RestartPolicy") or {}
+            if rp.get("Enabled") is not True:
+                err(f"service.yml container {n}: non-essential without RestartPolicy Enabled: true")
+        for dep in c.get("DependsOn") or []:
+            if n in essential and dep.get("ContainerName") not in essential:
+                err(f"service.yml container {n}: essential, DependsOn non-essential {dep.get('ContainerName')}")
+    # PrivateDnsEnabled interface endpoints are VPC-wide names: the VPC stack owns them.
+    for rname, r in svc["Resources"].items():
+        if r.get("Type") == "AWS::EC2::VPCEndpoint":
+            err(f"service.yml {rname}: VPC endpoints belong in ipv6-vpc.yml (one per VPC)")
+    for tname in sorted(os.listdir(CFN)):
+        if tname.endswith(".yml"):
+            for p, spec in (load(tname).get("Parameters") or {}).items():
+                if PUBLIC_REGISTRY.match(str(spec.get("Default", ""))):
+                    err(f"{tname} parameter {p}: default {spec['Default']} is a public registry "
+                        "the private subnets cannot reach")
 
 
 # ------------------------------------------------------------------ 2. embedded documents
@@ -171,6 +220,7 @@ def check_service(dualprobe: str | None) -> None:
             c = c["Fn::If"][1]
         flat.append(c)
     by_name = {c["Name"]: c for c in flat}
+    check_task_definition(svc, flat)
     dp = by_name.get("dualprobe")
     if not dp:
         err("service.yml: no dualprobe container")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Dashboards and alerts against a real Prometheus scraping a live dualprobe with passing and
-# failing families (loopback only: dnsmasq, HTTP/TLS peers, dualprobe, Prometheus). Every PromQL
-# expression of dashboards/grafana-dualprobe.json and dashboards/alerts.yml must evaluate and
-# return series (scripts/check-promql.py --strict), every rule must be healthy and every alert
-# must be pending for the target meant to trigger it. Details: scripts/check_dashboards_live.py.
+# Dashboards and alerts against a real Prometheus scraping live dualprobes with passing and
+# failing families (loopback only: dnsmasq, HTTP/TLS peers, ECS task metadata, two dualprobes as
+# two tasks, a dead scrape target, Prometheus). Every PromQL expression of
+# dashboards/grafana-dualprobe.json and dashboards/alerts.yml must evaluate and return series
+# (scripts/check-promql.py --strict), every rule must be healthy and every alert must be pending
+# for the task/target meant to trigger it. Details: scripts/check_dashboards_live.py.
 #
 #   scripts/check-dashboards-live.sh target/debug/dualprobe [--keep]
 set -euo pipefail

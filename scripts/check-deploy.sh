@@ -75,8 +75,38 @@ fi
 
 if cfn_python="$(find_cfn_python)"; then
   check "cloudformation nesting + embedded config/dashboard" "${cfn_python}" scripts/check-cfn-embedded.py
+  # alerts.yml == the AMP rules, runbook links, alert manager (amtool), alarms vs the config and,
+  # with DUALPROBE_BIN, vs the EMF lines the binary writes
+  check "shipped alerting (scripts/check-alerting.py)" "${cfn_python}" scripts/check-alerting.py
 else
   missing "cloudformation nesting + embedded config/dashboard" "python with cfn-lint"
+fi
+
+# examples/ snippets (cfn-lint in a minimal template, botocore's ECS model, no drift from
+# service.yml) and scripts/deploy.sh --dry-run's printed commands (no AWS call).
+if cfn_python="$(find_cfn_python)"; then
+  check "examples/ task-definition snippets (scripts/check-examples.py)" "${cfn_python}" scripts/check-examples.py
+  check "deploy.sh --dry-run commands (scripts/check-deploy-dry-run.py)" "${cfn_python}" scripts/check-deploy-dry-run.py
+else
+  missing "examples/ task-definition snippets" "python with cfn-lint"
+  missing "deploy.sh --dry-run commands" "python with cfn-lint"
+fi
+deploy_scripts=(scripts/deploy.sh scripts/preflight.sh)
+# shellcheck disable=SC2016 # the loop runs in the inner shell
+check "bash -n ${deploy_scripts[*]}" bash -c 'for f; do bash -n "$f" || exit 1; done' _ "${deploy_scripts[@]}"
+if shellcheck="$(find_tool shellcheck)"; then
+  check "shellcheck ${deploy_scripts[*]}" "${shellcheck}" "${deploy_scripts[@]}"
+else
+  missing "shellcheck ${deploy_scripts[*]}" shellcheck
+fi
+# SAM CLI's own validation (the SAM transform of parent.yml, and its bundled cfn-lint).
+if sam="$(find_tool sam)"; then
+  for t in "${templates[@]}"; do
+    check "sam validate --lint ${t}" env SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true \
+      "${sam}" validate --lint --template-file "${t}" --region us-east-1
+  done
+else
+  missing "sam validate --lint cloudformation/*.yml" sam
 fi
 
 if hadolint="$(find_tool hadolint)"; then
@@ -87,10 +117,11 @@ fi
 
 if promtool="$(find_tool promtool)"; then
   check "promtool check rules dashboards/alerts.yml" "${promtool}" check rules dashboards/alerts.yml
-  check "promtool test rules dashboards/alerts_test.yml" "${promtool}" test rules dashboards/alerts_test.yml
+  check "promtool test rules dashboards/alerts_test.yml dashboards/alerts_stack_test.yml" \
+    "${promtool}" test rules dashboards/alerts_test.yml dashboards/alerts_stack_test.yml
 else
   missing "promtool check rules dashboards/alerts.yml" promtool
-  missing "promtool test rules dashboards/alerts_test.yml" promtool
+  missing "promtool test rules dashboards/alerts_test.yml dashboards/alerts_stack_test.yml" promtool
 fi
 
 check "json dashboards/grafana-dualprobe.json" python3 -m json.tool dashboards/grafana-dualprobe.json

@@ -45,6 +45,10 @@ ALLOW_EMPTY: list[tuple[str, str]] = [
     (r"==\s*0\b", "violation / failure selections (== 0) are empty while every probe passes"),
     (r"<\s*14\s*\*\s*86400", "certificate-expiry alert is empty while certificates are fresh"),
     (r'result\s*!=\s*"ok"', "failure counters exist only after a check has failed at least once"),
+    (r'result\s*!~\s*"ok\|', "failure counters exist only after a check has failed at least once"),
+    (r"dualprobe_discovery_", "only present when discovery (cloudformation / vpc_endpoints) is configured"),
+    (r"count by \(instance, job\) \(dualprobe_build_info\) > 1",
+     "empty while every task has an (instance, job) of its own"),
     (r"dualprobe_tls_cert_expiry_timestamp_seconds",
      "only present once a target with a tls check has completed a TLS handshake"),
     (r'source\s*=~\s*"cloudformation\|vpc_endpoints"',
@@ -226,6 +230,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--strict", action="store_true",
                     help="--require-series with ALLOW_EMPTY narrowed to STRICT_ALLOW_EMPTY (only absent())")
     ap.add_argument("--timeout", type=float, default=10.0, help="per-query timeout in seconds")
+    ap.add_argument("--missing-metric", action="append", default=[], metavar="NAME",
+                    help="the scraped binary predates metric NAME: expressions using it may be empty "
+                         "(repeatable; reported on each such line)")
     ap.add_argument("--list", action="store_true", help="print the extracted (substituted) expressions and exit")
     args = ap.parse_args(argv)
 
@@ -264,6 +271,9 @@ def main(argv: list[str]) -> int:
             continue
         if not result:
             reason = allowed_empty(e.query, allow)
+            old = [m for m in args.missing_metric if re.search(r"\b" + re.escape(m) + r"\b", e.query)]
+            if not reason and old:
+                reason = f"the scraped dualprobe predates {', '.join(old)}"
             if args.require_series and not reason:
                 failures.append((e, "no series returned"))
                 print(f"FAIL   {e.source}: no series returned")

@@ -4,12 +4,17 @@
 #
 #   prometheus, promtool      Debian "prometheus": /metrics lint, rule tests, dashboard queries
 #   blackbox_exporter         Debian "prometheus-blackbox-exporter": the benchmark's baseline
-#   dnsmasq                   Debian "dnsmasq-base": DNS in the network-namespace suite and bench
+#   dnsmasq                   Debian "dnsmasq-base": DNS in the network-namespace suite, bench, IAM check
 #   nft, ip                   Debian "nftables", "iproute2": the network-namespace suite
 #   chromium                  Debian "chromium": the status page in a real headless browser
 #   wrk                       Debian "wrk": burst load on /probe
-#   moto_server               PyPI "moto[server]": a real S3/EC2 API peer
-#   cfn-lint, hadolint        scripts/install-deploy-tools.sh
+#   moto_server               PyPI "moto[server]": a real S3/EC2/IAM API peer (scripts/check-iam.py
+#                             also runs its server app, boto3 and cryptography from it)
+#   buildah, podman, runc     the image test (scripts/check-image.sh): build and run the image
+#   tini-static               Debian "tini": the init podman runs for InitProcessEnabled
+#   busybox (static)          Debian "busybox-static": real writes inside the scratch image
+#   cfn-lint, hadolint, sam,  scripts/install-deploy-tools.sh
+#   shellcheck, botocore
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,10 +27,13 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 for pair in prometheus:prometheus promtool:prometheus prometheus-blackbox-exporter:prometheus-blackbox-exporter \
             dnsmasq:dnsmasq-base nft:nftables ip:iproute2 chromium:chromium wrk:wrk curl:curl \
-            readelf:binutils openssl:openssl; do
+            readelf:binutils openssl:openssl buildah:buildah podman:podman runc:runc \
+            tini-static:tini pgrep:procps; do
   cmd="${pair%%:*}" pkg="${pair#*:}"
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+# The image test bind-mounts /bin/busybox into a scratch container: it must be the static one.
+dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}"
   apt-get update -q
@@ -35,6 +43,12 @@ fi
 if ! command -v moto_server >/dev/null 2>&1; then
   echo "install-test-deps: pip install moto[server]"
   python3 -m pip install -q 'moto[server]>=5,<6'
+fi
+
+# PyYAML: the scripts that read CloudFormation templates (moto[server] brings it too).
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "install-test-deps: pip install pyyaml"
+  python3 -m pip install -q 'pyyaml>=6'
 fi
 
 scripts/install-deploy-tools.sh

@@ -6,8 +6,11 @@
 #             discovery, the SSRF table in a network namespace
 #   metrics   promtool check metrics on a live /metrics
 #   release   the static-pie release binary (scripts/build-release.sh), the same the image ships
+#   image     the image built around that binary (buildah), run as the task definition runs it
+#             (podman, in a network namespace; scripts/check-image.sh; root only, skipped loudly)
 #   deploy    cfn-lint, hadolint, promtool rule tests, dashboard/alert PromQL against a real
-#             Prometheus scraping a live dualprobe
+#             Prometheus scraping a live dualprobe, the task role's dualprobe policy held to the
+#             binary's AWS calls on moto with IAM enforced (scripts/check-iam.py --mutants, ~20 s)
 #   netns     the dual-stack VPC fault suite (root only; skipped loudly otherwise)
 #   bench     the benchmark in --quick mode (runs and produces numbers; no thresholds)
 # Pick stages: scripts/test.sh lint unit   (default: all)
@@ -15,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 stages=("$@")
-((${#stages[@]})) || stages=(lint unit metrics release deploy netns bench)
+((${#stages[@]})) || stages=(lint unit metrics release image deploy netns bench)
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -40,16 +43,27 @@ if want metrics; then
 fi
 
 release_bin=""
-if want release || want netns || want bench || want deploy; then
+if want release || want image || want netns || want bench || want deploy; then
   step "static release build (scripts/build-release.sh)"
   release_bin="$(scripts/build-release.sh | tail -n 1)"
   "$release_bin" --version
   "$release_bin" check-config tests/data/valid-full.yaml
 fi
 
+if want image; then
+  if [[ "$(id -u)" == 0 ]]; then
+    step "image: Dockerfile around the release binary, run as the task definition runs it"
+    scripts/check-image.sh "$release_bin"
+  else
+    step "image: SKIPPED, needs root (network namespaces, rootful podman)"
+  fi
+fi
+
 if want deploy; then
   step "deployment checks"
   DUALPROBE_BIN="$release_bin" scripts/check-deploy.sh
+  step "IAM: the dualprobe-probes policy against the binary's AWS calls (moto, IAM enforced)"
+  python3 scripts/check-iam.py --mutants "$release_bin"
   step "dashboards and alerts against a real Prometheus"
   scripts/check-dashboards-live.sh "$release_bin"
 fi

@@ -12,7 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, ConfigSource};
-use crate::discovery::{DiscoveryError, discover_cloudformation, discover_vpc_endpoints};
+use crate::discovery::health::DiscoveryHealth;
+use crate::discovery::{
+    CloudFormationDiscovery, DiscoveryError, discover_cloudformation_found,
+    discover_vpc_endpoints_found,
+};
+use crate::emf::EmfSink;
 use crate::env::ProbeEnv;
 use crate::guard::AdhocPolicy;
 use crate::metrics::{BuildLabels, Metrics};
@@ -39,6 +44,8 @@ pub struct Generation {
     pub probe_gate: ProbeGate,
     /// Stops this generation's scheduler tasks.
     cancel: CancellationToken,
+    /// Endpoints `discovery.cloudformation` found for this generation (`None`: not configured).
+    cfn_endpoints: Option<usize>,
 }
 
 impl Generation {
@@ -50,7 +57,11 @@ impl Generation {
     ) -> Result<Generation, ReloadError> {
         let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
         let mut targets = config.targets.clone();
-        for t in discover_cloudformation(&config)?
+        let cfn = discover_cloudformation_found(&config)?;
+        let cfn_endpoints = cfn.as_ref().map(|f| f.endpoints);
+        for t in cfn
+            .map(|f| f.targets)
+            .unwrap_or_default()
             .into_iter()
             .chain(vpc_targets)
         {
@@ -71,6 +82,7 @@ impl Generation {
             config: Arc::new(config),
             targets,
             cancel,
+            cfn_endpoints,
         })
     }
 
@@ -107,8 +119,10 @@ pub enum ReloadError {
 pub struct RunOptions {
     /// Labels for `dualprobe_build_info` beyond the version (ECS task metadata).
     pub build_labels: BuildLabels,
-    /// Extra report sinks (e.g. the EMF writer).
+    /// Extra report sinks (test recorders).
     pub sinks: Vec<Arc<dyn ReportSink>>,
+    /// The EMF writer (`--emf`): cycle reports, the heartbeat and discovery attempts.
+    pub emf: Option<Arc<EmfSink>>,
 }
 
 /// Shared agent state: what HTTP handlers and the reload path see.
@@ -127,6 +141,9 @@ pub struct Agent {
     pub tracker: TaskTracker,
     /// Fires on shutdown.
     pub shutdown: CancellationToken,
+    /// The last attempt of each discovery source (status page, `dualprobe_discovery_*`).
+    pub discovery: DiscoveryHealth,
+    emf: Option<Arc<EmfSink>>,
     current: RwLock<Arc<Generation>>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -144,7 +161,11 @@ impl Agent {
         let mut build = options.build_labels.clone();
         build.version = env!("CARGO_PKG_VERSION").to_string();
         metrics.set_build_info(build);
-        let results = Arc::new(Results::new(metrics.clone(), options.sinks.clone()));
+        let mut sinks = options.sinks.clone();
+        if let Some(emf) = &options.emf {
+            sinks.push(Arc::clone(emf) as Arc<dyn ReportSink>);
+        }
+        let results = Arc::new(Results::new(metrics.clone(), sinks));
         let generation = Arc::new(Generation::build(
             config,
             Vec::new(),
@@ -158,12 +179,20 @@ impl Agent {
             readiness: Arc::new(Readiness::new()),
             tracker: TaskTracker::new(),
             shutdown,
+            discovery: DiscoveryHealth::default(),
+            emf: options.emf.clone(),
             current: RwLock::new(Arc::clone(&generation)),
             reload_lock: tokio::sync::Mutex::new(()),
         });
         agent.metrics.set_targets(&[], &generation.targets);
         agent.metrics.reload_result(true);
         agent.readiness.expect(&generation.targets);
+        if let Some(emf) = &agent.emf {
+            let cancel = agent.shutdown.clone();
+            emf.spawn_heartbeat(crate::emf::HEARTBEAT_PERIOD, &agent.tracker, cancel);
+        }
+        let cfn = generation.config.discovery.cloudformation.as_ref();
+        agent.record_cloudformation(cfn, Ok(generation.cfn_endpoints));
         agent.spawn_generation(&generation, false);
         tracing::info!(
             origin = %generation.config.origin,
@@ -210,10 +239,15 @@ impl Agent {
             loop {
                 let found = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    r = discover_vpc_endpoints(&config, &resolver, None) => r,
+                    r = discover_vpc_endpoints_found(&config, &resolver, None) => r,
                 };
-                match found {
-                    Ok(targets) => {
+                let outcome = match &found {
+                    Ok(f) => Ok(f.as_ref().map_or(0, |f| f.endpoints)),
+                    Err(e) => Err(e.to_string()),
+                };
+                agent.record_discovery(TargetSource::VpcEndpoints, &v.vpc_id, outcome);
+                match found.map(Option::unwrap_or_default) {
+                    Ok(crate::discovery::Found { targets, .. }) => {
                         let mut seen: Vec<(String, String)> = targets
                             .iter()
                             .map(|t| (t.name.clone(), t.host.to_string()))
@@ -253,8 +287,58 @@ impl Agent {
             return; // a reload got there first
         }
         match Generation::build((**config).clone(), vpc, self.shutdown.child_token()) {
-            Ok(new) => self.install(old, new, true),
-            Err(e) => tracing::warn!(error = %e, "cannot apply discovered VPC endpoints"),
+            Ok(new) => {
+                let cfn = config.discovery.cloudformation.as_ref();
+                self.record_cloudformation(cfn, Ok(new.cfn_endpoints));
+                self.install(old, new, true)
+            }
+            Err(e) => {
+                if let ReloadError::Discovery(d) = &e {
+                    self.record_cloudformation(config.discovery.cloudformation.as_ref(), Err(d));
+                }
+                tracing::warn!(error = %e, "cannot apply discovered VPC endpoints")
+            }
+        }
+    }
+
+    /// Records a `discovery.cloudformation` attempt (a generation build): the endpoints it
+    /// found, or its error. Nothing when the section is absent.
+    fn record_cloudformation(
+        &self,
+        cfn: Option<&CloudFormationDiscovery>,
+        outcome: Result<Option<usize>, &DiscoveryError>,
+    ) {
+        let (Some(c), outcome) = (cfn, outcome) else {
+            return;
+        };
+        let outcome = match outcome {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => return,
+            Err(e) => Err(e.to_string()),
+        };
+        let subject = c.template.display().to_string();
+        self.record_discovery(TargetSource::Cloudformation, &subject, outcome);
+    }
+
+    /// Records one discovery attempt: status page, `dualprobe_discovery_*`, the EMF line, and a
+    /// WARN when it found no endpoints (failures are logged where they happen).
+    fn record_discovery(
+        &self,
+        source: TargetSource,
+        subject: &str,
+        outcome: Result<usize, String>,
+    ) {
+        let status = self.discovery.record(source, subject, outcome);
+        self.metrics.set_discovery(&status);
+        if let Some(emf) = &self.emf {
+            emf.discovery(&status);
+        }
+        if status.succeeded() && status.endpoints == Some(0) {
+            tracing::warn!(
+                source = source.as_str(),
+                subject,
+                "discovery found no endpoints; nothing discovered is probed"
+            );
         }
     }
 
@@ -262,6 +346,9 @@ impl Agent {
     fn install(self: &Arc<Self>, old: Arc<Generation>, new: Generation, vpc_refresh_waits: bool) {
         let new = Arc::new(new);
         old.cancel.cancel();
+        for gone in self.discovery.retain_configured(&new.config) {
+            self.metrics.forget_discovery(gone);
+        }
         self.metrics.set_targets(&old.targets, &new.targets);
         self.results.retain(&new.targets);
         self.spawn_generation(&new, vpc_refresh_waits);
@@ -278,7 +365,10 @@ impl Agent {
     pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
         let _serial = self.reload_lock.lock().await;
         let old = self.current();
+        // The template a failed build read, for discovery health.
+        let mut cfn: Option<CloudFormationDiscovery> = None;
         let loaded = self.source.load().map_err(ReloadError::from).and_then(|c| {
+            cfn.clone_from(&c.discovery.cloudformation);
             // Keep the last VPC endpoints while the new generation re-discovers them.
             let vpc = if c.discovery.vpc_endpoints.is_some() {
                 old.vpc_targets()
@@ -287,6 +377,11 @@ impl Agent {
             };
             Generation::build(c, vpc, self.shutdown.child_token())
         });
+        match &loaded {
+            Ok(new) => self.record_cloudformation(cfn.as_ref(), Ok(new.cfn_endpoints)),
+            Err(ReloadError::Discovery(d)) => self.record_cloudformation(cfn.as_ref(), Err(d)),
+            Err(_) => {}
+        }
         let new = match loaded {
             Ok(v) => v,
             Err(e) => {

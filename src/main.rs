@@ -273,12 +273,7 @@ async fn run(args: RunArgs) -> Result<bool> {
                 subnets = ?m.subnet_cidrs,
                 "running in an ECS task"
             );
-            options.build_labels = dualprobe::metrics::BuildLabels {
-                version: String::new(),
-                availability_zone: m.availability_zone.clone().unwrap_or_default(),
-                cluster: m.cluster.clone(),
-                task_family: m.family.clone(),
-            };
+            options.build_labels = dualprobe::metrics::BuildLabels::from_task_metadata(&m);
         }
         Ok(None) => {}
         Err(e) => {
@@ -286,8 +281,10 @@ async fn run(args: RunArgs) -> Result<bool> {
         }
     }
     if args.emf {
-        options.sinks.push(Arc::new(dualprobe::emf::EmfSink::stdout(
+        let task = dualprobe::emf::EmfTask::from_build_labels(&options.build_labels);
+        options.emf = Some(Arc::new(dualprobe::emf::EmfSink::stdout(
             &args.emf_namespace,
+            task,
         )));
     }
     let agent = Agent::start(source, config, options, shutdown.clone())?;

@@ -62,7 +62,7 @@ pub struct SourceLabels {
     pub source: &'static str,
 }
 
-/// `{version, availability_zone, cluster, task_family}`.
+/// `{version, availability_zone, cluster, task_family, task, service}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet, Default)]
 pub struct BuildLabels {
     /// Crate version.
@@ -73,6 +73,24 @@ pub struct BuildLabels {
     pub cluster: String,
     /// ECS task definition family, empty outside ECS.
     pub task_family: String,
+    /// ECS task ID (the task ARN's last segment), empty outside ECS.
+    pub task: String,
+    /// ECS service name, empty outside ECS and when task metadata has none (Fargate).
+    pub service: String,
+}
+
+impl BuildLabels {
+    /// The task labels of ECS task metadata (the version is filled in at start).
+    pub fn from_task_metadata(m: &crate::aws::task_metadata::TaskMetadata) -> BuildLabels {
+        BuildLabels {
+            version: String::new(),
+            availability_zone: m.availability_zone.clone().unwrap_or_default(),
+            cluster: m.cluster.clone(),
+            task_family: m.family.clone(),
+            task: m.task_id().to_string(),
+            service: m.service_name.clone().unwrap_or_default(),
+        }
+    }
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -104,6 +122,12 @@ pub struct Metrics {
     pub reload_successful: Gauge,
     /// `dualprobe_config_last_reload_success_timestamp_seconds`.
     pub reload_success_time: FloatGauge,
+    /// `dualprobe_discovery_success`.
+    pub discovery_success: MetricFamily<SourceLabels, Gauge>,
+    /// `dualprobe_discovery_endpoints`.
+    pub discovery_endpoints: MetricFamily<SourceLabels, Gauge>,
+    /// `dualprobe_discovery_last_success_timestamp_seconds`.
+    pub discovery_last_success: MetricFamily<SourceLabels, FloatGauge>,
 }
 
 impl Metrics {
@@ -121,6 +145,9 @@ impl Metrics {
             build_info: MetricFamily::default(),
             reload_successful: Gauge::default(),
             reload_success_time: FloatGauge::default(),
+            discovery_success: MetricFamily::default(),
+            discovery_endpoints: MetricFamily::default(),
+            discovery_last_success: MetricFamily::default(),
         };
         let r = registry.sub_registry_with_prefix("dualprobe");
         r.register(
@@ -169,6 +196,21 @@ impl Metrics {
             "Unix time of the last successful config (re)load",
             m.reload_success_time.clone(),
         );
+        r.register(
+            "discovery_success",
+            "1 if the last discovery attempt of the source succeeded, 0 if it failed",
+            m.discovery_success.clone(),
+        );
+        r.register(
+            "discovery_endpoints",
+            "Endpoints found by the last successful discovery attempt of the source",
+            m.discovery_endpoints.clone(),
+        );
+        r.register(
+            "discovery_last_success_timestamp_seconds",
+            "Unix time of the last successful discovery attempt of the source",
+            m.discovery_last_success.clone(),
+        );
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector::new()));
         m
     }
@@ -185,6 +227,37 @@ impl Metrics {
         if ok {
             self.reload_success_time.set(unix_now());
         }
+    }
+
+    /// Writes one discovery attempt's outcome (`dualprobe_discovery_*{source}`).
+    pub fn set_discovery(&self, status: &crate::discovery::health::DiscoveryStatus) {
+        let labels = SourceLabels {
+            source: status.source.as_str(),
+        };
+        self.discovery_success
+            .get_or_create(&labels)
+            .set(i64::from(status.succeeded()));
+        if let Some(n) = status.endpoints {
+            self.discovery_endpoints
+                .get_or_create(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some(t) = status.last_success {
+            let secs = t
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.discovery_last_success.get_or_create(&labels).set(secs);
+        }
+    }
+
+    /// Removes the discovery series of a source no longer configured.
+    pub fn forget_discovery(&self, source: TargetSource) {
+        let labels = SourceLabels {
+            source: source.as_str(),
+        };
+        self.discovery_success.remove(&labels);
+        self.discovery_endpoints.remove(&labels);
+        self.discovery_last_success.remove(&labels);
     }
 
     /// Replaces the target set: info series for the new targets, and every series of a target

@@ -41,6 +41,41 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// One line per configured discovery source: ok with the count, found 0, failed with the
+/// error, or pending; and when it last succeeded.
+fn discovery_lines(agent: &Agent, config: &crate::config::Config) -> String {
+    let all = agent.discovery.all();
+    let mut out = String::new();
+    for source in crate::discovery::health::configured_sources(config) {
+        let status = all.iter().find(|s| s.source == source);
+        let (class, state) = match status {
+            None => ("pending", "pending".to_string()),
+            Some(s) => match (&s.error, s.endpoints) {
+                (Some(e), _) => ("fail", format!("failed: {e}")),
+                (None, Some(0)) => ("empty", "found 0 endpoints".to_string()),
+                (None, n) => ("ok", format!("ok, {} endpoint(s)", n.unwrap_or(0))),
+            },
+        };
+        let when = status
+            .and_then(|s| s.last_success)
+            .map(|t| format!("<time datetime=\"{}\">{}</time>", unix(t), ago(t)))
+            .unwrap_or_else(|| "never".into());
+        let subject = status.map(|s| format!(" ({})", esc(&s.subject)));
+        let _ = writeln!(
+            out,
+            "<li class=\"{class}\" data-source=\"{src}\">discovery {src}{subject}: \
+             <span class=\"result\">{state}</span> · last success {when}</li>",
+            src = source.as_str(),
+            subject = subject.unwrap_or_default(),
+            state = esc(&state),
+        );
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("<ul id=\"discovery\">\n{out}</ul>\n")
+}
+
 /// The page.
 pub async fn page(State(agent): State<Arc<Agent>>) -> Html<String> {
     let g = agent.current();
@@ -119,13 +154,14 @@ th, td {{ text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd;
 tr.ok td.result {{ background: #d8f5d8; color: #0a5c0a; }}
 tr.fail td.result {{ background: #fadada; color: #8a0f0f; font-weight: bold; }}
 tr.pending td.result {{ background: #eee; }}
+li.fail .result, li.empty .result {{ color: #8a0f0f; font-weight: bold; }}
 td.detail {{ color: #555; font-size: 12px; }}
 form {{ margin: 1rem 0; padding: .8rem; border: 1px solid #ccc; }}
 </style></head>
 <body>
 <h1>dualprobe <small>{version}</small></h1>
 <p id="summary">{passing} passing, {failing} failing · config: {origin} · <a href="/metrics">metrics</a></p>
-<table id="status"><thead><tr><th>target</th><th>family</th><th>check</th><th>result</th><th>expect</th><th>last success</th><th>detail</th></tr></thead>
+{discovery}<table id="status"><thead><tr><th>target</th><th>family</th><th>check</th><th>result</th><th>expect</th><th>last success</th><th>detail</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 <form id="adhoc" action="/probe" method="get">
@@ -141,5 +177,6 @@ form {{ margin: 1rem 0; padding: .8rem; border: 1px solid #ccc; }}
 "#,
         version = env!("CARGO_PKG_VERSION"),
         origin = esc(&g.config.origin),
+        discovery = discovery_lines(&agent, &g.config),
     ))
 }

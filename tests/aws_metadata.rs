@@ -89,3 +89,42 @@ async fn outside_ecs_there_is_no_metadata_and_no_error() {
     }
     assert!(task_metadata::from_env().await.unwrap().is_none());
 }
+
+/// `dualprobe_build_info` gets `task` (the ARN's last segment) and `service` (`ServiceName`,
+/// which AWS documents as absent on Fargate: empty then).
+#[test]
+fn task_id_and_service_label_build_info() {
+    let fargate = task_metadata::parse(&fixture()).unwrap();
+    assert_eq!(fargate.task_id(), "0b69d5c0d3d0446894d7c8e1f3b7e4a5");
+    assert_eq!(
+        fargate.service_name, None,
+        "the Fargate fixture has no ServiceName"
+    );
+    let on_ec2 = task_metadata::parse(&fixture().replacen(
+        "\"Family\":",
+        "\"ServiceName\": \"web\",\n  \"Family\":",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(on_ec2.service_name.as_deref(), Some("web"));
+    let old_arn = task_metadata::parse(
+        "{\"TaskARN\": \"arn:aws:ecs:us-east-1:123456789012:task/1dc5c17a-422b\", \"Family\": \"f\"}",
+    )
+    .unwrap();
+    assert_eq!(old_arn.task_id(), "1dc5c17a-422b", "the older ARN format");
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = dualprobe::metrics::Metrics::register(&mut registry);
+    for (m, service) in [(&fargate, ""), (&on_ec2, "web")] {
+        metrics.set_build_info(dualprobe::metrics::BuildLabels::from_task_metadata(m));
+        let text = dualprobe::metrics::render(
+            &registry,
+            &metrics.checks,
+            dualprobe::metrics::Format::PrometheusText,
+        );
+        let want = format!(
+            "dualprobe_build_info{{version=\"\",availability_zone=\"us-east-1b\",cluster=\"dualprobe-demo\",task_family=\"dualprobe-sidecar\",task=\"0b69d5c0d3d0446894d7c8e1f3b7e4a5\",service=\"{service}\"}} 1\n"
+        );
+        assert!(text.contains(&want), "{want}\n{text}");
+    }
+}

@@ -402,3 +402,77 @@ async fn describe_vpc_endpoints_discovery_against_moto() {
         logs.private_cidrs
     );
 }
+
+/// With IAM enforced, a discovery whose role lacks one of its two actions fails, and the error
+/// names the call that was denied (not always `DescribeVpcEndpoints`); with both it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_errors_name_the_denied_call() {
+    let pki = AwsPki::new();
+    // 10 setup requests: 3 users x (CreateUser, PutUserPolicy, CreateAccessKey) + CreateVpc.
+    let moto = Moto::start(&pki, Family::Ipv4, 0, Some(10));
+    let keys = support_aws::boto3(
+        r#"
+import json, os, boto3
+kw = dict(endpoint_url=os.environ["ENDPOINT"], verify=os.environ["CA"])
+iam = boto3.client("iam", **kw)
+for user, actions in [("endpoints-only", ["ec2:DescribeVpcEndpoints"]),
+                      ("vpcs-only", ["ec2:DescribeVpcs"]),
+                      ("both", ["ec2:DescribeVpcEndpoints", "ec2:DescribeVpcs"])]:
+    iam.create_user(UserName=user)
+    doc = {"Version": "2012-10-17",
+           "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+    iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps(doc))
+    k = iam.create_access_key(UserName=user)["AccessKey"]
+    print(user, k["AccessKeyId"], k["SecretAccessKey"])
+vpc = boto3.client("ec2", region_name="us-east-1", **kw).create_vpc(CidrBlock="10.0.0.0/16")
+print("vpc", vpc["Vpc"]["VpcId"], "-")
+"#,
+        &moto,
+        &pki,
+    );
+    let field = |name: &str| -> (String, String) {
+        let line = keys
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {keys}"));
+        let mut it = line.split(' ').skip(1);
+        (it.next().unwrap().into(), it.next().unwrap().into())
+    };
+    let (vpc_id, _) = field("vpc");
+    let mut zone = Zone::default();
+    zone.set(EC2_DUALSTACK, &[Ipv4Addr::LOCALHOST], &[]);
+    let dns = DnsServer::start(zone);
+    let yaml = format!(
+        "families: [ipv4]\nresolver:\n  nameservers: [\"{}\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: {vpc_id}\n    region: us-east-1\n    dual_stack: false\n    endpoint_url: \"https://{EC2_DUALSTACK}:{}\"\n    ca_file: \"{}\"\n",
+        dns.addr(Family::Ipv4),
+        moto.port(),
+        pki.ca_file.display()
+    );
+    let config = Config::from_yaml(&yaml, "test", None).unwrap_or_else(|e| panic!("{e}"));
+    let resolver = DnsResolver::new(&config.nameservers, Duration::from_secs(2)).unwrap();
+    let discover = |user: &str| {
+        let (key, secret) = field(user);
+        let (config, resolver) = (&config, &resolver);
+        async move {
+            dualprobe::discovery::discover_vpc_endpoints(
+                config,
+                resolver,
+                Some(support_aws::credentials(&key, &secret)),
+            )
+            .await
+        }
+    };
+    for (user, denied) in [
+        ("endpoints-only", "ec2:DescribeVpcs"),
+        ("vpcs-only", "ec2:DescribeVpcEndpoints"),
+    ] {
+        let e = discover(user).await.expect_err(user).to_string();
+        assert!(
+            e.starts_with(&format!("{denied} for {vpc_id}: aws_denied")),
+            "{user}: {e}"
+        );
+        assert!(e.contains(&format!("perform: {denied}")), "{user}: {e}");
+    }
+    let found = discover("both").await.expect("both actions granted");
+    assert!(found.is_empty(), "the VPC has no endpoints: {found:?}");
+}

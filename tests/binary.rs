@@ -488,6 +488,11 @@ async fn discovered_endpoints_and_task_metadata_reach_the_metrics() {
         "task metadata labels build_info: {build}"
     );
     assert!(!build.contains("availability_zone=\"\""), "{build}");
+    let task = "task=\"0b69d5c0d3d0446894d7c8e1f3b7e4a5\",service=\"\"";
+    assert!(
+        build.contains(task),
+        "the task ID; no ServiceName on Fargate: {build}"
+    );
 }
 
 /// ECS task definitions pass config in the environment: inline YAML in `DUALPROBE_CONFIG`, or a
@@ -603,7 +608,7 @@ fn targets_subcommand_lists_the_templates_endpoints_with_their_conditions() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("7 endpoint target(s)"), "{text}");
+    assert!(text.starts_with("8 endpoint target(s)"), "{text}");
     let line = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -614,10 +619,7 @@ fn targets_subcommand_lists_the_templates_endpoints_with_their_conditions() {
     assert!(line("vpce-ecr-api ").contains("api.ecr.eu-west-1.amazonaws.com"));
     assert!(line("vpce-s3-gateway ").contains("gateway"));
     let conditional = text.lines().filter(|l| l.contains(" if ")).count();
-    assert_eq!(
-        conditional, 3,
-        "three conditional endpoints marked:\n{text}"
-    );
+    assert_eq!(conditional, 4, "four conditional endpoints marked:\n{text}");
     let missing = Command::new(BIN)
         .args([
             "targets",

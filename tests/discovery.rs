@@ -1,4 +1,4 @@
-//! Discovery: the repo's own VPC template (seven PrivateLink endpoints, three of them behind a
+//! Discovery: the repo's own VPC template (eight PrivateLink endpoints, four of them behind a
 //! `Condition`), every `cloudformation/*.yml` kept in step with what discovery finds, and
 //! `DescribeVpcEndpoints`/`DescribeVpcs` answers shaped like the EC2 API reference served by a
 //! real HTTP peer on 127.0.0.1 (moto's shapes are covered in `aws_moto.rs`).
@@ -21,7 +21,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 #[test]
-fn the_seed_vpc_template_yields_all_seven_endpoints() {
+fn the_seed_vpc_template_yields_all_eight_endpoints() {
     let found = discover_template_file(&repo("cloudformation/ipv6-vpc.yml"), "us-east-1").unwrap();
     let got: Vec<(&str, &str, Option<&str>)> = found
         .iter()
@@ -52,6 +52,11 @@ fn the_seed_vpc_template_yields_all_seven_endpoints() {
                 "secretsmanager.us-east-1.amazonaws.com",
                 Some("SecretsManagerEnabled")
             ),
+            (
+                "ApsWorkspacesEndpoint",
+                "aps-workspaces.us-east-1.amazonaws.com",
+                Some("ApsWorkspacesEndpointEnabled")
+            ),
             ("S3GatewayEndpoint", "s3.us-east-1.amazonaws.com", None),
         ]
     );
@@ -78,7 +83,8 @@ fn the_seed_vpc_template_yields_all_seven_endpoints() {
         );
     }
 
-    // The conditions evaluate with the parameters' defaults: ECS Exec on, Secrets Manager off.
+    // The conditions evaluate with the parameters' defaults: ECS Exec on, Secrets Manager and
+    // aps-workspaces off.
     let t = parse_template(&std::fs::read_to_string(repo("cloudformation/ipv6-vpc.yml")).unwrap())
         .unwrap();
     let defaults: Vec<(String, Option<bool>)> = endpoints(&t, "us-east-1")
@@ -93,12 +99,13 @@ fn the_seed_vpc_template_yields_all_seven_endpoints() {
             ("SsmEndpoint".to_string(), Some(true)),
             ("SsmMessagesEndpoint".to_string(), Some(true)),
             ("SecretsManagerEndpoint".to_string(), Some(false)),
+            ("ApsWorkspacesEndpoint".to_string(), Some(false)),
         ]
     );
 
     let text = discovery::render_discovered(&found);
-    assert!(text.starts_with("7 endpoint target(s)\n"), "{text}");
-    assert_eq!(text.matches(" if ").count(), 3, "{text}");
+    assert!(text.starts_with("8 endpoint target(s)\n"), "{text}");
+    assert_eq!(text.matches(" if ").count(), 4, "{text}");
     assert!(text.contains("vpce-secretsmanager"), "{text}");
     assert!(text.contains("if SecretsManagerEnabled"), "{text}");
     assert!(text.contains("vpce-s3-gateway"), "{text}");
@@ -141,7 +148,7 @@ fn config_discovery_yields_cloudformation_targets() {
     let config = Config::from_yaml(&yaml, "test", None).unwrap();
     let targets = discovery::discover_cloudformation(&config).unwrap();
     // The configured `vpce-logs` wins over the discovered one of the same name.
-    assert_eq!(targets.len(), 6);
+    assert_eq!(targets.len(), 7);
     assert!(
         targets
             .iter()
@@ -238,5 +245,55 @@ async fn api_reference_shapes_become_targets() {
         targets
             .iter()
             .all(|t| t.source == TargetSource::VpcEndpoints)
+    );
+}
+
+/// A failure of the second call (`DescribeVpcs`) is reported as that call, with the VPC.
+#[tokio::test]
+async fn a_failed_describe_vpcs_is_named_as_such() {
+    let server = QueryApiServer::start(vec![(
+        "DescribeVpcEndpoints",
+        std::fs::read_to_string(repo("tests/data/ec2-describe-vpc-endpoints.xml")).unwrap(),
+    )])
+    .await;
+    let yaml = format!(
+        "discovery:\n  vpc_endpoints:\n    vpc_id: vpc-1a2b3c4d\n    region: us-east-1\n    dual_stack: false\n    endpoint_url: \"http://{}\"\n",
+        server.addr
+    );
+    let config = Config::from_yaml(&yaml, "test", None).unwrap();
+    let resolver = DnsResolver::new(
+        &["127.0.0.1:9".parse().unwrap()],
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    let e = discovery::discover_vpc_endpoints(
+        &config,
+        &resolver,
+        Some(support_aws::test_credentials()),
+    )
+    .await
+    .expect_err("DescribeVpcs is not answered");
+    assert!(
+        matches!(
+            &e,
+            discovery::DiscoveryError::Api {
+                operation: "ec2:DescribeVpcs",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.starts_with("ec2:DescribeVpcs for vpc-1a2b3c4d: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("InvalidAction"),
+        "the API's error is kept: {text}"
+    );
+    assert_eq!(
+        *server.actions.lock().unwrap(),
+        ["DescribeVpcEndpoints", "DescribeVpcs"]
     );
 }

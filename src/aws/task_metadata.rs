@@ -1,5 +1,6 @@
 //! ECS task metadata v4: `GET ${ECS_CONTAINER_METADATA_URI_V4}/task`, read once at start. Gives
-//! the task's availability zone, cluster and family (labels of `dualprobe_build_info`) and its
+//! the task's availability zone, cluster, family, task ID and service (labels of
+//! `dualprobe_build_info`, identity of the EMF heartbeat) and its
 //! IPv4/IPv6 addresses and subnet CIDRs (logged). Outside ECS the variable is absent: `None`, no
 //! error.
 
@@ -19,6 +20,8 @@ pub struct TaskMetadata {
     pub cluster: String,
     /// The task ARN.
     pub task_arn: String,
+    /// The service the task belongs to (`ServiceName`; AWS documents it as absent on Fargate).
+    pub service_name: Option<String>,
     /// The task definition family.
     pub family: String,
     /// The task definition revision.
@@ -33,6 +36,14 @@ pub struct TaskMetadata {
     pub ipv6: Vec<Ipv6Addr>,
     /// The subnets' CIDRs (IPv4 and IPv6), as reported.
     pub subnet_cidrs: Vec<String>,
+}
+
+impl TaskMetadata {
+    /// The task ID: the ARN's last segment (`arn:…:task/CLUSTER/ID`, or the older
+    /// `arn:…:task/ID`).
+    pub fn task_id(&self) -> &str {
+        self.task_arn.rsplit('/').next().unwrap_or_default()
+    }
 }
 
 /// Why the metadata could not be read (only when the variable is set).
@@ -63,6 +74,7 @@ struct RawTask {
     cluster: String,
     #[serde(rename = "TaskARN", default)]
     task_arn: String,
+    service_name: Option<String>,
     #[serde(default)]
     family: String,
     #[serde(default)]
@@ -107,6 +119,7 @@ pub fn parse(body: &str) -> Result<TaskMetadata, String> {
     let mut out = TaskMetadata {
         cluster,
         task_arn: raw.task_arn,
+        service_name: raw.service_name.filter(|s| !s.is_empty()),
         family: raw.family,
         revision: raw.revision,
         availability_zone: raw.availability_zone.filter(|s| !s.is_empty()),

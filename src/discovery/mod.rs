@@ -4,6 +4,7 @@
 //! defaults, and [`render_discovered`] prints for `dualprobe targets`.
 
 pub mod cloudformation;
+pub mod health;
 pub mod vpc_endpoints;
 
 use std::fmt::Write as _;
@@ -110,9 +111,12 @@ pub enum DiscoveryError {
         /// What is wrong (with the line when known).
         message: String,
     },
-    /// The EC2 call failed.
-    #[error("ec2:DescribeVpcEndpoints for {vpc_id}: {failure}")]
+    /// An EC2 call failed (or its client could not be built).
+    #[error("{operation} for {vpc_id}: {failure}")]
     Api {
+        /// What failed: the IAM action of the call (`ec2:DescribeVpcEndpoints`,
+        /// `ec2:DescribeVpcs`), or `ec2 client setup` before any call.
+        operation: &'static str,
         /// The VPC asked about.
         vpc_id: String,
         /// The classified failure.
@@ -239,14 +243,47 @@ pub fn to_targets(found: &[Discovered], config: &Config, source: TargetSource) -
     out
 }
 
+/// What one discovery attempt produced: the targets, and how many endpoints (template resources
+/// or VPC endpoint IDs) they came from, which is what discovery health reports.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The targets (configured names removed).
+    pub targets: Vec<Arc<Target>>,
+    /// Distinct endpoints that yielded at least one name.
+    pub endpoints: usize,
+}
+
+impl Found {
+    fn new(found: &[Discovered], config: &Config, source: TargetSource) -> Found {
+        let mut origins: Vec<&str> = found.iter().map(|d| d.origin.as_str()).collect();
+        origins.sort_unstable();
+        origins.dedup();
+        Found {
+            targets: to_targets(found, config, source),
+            endpoints: origins.len(),
+        }
+    }
+}
+
 /// `discovery.cloudformation` of `config` as targets (source `cloudformation`); none when the
 /// section is absent. The template is read again on every call (call it on each (re)load).
 pub fn discover_cloudformation(config: &Config) -> Result<Vec<Arc<Target>>, DiscoveryError> {
+    Ok(discover_cloudformation_found(config)?
+        .map(|f| f.targets)
+        .unwrap_or_default())
+}
+
+/// [`discover_cloudformation`] with the endpoint count; `None` when the section is absent.
+pub fn discover_cloudformation_found(config: &Config) -> Result<Option<Found>, DiscoveryError> {
     let Some(c) = &config.discovery.cloudformation else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let found = cloudformation::discover_template_file(&c.template, &c.region)?;
-    Ok(to_targets(&found, config, TargetSource::Cloudformation))
+    Ok(Some(Found::new(
+        &found,
+        config,
+        TargetSource::Cloudformation,
+    )))
 }
 
 /// One round of `discovery.vpc_endpoints` of `config` as targets (source `vpc_endpoints`); none
@@ -257,12 +294,24 @@ pub async fn discover_vpc_endpoints(
     resolver: &crate::resolver::DnsResolver,
     credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
 ) -> Result<Vec<Arc<Target>>, DiscoveryError> {
+    Ok(discover_vpc_endpoints_found(config, resolver, credentials)
+        .await?
+        .map(|f| f.targets)
+        .unwrap_or_default())
+}
+
+/// [`discover_vpc_endpoints`] with the endpoint count; `None` when the section is absent.
+pub async fn discover_vpc_endpoints_found(
+    config: &Config,
+    resolver: &crate::resolver::DnsResolver,
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+) -> Result<Option<Found>, DiscoveryError> {
     let Some(v) = &config.discovery.vpc_endpoints else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let client = vpc_endpoints::VpcEndpointsClient::new(v, resolver, credentials).await?;
     let found = client.discover().await?;
-    Ok(to_targets(&found, config, TargetSource::VpcEndpoints))
+    Ok(Some(Found::new(&found, config, TargetSource::VpcEndpoints)))
 }
 
 /// What `dualprobe targets` prints: one line per discovered name, conditional endpoints marked.

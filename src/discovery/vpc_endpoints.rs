@@ -36,6 +36,7 @@ impl VpcEndpointsClient {
         credentials: Option<SharedCredentialsProvider>,
     ) -> Result<VpcEndpointsClient, DiscoveryError> {
         let api = |failure: Failure| DiscoveryError::Api {
+            operation: "ec2 client setup",
             vpc_id: settings.vpc_id.clone(),
             failure,
         };
@@ -87,7 +88,9 @@ impl VpcEndpointsClient {
 
     /// One round: the VPC's endpoints and CIDRs, turned into names to probe.
     pub async fn discover(&self) -> Result<Vec<Discovered>, DiscoveryError> {
-        let api = |failure: Failure| DiscoveryError::Api {
+        // The error names the call that failed: the IAM action a denial is about.
+        let api = |operation: &'static str, failure: Failure| DiscoveryError::Api {
+            operation,
             vpc_id: self.vpc_id.clone(),
             failure,
         };
@@ -106,7 +109,7 @@ impl VpcEndpointsClient {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| api(errors::classify(&e)))?;
+                .map_err(|e| api("ec2:DescribeVpcEndpoints", errors::classify(&e)))?;
             endpoints.extend(out.vpc_endpoints.unwrap_or_default());
             token = out.next_token.filter(|t| !t.is_empty());
             if token.is_none() {
@@ -119,7 +122,7 @@ impl VpcEndpointsClient {
             .vpc_ids(&self.vpc_id)
             .send()
             .await
-            .map_err(|e| api(errors::classify(&e)))?;
+            .map_err(|e| api("ec2:DescribeVpcs", errors::classify(&e)))?;
         let mut cidrs = Vec::new();
         for vpc in vpcs.vpcs.unwrap_or_default() {
             for a in vpc.cidr_block_association_set.unwrap_or_default() {
