@@ -1,26 +1,24 @@
-//! The running agent: the current config generation (targets, probe environment, scheduler
-//! tasks), reloads that swap generations only when the new config is good, and [`run`], which
-//! serves HTTP on a given listener until a shutdown token fires.
+//! The running agent: the current config generation (targets, check environments, scheduler
+//! tasks), VPC-endpoint refreshes, and reloads that swap generations only when the new config is
+//! good. Serving HTTP is the serving layer's job and signals are `main`'s.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::discovery::{DiscoveryError, discover_cloudformation, discover_vpc_endpoints};
-use crate::env::ProbeEnv;
-use crate::guard::AdhocPolicy;
-use crate::metrics::{BuildLabels, Metrics};
-use crate::probe_api::ProbeGate;
-use crate::resolver::DnsResolver;
-use crate::results::{ReportSink, Results};
+use crate::checks::CheckEnv;
+use crate::net::guard::AdhocPolicy;
+use crate::report::metrics::{BuildLabels, Metrics};
+use crate::net::resolver::DnsResolver;
+use crate::report::results::{ReportSink, Results};
 use crate::scheduler::{self, Readiness, SchedulerDeps};
-use crate::target::{Target, TargetSource};
+use crate::model::target::{Target, TargetSource};
 
 /// One loaded config and what runs from it.
 pub struct Generation {
@@ -30,13 +28,11 @@ pub struct Generation {
     /// configured names win.
     pub targets: Vec<Arc<Target>>,
     /// Probe resources built from it.
-    pub env: Arc<ProbeEnv>,
+    pub env: Arc<CheckEnv>,
     /// Probe resources for ad-hoc `/probe` targets: the same resolver under [`AdhocPolicy`].
-    pub adhoc_env: Arc<ProbeEnv>,
+    pub adhoc_env: Arc<CheckEnv>,
     /// What ad-hoc targets may reach.
     pub adhoc_policy: Arc<AdhocPolicy>,
-    /// Rate limit and concurrency cap of `/probe`.
-    pub probe_gate: ProbeGate,
     /// Stops this generation's scheduler tasks.
     cancel: CancellationToken,
 }
@@ -50,7 +46,7 @@ impl Generation {
     ) -> Result<Generation, ReloadError> {
         let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
         let mut targets = config.targets.clone();
-        for t in discover_cloudformation(&config)?
+        for t in discover_cloudformation(&config.discovery, &config.discovery_defaults())?
             .into_iter()
             .chain(vpc_targets)
         {
@@ -61,13 +57,12 @@ impl Generation {
             }
         }
         let adhoc_policy = Arc::new(AdhocPolicy {
-            allow: config.probe.allow.clone(),
+            allow: config.probe_endpoint.allow.clone(),
         });
         Ok(Generation {
-            env: Arc::new(ProbeEnv::new(resolver.clone())),
-            adhoc_env: Arc::new(ProbeEnv::with_policy(resolver, adhoc_policy.clone())),
+            env: Arc::new(CheckEnv::new(resolver.clone())),
+            adhoc_env: Arc::new(CheckEnv::with_policy(resolver, adhoc_policy.clone())),
             adhoc_policy,
-            probe_gate: ProbeGate::new(&config.probe),
             config: Arc::new(config),
             targets,
             cancel,
@@ -96,7 +91,7 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     /// The resolver could not be built from it.
     #[error("{0}")]
-    Resolver(#[from] crate::resolver::ResolverSetupError),
+    Resolver(#[from] crate::net::resolver::ResolverSetupError),
     /// `discovery.cloudformation` could not be read.
     #[error("{0}")]
     Discovery(#[from] DiscoveryError),
@@ -176,7 +171,7 @@ impl Agent {
     fn spawn_generation(self: &Arc<Self>, g: &Generation, vpc_refresh_waits: bool) {
         let deps = SchedulerDeps {
             env: Arc::clone(&g.env),
-            results: Arc::clone(&self.results),
+            results: Arc::clone(&self.results) as Arc<dyn scheduler::CycleRecorder>,
             concurrency: Arc::new(Semaphore::new(g.config.concurrency)),
             readiness: Arc::clone(&self.readiness),
             run: scheduler::real_cycle(),
@@ -193,6 +188,7 @@ impl Agent {
         };
         let agent = Arc::clone(self);
         let config = Arc::clone(&g.config);
+        let defaults = config.discovery_defaults();
         let resolver = g.env.resolver.clone();
         let cancel = g.cancel.clone();
         let current: Vec<(String, String)> = g
@@ -210,7 +206,7 @@ impl Agent {
             loop {
                 let found = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    r = discover_vpc_endpoints(&config, &resolver, None) => r,
+                    r = discover_vpc_endpoints(&config.discovery, &defaults, &resolver, None) => r,
                 };
                 match found {
                     Ok(targets) => {
@@ -310,39 +306,16 @@ impl Agent {
     }
 }
 
-/// Serves the agent on `listener` until `shutdown` fires, then stops every task (waiting at most
-/// `grace` for them).
-pub async fn run(listener: TcpListener, agent: Arc<Agent>, grace: Duration) -> std::io::Result<()> {
-    let shutdown = agent.shutdown.clone();
-    #[cfg(unix)]
-    {
-        // SIGHUP reloads, like Prometheus.
-        let agent = Arc::clone(&agent);
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let cancel = shutdown.clone();
-        agent.clone().tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    s = hup.recv() => {
-                        if s.is_none() { break; }
-                        tracing::info!("SIGHUP: reloading config");
-                        let _ = agent.reload().await;
-                    }
-                }
-            }
-        });
+impl Agent {
+    /// Stops every task the agent spawned (after `shutdown` fired), waiting at most `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop within {grace:?}");
+        }
     }
-    let app = crate::server::router(Arc::clone(&agent));
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let result = serve.await;
-    agent.tracker.close();
-    if tokio::time::timeout(grace, agent.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop within {grace:?}");
-    }
-    result
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dualprobe::adhoc::{self, AdhocRequest};
-use dualprobe::agent::{self, Agent, RunOptions};
+use dualprobe::serve::adhoc::{self, AdhocRequest};
+use dualprobe::agent::{Agent, RunOptions};
 use dualprobe::config::{ConfigSource, parse_nameserver};
-use dualprobe::env::ProbeEnv;
-use dualprobe::family::Family;
-use dualprobe::probe::{CycleReport, run_cycle};
-use dualprobe::resolver::DnsResolver;
+use dualprobe::checks::CheckEnv;
+use dualprobe::model::family::Family;
+use dualprobe::model::outcome::CycleReport;
+use dualprobe::checks::run_cycle;
+use dualprobe::net::resolver::DnsResolver;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::Targets;
 
@@ -273,7 +274,7 @@ async fn run(args: RunArgs) -> Result<bool> {
                 subnets = ?m.subnet_cidrs,
                 "running in an ECS task"
             );
-            options.build_labels = dualprobe::metrics::BuildLabels {
+            options.build_labels = dualprobe::report::metrics::BuildLabels {
                 version: String::new(),
                 availability_zone: m.availability_zone.clone().unwrap_or_default(),
                 cluster: m.cluster.clone(),
@@ -286,13 +287,15 @@ async fn run(args: RunArgs) -> Result<bool> {
         }
     }
     if args.emf {
-        options.sinks.push(Arc::new(dualprobe::emf::EmfSink::stdout(
+        options.sinks.push(Arc::new(dualprobe::report::emf::EmfSink::stdout(
             &args.emf_namespace,
         )));
     }
     let agent = Agent::start(source, config, options, shutdown.clone())?;
-    tokio::spawn(wait_for_shutdown_signal(shutdown));
-    agent::run(listener, agent, Duration::from_millis(800)).await?;
+    tokio::spawn(handle_signals(Arc::clone(&agent), shutdown.clone()));
+    let served = dualprobe::serve::serve(listener, Arc::clone(&agent), shutdown).await;
+    agent.stop(Duration::from_millis(800)).await;
+    served?;
     tracing::info!("dualprobe stopped");
     Ok(true)
 }
@@ -311,24 +314,40 @@ fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener>
     tokio::net::TcpListener::from_std(socket.into())
 }
 
-async fn wait_for_shutdown_signal(shutdown: CancellationToken) {
+/// The process's signals, handled here only: SIGHUP reloads the config (like Prometheus),
+/// SIGTERM and SIGINT stop the agent gracefully.
+async fn handle_signals(agent: Arc<Agent>, shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+        let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(t), Ok(h)) => (t, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM/SIGHUP");
                 return;
             }
         };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading config");
+                    let _ = agent.reload().await;
+                }
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = agent;
         let _ = tokio::signal::ctrl_c().await;
     }
     shutdown.cancel();
@@ -377,7 +396,7 @@ async fn probe(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    let env = ProbeEnv::new(DnsResolver::new(&nameservers, target.timeout)?);
+    let env = CheckEnv::new(DnsResolver::new(&nameservers, target.timeout)?);
     let mut reports = Vec::new();
     for &f in &target.families {
         reports.push(run_cycle(&target, f, &env, false).await);

@@ -12,11 +12,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::env::ProbeEnv;
-use crate::family::Family;
-use crate::probe::{CycleReport, run_cycle};
-use crate::results::Results;
-use crate::target::Target;
+use crate::checks::CheckEnv;
+use crate::model::family::Family;
+use crate::model::outcome::CycleReport;
+use crate::checks::run_cycle;
+use crate::model::target::Target;
+
+/// Where the scheduler hands each finished cycle: the reports' `Results` in the
+/// agent, anything that keeps reports in tests. The scheduler knows nothing of metrics.
+pub trait CycleRecorder: Send + Sync + 'static {
+    /// Takes one finished cycle.
+    fn record(&self, report: CycleReport);
+}
 
 /// Tracks which (target, family) pairs have finished a first cycle; ready once all have.
 #[derive(Debug)]
@@ -114,7 +121,7 @@ pub fn next_boundary(previous: Instant, interval: Duration, now: Instant) -> Ins
 
 /// Runs one cycle. The agent uses [`real_cycle`]; scheduler tests substitute a timed fake.
 pub type CycleFn = Arc<
-    dyn Fn(Arc<Target>, Family, Arc<ProbeEnv>) -> BoxFuture<'static, CycleReport> + Send + Sync,
+    dyn Fn(Arc<Target>, Family, Arc<CheckEnv>) -> BoxFuture<'static, CycleReport> + Send + Sync,
 >;
 
 /// The production cycle: every configured check, for real.
@@ -128,9 +135,9 @@ pub fn real_cycle() -> CycleFn {
 #[derive(Clone)]
 pub struct SchedulerDeps {
     /// Probe resources of this generation.
-    pub env: Arc<ProbeEnv>,
+    pub env: Arc<CheckEnv>,
     /// Where reports go.
-    pub results: Arc<Results>,
+    pub results: Arc<dyn CycleRecorder>,
     /// Global bound on cycles in flight.
     pub concurrency: Arc<Semaphore>,
     /// First-cycle tracking.

@@ -9,8 +9,8 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
-use super::http::CarriedFailure;
-use crate::probe::{Failure, FailureReason};
+use crate::net::http::CarriedFailure;
+use crate::model::failure::{Failure, FailureReason};
 
 /// Error codes meaning the credentials or the signature were rejected.
 pub const AUTH_CODES: &[&str] = &[
@@ -164,7 +164,7 @@ fn tls_reason(e: &rustls::Error) -> FailureReason {
 }
 
 /// The error and its sources on one line (shared with the probers).
-pub use crate::probe::reason::error_chain as chain;
+pub use crate::model::failure::error_chain as chain;
 
 #[cfg(test)]
 mod tests {
