@@ -433,11 +433,10 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
                                 .join(" "),
                         );
                     }
-                    if let Some(s) = ob.http_status {
-                        d.push(format!("HTTP {s}"));
-                    }
-                    if let Some(t) = ob.cert_not_after {
-                        d.push(format!("cert expires in {}d", (t - unix_secs()) / 86_400));
+                    for (what, value) in &ob.measured {
+                        if let Some(describe) = what.describe {
+                            d.push(describe(*value));
+                        }
                     }
                     d.join(", ")
                 }
@@ -487,11 +486,6 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
     out
 }
 
-fn unix_secs() -> i64 {
-    std::time::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {
     let url = match url {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dualprobe::aws::{AwsService, Ec2Operation};
 use dualprobe::config::{Config, ConfigSource};
-use dualprobe::target::Host;
+use dualprobe::model::target::Host;
 
 /// (fixture, the line the error must contain).
 const EXPECTED: &[(&str, &str)] = &[

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use dualprobe::aws::clients::ClientParts;
 use dualprobe::config::Config;
-use dualprobe::env::ProbeEnv;
-use dualprobe::family::Family;
-use dualprobe::probe::run_cycle;
-use dualprobe::resolver::DnsResolver;
-use dualprobe::target::{Target, TargetSource};
+use dualprobe::checks::CheckEnv;
+use dualprobe::model::family::Family;
+use dualprobe::checks::run_cycle;
+use dualprobe::net::resolver::DnsResolver;
+use dualprobe::model::target::{Target, TargetSource};
 use support::{DnsServer, Zone, labels, outcome};
 use support_aws::{AwsPki, EC2_DUALSTACK, Moto, S3_DUALSTACK};
 
@@ -34,14 +34,14 @@ fn aws_dns() -> DnsServer {
 }
 
 /// A config with the test nameserver and `targets` (a YAML list body), and its probe env.
-fn load(dns: &DnsServer, targets: &str) -> (Config, ProbeEnv) {
+fn load(dns: &DnsServer, targets: &str) -> (Config, CheckEnv) {
     let yaml = format!(
         "interval: 60s\ntimeout: 20s\nresolver:\n  nameservers: [\"{}\"]\ntargets:\n{targets}",
         dns.addr(Family::Ipv4)
     );
     let config = Config::from_yaml(&yaml, "test", None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let resolver = DnsResolver::new(&config.nameservers, Duration::from_secs(2)).unwrap();
-    (config, ProbeEnv::new(resolver))
+    (config, CheckEnv::new(resolver))
 }
 
 fn aws_target(name: &str, service: &str, port: u16, pki: &AwsPki, checks: &str) -> String {
@@ -61,7 +61,7 @@ fn target(
 
 /// An S3 client of `target` pinned to `family`, path-style (bucket names in the path, so the
 /// host stays the dual-stack endpoint name).
-fn s3_client(t: &Target, family: Family, env: &ProbeEnv) -> aws_sdk_s3::Client {
+fn s3_client(t: &Target, family: Family, env: &CheckEnv) -> aws_sdk_s3::Client {
     let aws = t.aws.as_ref().unwrap();
     let c = ClientParts::for_target(
         t,
@@ -77,7 +77,7 @@ fn s3_client(t: &Target, family: Family, env: &ProbeEnv) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(c.config().to_builder().force_path_style(true).build())
 }
 
-fn ec2_client(t: &Target, family: Family, env: &ProbeEnv) -> aws_sdk_ec2::Client {
+fn ec2_client(t: &Target, family: Family, env: &CheckEnv) -> aws_sdk_ec2::Client {
     let aws = t.aws.as_ref().unwrap();
     ClientParts::for_target(
         t,
@@ -362,7 +362,8 @@ async fn describe_vpc_endpoints_discovery_against_moto() {
     );
     let config = Config::from_yaml(&yaml, "test", None).unwrap_or_else(|e| panic!("{e}"));
     let found = dualprobe::discovery::discover_vpc_endpoints(
-        &config,
+        &config.discovery,
+        &config.discovery_defaults(),
         &env.resolver,
         Some(support_aws::test_credentials()),
     )

@@ -8,7 +8,7 @@ mod support;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use dualprobe::family::Family;
+use dualprobe::model::family::Family;
 use support::{Lab, labels};
 
 #[tokio::test]

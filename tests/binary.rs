@@ -115,7 +115,7 @@ async fn wait_for(what: &str, timeout: Duration, mut check: impl AsyncFnMut() ->
 fn config_yaml(dns: &DnsServer, http_port: u16, with_aonly: bool) -> String {
     let mut y = format!(
         "interval: 1s\ntimeout: 500ms\nresolver:\n  nameservers: [\"{}\"]\ntargets:\n  - name: dual\n    host: {DUAL_HOST}\n    port: {http_port}\n    checks: [dns, tcp, http]\n    http: {{ path: /ok }}\n",
-        dns.addr(dualprobe::family::Family::Ipv4)
+        dns.addr(dualprobe::model::family::Family::Ipv4)
     );
     if with_aonly {
         y.push_str(&format!(
@@ -210,8 +210,8 @@ async fn agent_serves_per_family_metrics_reloads_safely_and_stops_on_sigterm() {
     assert!(value(&m, "process_resident_memory_bytes").unwrap() > 0.0);
     assert!(m.contains("dualprobe_probe_duration_seconds_bucket{target=\"dual\",check=\"tcp\",family=\"ipv6\",le=\"0.0001\"}"));
     // Both families really reached the peer.
-    assert!(http.hits(dualprobe::family::Family::Ipv4, "/ok") > 0);
-    assert!(http.hits(dualprobe::family::Family::Ipv6, "/ok") > 0);
+    assert!(http.hits(dualprobe::model::family::Family::Ipv4, "/ok") > 0);
+    assert!(http.hits(dualprobe::model::family::Family::Ipv6, "/ok") > 0);
     // A failing pair is logged once when it starts failing, not every cycle.
     let logs = agent.logs();
     assert_eq!(
@@ -330,7 +330,7 @@ fn check_config_accepts_good_and_names_every_problem_in_bad() {
 async fn probe_subcommand_prints_per_family_results_and_exit_code() {
     let dns = DnsServer::start(standard_zone());
     let http = HttpServer::plain();
-    let ns = dns.addr(dualprobe::family::Family::Ipv4).to_string();
+    let ns = dns.addr(dualprobe::model::family::Family::Ipv4).to_string();
     let port = http.port();
     let run = |host: &'static str, json: bool| {
         let ns = ns.clone();

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use dualprobe::config::{Config, ConfigSource, embedded_default};
-use dualprobe::family::Family;
-use dualprobe::target::{Expect, Host};
+use dualprobe::model::family::Family;
+use dualprobe::model::target::{Expect, Host};
 
 /// (fixture, the line the error must contain).
 const EXPECTED: &[(&str, &str)] = &[

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use dualprobe::config::Config;
 use dualprobe::discovery::cloudformation::{discover_template_file, endpoints, parse_template};
 use dualprobe::discovery::{self, EndpointKind};
-use dualprobe::family::Family;
-use dualprobe::resolver::DnsResolver;
-use dualprobe::target::{Host, TargetSource};
+use dualprobe::model::family::Family;
+use dualprobe::net::resolver::DnsResolver;
+use dualprobe::model::target::{Host, TargetSource};
 use support_aws::QueryApiServer;
 
 fn repo(path: &str) -> PathBuf {
@@ -139,7 +139,7 @@ fn config_discovery_yields_cloudformation_targets() {
         repo("cloudformation/ipv6-vpc.yml").display()
     );
     let config = Config::from_yaml(&yaml, "test", None).unwrap();
-    let targets = discovery::discover_cloudformation(&config).unwrap();
+    let targets = discovery::discover_cloudformation(&config.discovery, &config.discovery_defaults()).unwrap();
     // The configured `vpce-logs` wins over the discovered one of the same name.
     assert_eq!(targets.len(), 6);
     assert!(
@@ -189,7 +189,8 @@ async fn api_reference_shapes_become_targets() {
     )
     .unwrap();
     let targets = discovery::discover_vpc_endpoints(
-        &config,
+        &config.discovery,
+        &config.discovery_defaults(),
         &resolver,
         Some(support_aws::test_credentials()),
     )

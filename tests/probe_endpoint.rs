@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use agent_proc::{AgentProc, Reply, get, get_with, must, sample};
-use dualprobe::family::Family;
+use dualprobe::model::family::Family;
 use support::{
     A_ONLY_HOST, DUAL_HOST, DnsServer, HttpServer, NeverAccepting, Pki, SILENT_HOST, closed_port,
     standard_zone,

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agent_proc::{AgentProc, client, free_port};
-use dualprobe::family::Family;
+use dualprobe::model::family::Family;
 use support::{DUAL_HOST, DnsServer, HttpServer, standard_zone};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";

@@ -9,9 +9,12 @@ mod support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use dualprobe::family::Family;
-use dualprobe::probe::{self, CheckKind, Failure, FailureReason, Observations, Outcome};
-use dualprobe::target::Expect;
+use dualprobe::model::family::Family;
+use dualprobe::checks;
+use dualprobe::model::check_kind::CheckKind;
+use dualprobe::model::failure::{Failure, FailureReason};
+use dualprobe::model::outcome::{Observations, Outcome};
+use dualprobe::model::target::Expect;
 use hickory_proto::rr::RecordType;
 
 use support::dns::Transport;
@@ -75,7 +78,7 @@ async fn full_https_chain_passes_on_both_families() {
         );
         let peer = SocketAddr::new(loopback(family), port);
         let dns = outcome(&report, "dns");
-        assert_eq!(dns.observations.dns_answers, Some(1), "{family}");
+        assert_eq!(dns.observations.value("dns_answers"), Some(1), "{family}");
         assert_eq!(dns.observations.addresses, [loopback(family)], "{family}");
         assert_eq!(
             outcome(&report, "tcp").observations.remote,
@@ -84,13 +87,13 @@ async fn full_https_chain_passes_on_both_families() {
         );
         let tls = outcome(&report, "tls");
         assert_eq!(
-            tls.observations.cert_not_after,
+            tls.observations.value("cert_not_after"),
             Some(GOOD_NOT_AFTER),
             "{family}"
         );
         assert_eq!(tls.observations.remote, Some(peer), "{family}");
         let http = outcome(&report, "http");
-        assert_eq!(http.observations.http_status, Some(200), "{family}");
+        assert_eq!(http.observations.value("http_status"), Some(200), "{family}");
         assert_eq!(http.observations.remote, Some(peer), "{family}");
         assert_eq!(report.expectation_met, Some(true), "{family}");
         assert!(report.all_passed());
@@ -126,7 +129,7 @@ async fn plain_http_chain_passes_on_both_families() {
             "{family}: {}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "http").observations.http_status, Some(200));
+        assert_eq!(outcome(&report, "http").observations.value("http_status"), Some(200));
         assert_eq!(server.hits(family, "/ok"), 1, "{family}");
     }
 }
@@ -155,7 +158,7 @@ async fn tls_handshake_completes_and_records_the_real_not_after() {
             show(&report)
         );
         assert_eq!(
-            outcome(&report, "tls").observations.cert_not_after,
+            outcome(&report, "tls").observations.value("cert_not_after"),
             Some(GOOD_NOT_AFTER)
         );
     }
@@ -275,8 +278,8 @@ async fn dns_answers_counts_every_record_of_the_family() {
         let dns = outcome(&report, "dns");
         assert_eq!(dns.result_label(), "ok", "{}", show(&report));
         assert_eq!(
-            dns.observations.dns_answers,
-            Some(want.len() as u32),
+            dns.observations.value("dns_answers"),
+            Some(want.len() as i64),
             "{family}"
         );
         assert_eq!(
@@ -307,7 +310,7 @@ async fn unknown_name_is_nxdomain_and_later_checks_are_skipped() {
             "{family}: {}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "dns").observations.dns_answers, Some(0));
+        assert_eq!(outcome(&report, "dns").observations.value("dns_answers"), Some(0));
         assert_eq!(outcome(&report, "tcp").duration, Duration::ZERO);
         assert!(detail(&report, "dns").contains(MISSING_HOST));
     }
@@ -344,7 +347,7 @@ async fn a_only_name_passes_over_ipv4_and_is_nodata_over_ipv6() {
         "{}",
         show(&v6)
     );
-    assert_eq!(outcome(&v6, "dns").observations.dns_answers, Some(0));
+    assert_eq!(outcome(&v6, "dns").observations.value("dns_answers"), Some(0));
     assert!(detail(&v6, "dns").contains("AAAA"), "{}", show(&v6));
     assert_eq!(v6.expectation_met, Some(false));
     eventually("the IPv4 handshake", || server.handshakes() == 1).await;
@@ -597,7 +600,7 @@ async fn addresses_all_fails_when_one_address_fails() {
             "{family}: {}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "dns").observations.dns_answers, Some(2));
+        assert_eq!(outcome(&report, "dns").observations.value("dns_answers"), Some(2));
         assert_eq!(
             outcome(&report, "tcp").observations.addresses,
             [loopback(family)]
@@ -759,7 +762,7 @@ async fn insecure_skip_verify_completes_and_still_records_expiry() {
             show(&report)
         );
         assert_eq!(
-            outcome(&report, "tls").observations.cert_not_after,
+            outcome(&report, "tls").observations.value("cert_not_after"),
             Some(EXPIRED_NOT_AFTER)
         );
     }
@@ -798,7 +801,7 @@ fn http_target(
     server: &HttpServer,
     name: &str,
     extra: &str,
-) -> std::sync::Arc<dualprobe::target::Target> {
+) -> std::sync::Arc<dualprobe::model::target::Target> {
     lab.target(&format!(
         "name: {name}\nhost: {DUAL_HOST}\nport: {port}\nchecks: [dns, tcp, http]\n{extra}",
         port = server.port()
@@ -824,7 +827,7 @@ async fn http_500_is_http_status_and_recorded() {
             "{family}: {}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "http").observations.http_status, Some(500));
+        assert_eq!(outcome(&report, "http").observations.value("http_status"), Some(500));
         assert!(detail(&report, "http").contains("500"));
 
         let report = lab.run(&accepted, family).await;
@@ -834,7 +837,7 @@ async fn http_500_is_http_status_and_recorded() {
             "{}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "http").observations.http_status, Some(500));
+        assert_eq!(outcome(&report, "http").observations.value("http_status"), Some(500));
     }
 }
 
@@ -898,7 +901,7 @@ async fn redirects_are_followed_on_the_same_family() {
             "{family}: {}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "http").observations.http_status, Some(200));
+        assert_eq!(outcome(&report, "http").observations.value("http_status"), Some(200));
         assert_eq!(server.hits(family, "/redirect"), 1, "{family}");
         assert_eq!(
             server.hits(family, "/ok"),
@@ -914,7 +917,7 @@ async fn redirects_are_followed_on_the_same_family() {
             "{}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "http").observations.http_status, Some(302));
+        assert_eq!(outcome(&report, "http").observations.value("http_status"), Some(302));
     }
 }
 
@@ -934,7 +937,7 @@ async fn redirect_to_an_a_only_host_fails_over_ipv6_with_nodata() {
         );
         let v4 = lab.run(&target, Family::Ipv4).await;
         assert_eq!(outcome(&v4, "http").result_label(), "ok", "{}", show(&v4));
-        assert_eq!(outcome(&v4, "http").observations.http_status, Some(200));
+        assert_eq!(outcome(&v4, "http").observations.value("http_status"), Some(200));
         assert_eq!(server.hits(Family::Ipv4, "/ok"), 1);
 
         let v6 = lab.run(&target, Family::Ipv6).await;
@@ -1153,7 +1156,7 @@ fn judged(expect: Expect, results: &[(&str, Option<FailureReason>)]) -> Option<b
             observations: Observations::default(),
         })
         .collect();
-    probe::judge(expect, &checks)
+    checks::judge(expect, &checks)
 }
 
 #[test]
@@ -1247,7 +1250,7 @@ async fn http_check_uses_tls_server_name_and_connects_to_the_target_host() {
             "{}",
             show(&report)
         );
-        assert_eq!(outcome(&report, "http").observations.http_status, Some(200));
+        assert_eq!(outcome(&report, "http").observations.value("http_status"), Some(200));
         // Without the override the certificate (for wrong.test) does not match the host.
         let report = lab.run(&without, family).await;
         assert_eq!(

@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dualprobe::config::Config;
-use dualprobe::env::ProbeEnv;
-use dualprobe::family::Family;
-use dualprobe::metrics::Metrics;
-use dualprobe::probe::CycleReport;
-use dualprobe::resolver::DnsResolver;
-use dualprobe::results::Results;
+use dualprobe::checks::CheckEnv;
+use dualprobe::model::family::Family;
+use dualprobe::report::metrics::Metrics;
+use dualprobe::model::outcome::CycleReport;
+use dualprobe::net::resolver::DnsResolver;
+use dualprobe::report::results::Results;
 use dualprobe::scheduler::{self, CycleFn, Readiness, SchedulerDeps, first_run_offset};
-use dualprobe::target::Target;
+use dualprobe::model::target::Target;
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -91,7 +91,7 @@ fn deps(run: CycleFn, concurrency: usize) -> SchedulerDeps {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     SchedulerDeps {
-        env: Arc::new(ProbeEnv::new(
+        env: Arc::new(CheckEnv::new(
             DnsResolver::new(&["127.0.0.1:1".parse().unwrap()], Duration::from_secs(1)).unwrap(),
         )),
         results: Arc::new(Results::new(metrics, vec![])),

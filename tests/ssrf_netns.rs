@@ -205,7 +205,7 @@ mod inner {
     use axum::Router;
     use axum::http::{StatusCode, Uri, header};
     use axum::response::{IntoResponse, Response};
-    use dualprobe::family::Family;
+    use dualprobe::model::family::Family;
     use support::{DUAL_HOST, DnsServer, standard_zone, tcp_listener_pair, with_free_port};
 
     /// Refuses to run anywhere but in a namespace made of loopback only, holding the metadata

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agent_proc::AgentProc;
-use dualprobe::family::Family;
+use dualprobe::model::family::Family;
 use support::{A_ONLY_HOST, DUAL_HOST, DnsServer, HttpServer, standard_zone};
 
 /// A chromium child, killed on drop (a hung browser must not outlive the test).

@@ -3,17 +3,37 @@
 use futures_util::future::BoxFuture;
 
 use crate::model::check_kind::Layer;
-use crate::model::outcome::{CheckOutput, Observations};
+use crate::model::outcome::{CheckOutput, Measurement, Observations};
 use super::{Check, CheckContext};
 use crate::model::target::Host;
 
-/// The `dns` prober.
+/// How many records of the family's type the lookup returned (0 on failure).
+static ANSWERS: Measurement = Measurement {
+    metric: "dualprobe_dns_answers",
+    help: "Answers of the family's record type in the last lookup",
+    blackbox: None,
+    probe_help: "Answers of the family's record type",
+    key: "dns_answers",
+    describe: None,
+};
+
+static MEASURED: &[&Measurement] = &[&ANSWERS];
+
+/// The `dns` check.
 pub(super) struct Dns;
 
 impl Check for Dns {
 
     fn layer(&self) -> Layer {
         Layer::Resolve
+    }
+
+    fn measurements(&self) -> &'static [&'static Measurement] {
+        MEASURED
+    }
+
+    fn blackbox_duration(&self) -> Option<(&'static str, &'static str)> {
+        Some(("probe_dns_lookup_time_seconds", "Duration of the DNS lookup"))
     }
 
     fn run<'a>(&'a self, cx: &'a mut CheckContext<'_>) -> BoxFuture<'a, CheckOutput> {
@@ -30,20 +50,18 @@ impl Check for Dns {
                         answer.addresses
                     ));
                     let obs = Observations {
-                        dns_answers: Some(answer.addresses.len() as u32),
                         addresses: answer.addresses.clone(),
                         ..Observations::default()
-                    };
+                    }
+                    .measure(&ANSWERS, answer.addresses.len() as i64);
                     if let Err(f) = cx.env.check_addresses(&answer.addresses) {
                         return CheckOutput::fail(f).with(obs);
                     }
                     cx.set_addresses(answer.addresses);
                     CheckOutput::pass(obs)
                 }
-                Err(e) => CheckOutput::fail(e.to_failure()).with(Observations {
-                    dns_answers: Some(0),
-                    ..Observations::default()
-                }),
+                Err(e) => CheckOutput::fail(e.to_failure())
+                    .with(Observations::default().measure(&ANSWERS, 0)),
             }
         })
     }

@@ -9,16 +9,35 @@ use futures_util::future::BoxFuture;
 use super::{Check, CheckContext};
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
-use crate::model::outcome::{CheckOutput, Observations};
+use crate::model::outcome::{CheckOutput, Measurement, Observations};
 use crate::model::target::{Host, Target};
 use crate::net::guard::AddressPolicy;
 use crate::net::http::{self, CarriedFailure, ClientOptions, Protocols, off_family};
 use crate::net::resolver::DnsResolver;
 
-/// The `http` prober.
+/// The final response's status.
+static STATUS: Measurement = Measurement {
+    metric: "dualprobe_http_status_code",
+    help: "Status of the last HTTP response",
+    blackbox: Some(("probe_http_status_code", "Response HTTP status code")),
+    probe_help: "",
+    key: "http_status",
+    describe: Some(describe_status),
+};
+
+static MEASURED: &[&Measurement] = &[&STATUS];
+
+fn describe_status(status: i64) -> String {
+    format!("HTTP {status}")
+}
+
+/// The `http` check.
 pub(super) struct Http;
 
 impl Check for Http {
+    fn measurements(&self) -> &'static [&'static Measurement] {
+        MEASURED
+    }
 
     fn run<'a>(&'a self, cx: &'a mut CheckContext<'_>) -> BoxFuture<'a, CheckOutput> {
         Box::pin(async move {
@@ -52,10 +71,10 @@ impl Check for Http {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let obs = Observations {
-                        http_status: Some(status),
                         remote: resp.remote_addr(),
                         ..Observations::default()
-                    };
+                    }
+                    .measure(&STATUS, i64::from(status));
                     if let Some(remote) = resp.remote_addr()
                         && Family::of(remote.ip()) != family
                     {

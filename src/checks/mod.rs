@@ -18,7 +18,7 @@ pub use env::CheckEnv;
 use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
-use crate::model::outcome::{CheckOutput, CycleReport, Observations, Outcome};
+use crate::model::outcome::{CheckOutput, CycleReport, Measurement, Observations, Outcome};
 use crate::model::target::{AddressSelection, Expect, Host, Target};
 
 macro_rules! register_checks {
@@ -41,6 +41,18 @@ pub trait Check: Send + Sync + 'static {
     /// Which layer the check exercises.
     fn layer(&self) -> Layer {
         Layer::Connect
+    }
+
+    /// What the check measures besides pass/fail (each a `{target, family}` gauge, a JSON key,
+    /// a `/probe` series).
+    fn measurements(&self) -> &'static [&'static Measurement] {
+        &[]
+    }
+
+    /// The blackbox_exporter series `/probe` derives from this check's duration, e.g.
+    /// `probe_dns_lookup_time_seconds` for `dns`: (name, help).
+    fn blackbox_duration(&self) -> Option<(&'static str, &'static str)> {
+        None
     }
 
     /// Rejects a target this check cannot run on (e.g. `s3` without an `aws:` block). The message

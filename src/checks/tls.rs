@@ -6,13 +6,38 @@ use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use crate::model::failure::{Failure, FailureReason};
-use crate::model::outcome::{CheckOutput, Observations};
+use crate::model::outcome::{CheckOutput, Measurement, Observations};
 use super::{Check, CheckContext};
 
-/// The `tls` prober.
+/// The leaf certificate's notAfter.
+static CERT_NOT_AFTER: Measurement = Measurement {
+    metric: "dualprobe_tls_cert_expiry_timestamp_seconds",
+    help: "notAfter of the leaf certificate, unix seconds",
+    blackbox: Some((
+        "probe_ssl_earliest_cert_expiry",
+        "Expiry of the leaf certificate, unix seconds",
+    )),
+    probe_help: "",
+    key: "cert_not_after",
+    describe: Some(describe_expiry),
+};
+
+static MEASURED: &[&Measurement] = &[&CERT_NOT_AFTER];
+
+fn describe_expiry(not_after: i64) -> String {
+    let now = std::time::UNIX_EPOCH
+        .elapsed()
+        .map_or(0, |d| d.as_secs() as i64);
+    format!("cert expires in {}d", (not_after - now) / 86_400)
+}
+
+/// The `tls` check.
 pub(super) struct Tls;
 
 impl Check for Tls {
+    fn measurements(&self) -> &'static [&'static Measurement] {
+        MEASURED
+    }
 
     fn run<'a>(&'a self, cx: &'a mut CheckContext<'_>) -> BoxFuture<'a, CheckOutput> {
         Box::pin(async move {
@@ -43,10 +68,13 @@ impl Check for Tls {
                         "TLS {:?} with {sni}, cert notAfter {not_after:?}",
                         session.protocol_version()
                     ));
-                    CheckOutput::pass(Observations {
+                    let obs = Observations {
                         remote,
-                        cert_not_after: not_after,
                         ..Observations::default()
+                    };
+                    CheckOutput::pass(match not_after {
+                        Some(t) => obs.measure(&CERT_NOT_AFTER, t),
+                        None => obs,
                     })
                 }
                 Err(e) => CheckOutput::fail(classify(&e)).with(Observations {

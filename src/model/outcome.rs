@@ -12,31 +12,86 @@ use super::failure::{Failure, FailureReason};
 use super::family::Family;
 use super::target::Target;
 
-/// What a check observed besides pass/fail; each field feeds one metric or JSON field.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// A value a check kind measures per (target, family), declared as a `static` in that kind's
+/// file. Everything downstream — `/metrics`, `/probe`, JSON answers, the CLI table — renders
+/// every declared measurement from this description, so a new kind's measurement touches only
+/// its own file.
+#[derive(Debug)]
+pub struct Measurement {
+    /// The gauge on `/metrics`, labelled `{target, family}`, e.g. `dualprobe_dns_answers`.
+    pub metric: &'static str,
+    /// Its HELP text on `/metrics`.
+    pub help: &'static str,
+    /// Its name and HELP on `/probe`: a blackbox_exporter name (no `family` label when one
+    /// family is probed, so blackbox dashboards work), or `None` for `metric` with a `family`
+    /// label.
+    pub blackbox: Option<(&'static str, &'static str)>,
+    /// Its HELP on `/probe` when `blackbox` is `None` (`/probe` has no `target` label).
+    pub probe_help: &'static str,
+    /// The key in JSON answers.
+    pub key: &'static str,
+    /// How the CLI table shows a value (e.g. `HTTP 200`); `None`: not shown.
+    pub describe: Option<fn(i64) -> String>,
+}
+
+/// Measurements are told apart by their metric name, which is unique.
+impl PartialEq for Measurement {
+    fn eq(&self, other: &Self) -> bool {
+        self.metric == other.metric
+    }
+}
+
+/// What a check observed besides pass/fail.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observations {
     /// Addresses the check resolved or tried, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpAddr>,
-    /// Number of answers of this family's record type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns_answers: Option<u32>,
     /// The peer actually connected to.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<SocketAddr>,
-    /// Leaf certificate notAfter, unix seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert_not_after: Option<i64>,
-    /// Final HTTP status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
+    /// Values of the kind's declared measurements.
+    pub measured: Vec<(&'static Measurement, i64)>,
     /// On a pass: a reason that still goes into the `result` label. AWS answering AccessDenied
     /// proves the family's path (the check passes) but is counted as `aws_denied`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<Failure>,
 }
 
-/// What a prober hands back: pass or a typed failure, plus observations either way.
+impl Observations {
+    /// Records a measurement.
+    pub fn measure(mut self, what: &'static Measurement, value: i64) -> Observations {
+        self.measured.push((what, value));
+        self
+    }
+
+    /// The value of the measurement whose JSON key is `key`.
+    pub fn value(&self, key: &str) -> Option<i64> {
+        self.measured
+            .iter()
+            .find(|(m, _)| m.key == key)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl Serialize for Observations {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if !self.addresses.is_empty() {
+            m.serialize_entry("addresses", &self.addresses)?;
+        }
+        for (what, v) in &self.measured {
+            m.serialize_entry(what.key, v)?;
+        }
+        if let Some(r) = &self.remote {
+            m.serialize_entry("remote", r)?;
+        }
+        if let Some(n) = &self.note {
+            m.serialize_entry("note", n)?;
+        }
+        m.end()
+    }
+}
+
+/// What a check hands back: pass or a typed failure, plus observations either way.
 #[derive(Debug, Clone)]
 pub struct CheckOutput {
     /// Pass, or why not.

@@ -15,7 +15,9 @@ use crate::report::check_series::CheckSeries;
 pub use crate::report::prom_text::{DURATION_BUCKETS, Format};
 use crate::model::family::Family;
 use crate::model::outcome::CycleReport;
+use crate::checks::check_for;
 use crate::model::check_kind::CheckKind;
+use crate::model::outcome::Measurement;
 use crate::model::target::{Target, TargetSource};
 
 /// `{target, family}`.
@@ -88,12 +90,9 @@ pub struct Metrics {
     pub target_info: MetricFamily<TargetInfoLabels, Gauge>,
     /// `dualprobe_targets`.
     pub targets: MetricFamily<SourceLabels, Gauge>,
-    /// `dualprobe_dns_answers`.
-    pub dns_answers: MetricFamily<TargetFamilyLabels, Gauge>,
-    /// `dualprobe_tls_cert_expiry_timestamp_seconds`.
-    pub cert_expiry: MetricFamily<TargetFamilyLabels, Gauge>,
-    /// `dualprobe_http_status_code`.
-    pub http_status: MetricFamily<TargetFamilyLabels, Gauge>,
+    /// One gauge per measurement a check kind declares (`dualprobe_dns_answers`, …), in chain
+    /// order.
+    pub measured: Vec<(&'static Measurement, MetricFamily<TargetFamilyLabels, Gauge>)>,
     /// `dualprobe_build_info`.
     pub build_info: MetricFamily<BuildLabels, Gauge>,
     /// `dualprobe_config_last_reload_successful`.
@@ -111,9 +110,11 @@ impl Metrics {
             target_expected: MetricFamily::default(),
             target_info: MetricFamily::default(),
             targets: MetricFamily::default(),
-            dns_answers: MetricFamily::default(),
-            cert_expiry: MetricFamily::default(),
-            http_status: MetricFamily::default(),
+            measured: CheckKind::ALL
+                .iter()
+                .flat_map(|k| check_for(*k).measurements())
+                .map(|m| (*m, MetricFamily::default()))
+                .collect(),
             build_info: MetricFamily::default(),
             reload_successful: Gauge::default(),
             reload_success_time: FloatGauge::default(),
@@ -135,21 +136,10 @@ impl Metrics {
             m.target_info.clone(),
         );
         r.register("targets", "Number of targets per source", m.targets.clone());
-        r.register(
-            "dns_answers",
-            "Answers of the family's record type in the last lookup",
-            m.dns_answers.clone(),
-        );
-        r.register(
-            "tls_cert_expiry_timestamp_seconds",
-            "notAfter of the leaf certificate, unix seconds",
-            m.cert_expiry.clone(),
-        );
-        r.register(
-            "http_status_code",
-            "Status of the last HTTP response",
-            m.http_status.clone(),
-        );
+        for (what, family) in &m.measured {
+            let name = what.metric.strip_prefix("dualprobe_").unwrap_or(what.metric);
+            r.register(name, what.help, family.clone());
+        }
         r.register(
             "build_info",
             "Build and task information (always 1)",
@@ -258,9 +248,9 @@ impl Metrics {
             family: family.as_str(),
         };
         self.expectation_met.remove(&labels);
-        self.dns_answers.remove(&labels);
-        self.cert_expiry.remove(&labels);
-        self.http_status.remove(&labels);
+        for (_, family) in &self.measured {
+            family.remove(&labels);
+        }
     }
 
     /// Writes one cycle's results.
@@ -274,14 +264,10 @@ impl Metrics {
                 target: target.clone(),
                 family,
             };
-            if let Some(n) = o.observations.dns_answers {
-                self.dns_answers.get_or_create(&tf).set(i64::from(n));
-            }
-            if let Some(t) = o.observations.cert_not_after {
-                self.cert_expiry.get_or_create(&tf).set(t);
-            }
-            if let Some(s) = o.observations.http_status {
-                self.http_status.get_or_create(&tf).set(i64::from(s));
+            for (what, value) in &o.observations.measured {
+                if let Some((_, family)) = self.measured.iter().find(|(m, _)| m == what) {
+                    family.get_or_create(&tf).set(*value);
+                }
             }
         }
         let tf = TargetFamilyLabels {

@@ -24,7 +24,9 @@ use crate::config::{Config, ProbeEndpointSettings};
 use crate::net::guard::AddressPolicy;
 use crate::model::family::Family;
 use crate::model::check_kind::{CheckKind, Layer};
+use crate::checks::check_for;
 use crate::model::outcome::CycleReport;
+use crate::report::prom_text::escape_label_value;
 use crate::model::failure::FailureReason;
 use crate::checks::run_cycle_until;
 use crate::model::target::{Host, Target, TargetSource};
@@ -378,11 +380,9 @@ impl Exposition {
                 if i > 0 {
                     line.push(',');
                 }
-                let v = v
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(line, "{k}=\"{v}\"");
+                let _ = write!(line, "{k}=\"");
+                escape_label_value(&mut line, v);
+                line.push('"');
             }
             line.push('}');
         }
@@ -464,38 +464,19 @@ fn render(reports: &[CycleReport], single_family: bool) -> String {
                     1.0,
                 );
             }
-            let ob = &o.observations;
-            if check == "dns" {
-                e.add(
-                    "probe_dns_lookup_time_seconds",
-                    "Duration of the DNS lookup",
-                    &fam_labels,
-                    o.duration.as_secs_f64(),
-                );
+            if let Some((name, help)) = check_for(o.check).blackbox_duration() {
+                e.add(name, help, &fam_labels, o.duration.as_secs_f64());
             }
-            if let Some(n) = ob.dns_answers {
-                e.add(
-                    "dualprobe_dns_answers",
-                    "Answers of the family's record type",
-                    &[("family", fam)],
-                    f64::from(n),
-                );
-            }
-            if let Some(s) = ob.http_status {
-                e.add(
-                    "probe_http_status_code",
-                    "Response HTTP status code",
-                    &fam_labels,
-                    f64::from(s),
-                );
-            }
-            if let Some(t) = ob.cert_not_after {
-                e.add(
-                    "probe_ssl_earliest_cert_expiry",
-                    "Expiry of the leaf certificate, unix seconds",
-                    &fam_labels,
-                    t as f64,
-                );
+            for (what, value) in &o.observations.measured {
+                match what.blackbox {
+                    Some((name, help)) => e.add(name, help, &fam_labels, *value as f64),
+                    None => e.add(
+                        what.metric,
+                        what.probe_help,
+                        &[("family", fam)],
+                        *value as f64,
+                    ),
+                }
             }
         }
         if let Some(met) = r.expectation_met {

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dualprobe::config::Config;
-use dualprobe::env::ProbeEnv;
-use dualprobe::family::Family;
-use dualprobe::probe::{self, CycleReport, Outcome};
-use dualprobe::resolver::DnsResolver;
-use dualprobe::target::Target;
+use dualprobe::checks::CheckEnv;
+use dualprobe::model::family::Family;
+use dualprobe::checks;
+use dualprobe::model::outcome::{CycleReport, Outcome};
+use dualprobe::net::resolver::DnsResolver;
+use dualprobe::model::target::Target;
 use tokio::task::JoinSet;
 
 pub use dns::{DnsServer, Zone};
@@ -126,7 +127,7 @@ pub struct Lab {
     /// The test CA and certificates.
     pub pki: Pki,
     /// The environment probes run in.
-    pub env: ProbeEnv,
+    pub env: CheckEnv,
     nameserver: SocketAddr,
 }
 
@@ -161,7 +162,7 @@ impl Lab {
         Lab {
             dns,
             pki: Pki::new(),
-            env: ProbeEnv::new(resolver),
+            env: CheckEnv::new(resolver),
             nameserver,
         }
     }
@@ -199,7 +200,7 @@ impl Lab {
 
     /// Runs one cycle of `target` over `family`.
     pub async fn run(&self, target: &Arc<Target>, family: Family) -> CycleReport {
-        probe::run_cycle(target, family, &self.env, true).await
+        checks::run_cycle(target, family, &self.env, true).await
     }
 }
 

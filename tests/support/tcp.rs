@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use dualprobe::family::Family;
+use dualprobe::model::family::Family;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{loopback, with_free_port};

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
-use dualprobe::family::Family;
-use dualprobe::target::Target;
+use dualprobe::model::family::Family;
+use dualprobe::model::target::Target;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
