@@ -6,10 +6,10 @@ use prometheus_client::registry::Registry;
 
 use std::time::Duration;
 
-use dualprobe::model::family::Family;
-use dualprobe::report::metrics::{Format, Metrics, TargetFamilyLabels, render};
 use dualprobe::model::check_kind::CheckKind;
+use dualprobe::model::family::Family;
 use dualprobe::model::outcome::{Observations, Outcome};
+use dualprobe::report::metrics::{Format, Metrics, TargetFamilyLabels, render};
 
 fn populated(targets: usize) -> (Registry, Metrics) {
     let mut registry = Registry::default();

@@ -10,15 +10,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::checks::CheckEnv;
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::discovery::{DiscoveryError, discover_cloudformation, discover_vpc_endpoints};
-use crate::checks::CheckEnv;
+use crate::model::target::{Target, TargetSource};
 use crate::net::guard::AdhocPolicy;
-use crate::report::metrics::{BuildLabels, Metrics};
 use crate::net::resolver::DnsResolver;
+use crate::report::metrics::{BuildLabels, Metrics};
 use crate::report::results::{ReportSink, Results};
 use crate::scheduler::{self, Readiness, SchedulerDeps};
-use crate::model::target::{Target, TargetSource};
 
 /// One loaded config and what runs from it.
 pub struct Generation {

@@ -3,13 +3,13 @@
 //! metrics / HTTP — and so do the imports: each module below uses only those listed before it.
 #![forbid(unsafe_code)]
 
-pub mod model;
-pub mod net;
+pub mod agent;
 pub mod aws;
 pub mod checks;
-pub mod discovery;
 pub mod config;
-pub mod scheduler;
+pub mod discovery;
+pub mod model;
+pub mod net;
 pub mod report;
-pub mod agent;
+pub mod scheduler;
 pub mod serve;

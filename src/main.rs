@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dualprobe::serve::adhoc::{self, AdhocRequest};
 use dualprobe::agent::{Agent, RunOptions};
-use dualprobe::config::{ConfigSource, parse_nameserver};
 use dualprobe::checks::CheckEnv;
+use dualprobe::checks::run_cycle;
+use dualprobe::config::{ConfigSource, parse_nameserver};
 use dualprobe::model::family::Family;
 use dualprobe::model::outcome::CycleReport;
-use dualprobe::checks::run_cycle;
 use dualprobe::net::resolver::DnsResolver;
+use dualprobe::serve::adhoc::{self, AdhocRequest};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::Targets;
 
@@ -287,9 +287,11 @@ async fn run(args: RunArgs) -> Result<bool> {
         }
     }
     if args.emf {
-        options.sinks.push(Arc::new(dualprobe::report::emf::EmfSink::stdout(
-            &args.emf_namespace,
-        )));
+        options
+            .sinks
+            .push(Arc::new(dualprobe::report::emf::EmfSink::stdout(
+                &args.emf_namespace,
+            )));
     }
     let agent = Agent::start(source, config, options, shutdown.clone())?;
     tokio::spawn(handle_signals(Arc::clone(&agent), shutdown.clone()));
@@ -320,7 +322,10 @@ async fn handle_signals(agent: Arc<Agent>, shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+        let (mut term, mut hup) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
             (Ok(t), Ok(h)) => (t, h),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "cannot listen for SIGTERM/SIGHUP");
@@ -485,7 +490,6 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
     }
     out
 }
-
 
 fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {
     let url = match url {

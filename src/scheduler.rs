@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::checks::CheckEnv;
+use crate::checks::run_cycle;
 use crate::model::family::Family;
 use crate::model::outcome::CycleReport;
-use crate::checks::run_cycle;
 use crate::model::target::Target;
 
 /// Where the scheduler hands each finished cycle: the reports' `Results` in the

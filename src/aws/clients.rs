@@ -13,13 +13,13 @@ use aws_sdk_s3::config::{
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use super::connector::{AwsHttpClient, AwsHttpOptions, RemoteSlot};
 use super::AwsSettings;
-use crate::net::guard::AddressPolicy;
-use crate::model::family::Family;
+use super::connector::{AwsHttpClient, AwsHttpOptions, RemoteSlot};
 use crate::model::failure::{Failure, FailureReason};
-use crate::net::resolver::DnsResolver;
+use crate::model::family::Family;
 use crate::model::target::Target;
+use crate::net::guard::AddressPolicy;
+use crate::net::resolver::DnsResolver;
 
 /// An SDK client of one (target, family) and where it records the peer of each response.
 pub struct ServiceClient<C> {

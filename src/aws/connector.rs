@@ -28,9 +28,9 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use reqwest::header::{HOST, HeaderMap, HeaderName, HeaderValue};
 
-use crate::net::guard::AddressPolicy;
-use crate::model::family::Family;
 use crate::model::failure::{Failure, FailureReason};
+use crate::model::family::Family;
+use crate::net::guard::AddressPolicy;
 use crate::net::http::{self, CarriedFailure, ClientOptions, Protocols};
 use crate::net::resolver::DnsResolver;
 
@@ -110,7 +110,10 @@ impl AwsHttpClient {
             alias: None,
         })
         .map_err(|f| {
-            Failure::new(f.reason, format!("building the AWS HTTP client: {}", f.detail))
+            Failure::new(
+                f.reason,
+                format!("building the AWS HTTP client: {}", f.detail),
+            )
         })?;
         Ok(AwsHttpClient {
             connector: Connector {

@@ -9,8 +9,8 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
-use crate::net::http::CarriedFailure;
 use crate::model::failure::{Failure, FailureReason};
+use crate::net::http::CarriedFailure;
 
 /// Error codes meaning the credentials or the signature were rejected.
 pub const AUTH_CODES: &[&str] = &[

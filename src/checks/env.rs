@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::model::family::Family;
 use crate::model::failure::Failure;
+use crate::model::family::Family;
+use crate::model::target::{Target, TargetSource};
 use crate::net::guard::AddressPolicy;
 use crate::net::resolver::DnsResolver;
-use crate::model::target::{Target, TargetSource};
 
 type ClientKey = (String, Family, &'static str);
 

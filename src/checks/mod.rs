@@ -22,8 +22,8 @@ use crate::model::outcome::{CheckOutput, CycleReport, Measurement, Observations,
 use crate::model::target::{AddressSelection, Expect, Host, Target};
 
 macro_rules! register_checks {
-    ($($variant:ident $name:literal $module:ident,)*) => {
-        $(mod $module;)*
+    ($($variant:ident $name:literal $module:ident [$($section:ident)?],)*) => {
+        $(pub mod $module;)*
 
         /// The implementation of `kind`.
         pub fn check_for(kind: CheckKind) -> &'static dyn Check {
@@ -34,6 +34,28 @@ macro_rules! register_checks {
     };
 }
 crate::model::check_kind::check_kinds!(register_checks);
+
+/// A check kind with its own config section on targets and modules (e.g. `private_dns:`),
+/// named in its registry line: the section's YAML shape and how it becomes the settings the
+/// check reads back with `target.settings.get`.
+pub trait Configure: Check {
+    /// The section as serde reads it (unknown keys denied).
+    type Raw: serde::de::DeserializeOwned + std::fmt::Debug;
+
+    /// Validates `raw`; `field` is the section's path (`targets[2].private_dns`). Every problem
+    /// goes to `problem(line, field, message)`; `None` when there were any.
+    fn configure(
+        raw: &Self::Raw,
+        field: &str,
+        problem: &mut dyn FnMut(Option<u64>, String, String),
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>>;
+}
+
+/// The 1-based line of a spanned config value, when known.
+pub fn line_of<T>(s: &serde_saphyr::Spanned<T>) -> Option<u64> {
+    let l = s.referenced.line();
+    (l > 0).then_some(l)
+}
 
 /// One check kind's behaviour. Implementations are unit structs named after their
 /// [`CheckKind`] variant, one per file.

@@ -4,17 +4,76 @@
 //! DNS is off (or the VPC does not use Amazon DNS): reason `public_address`. Runs after `dns` and
 //! uses its answers.
 
+use std::any::Any;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use serde_saphyr::Spanned;
 
-use crate::model::check_kind::Layer;
+use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::outcome::{CheckOutput, Observations};
-use super::{Check, CheckContext};
+use crate::model::target::Target;
+use super::{Check, CheckContext, Configure, line_of};
 
-/// The `private_dns` prober.
-pub(super) struct PrivateDns;
+/// The `private_dns` check.
+pub struct PrivateDns;
+
+/// The `private_dns:` section of a target.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    #[serde(default)]
+    cidrs: Vec<Spanned<String>>,
+}
+
+/// What `private_dns` reads back: extra ranges it accepts besides RFC 1918 and ULA (the VPC's
+/// CIDRs; discovery sets them from `DescribeVpcs`).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The extra private ranges.
+    pub cidrs: Vec<ipnet::IpNet>,
+}
+
+/// The extra private ranges of `target` (none when it has no `private_dns:` section).
+pub fn extra_cidrs(target: &Target) -> Vec<ipnet::IpNet> {
+    target
+        .settings
+        .get::<Settings>(CheckKind::PrivateDns)
+        .map(|s| s.cidrs.clone())
+        .unwrap_or_default()
+}
+
+impl Configure for PrivateDns {
+    type Raw = Raw;
+
+    fn configure(
+        raw: &Raw,
+        field: &str,
+        problem: &mut dyn FnMut(Option<u64>, String, String),
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let mut cidrs = Vec::new();
+        let mut ok = true;
+        for (i, c) in raw.cidrs.iter().enumerate() {
+            match c.value.trim().parse::<ipnet::IpNet>() {
+                Ok(n) => cidrs.push(n),
+                Err(_) => {
+                    ok = false;
+                    problem(
+                        line_of(c),
+                        format!("{field}.cidrs[{i}]"),
+                        format!(
+                            "`{}` is not a CIDR like 10.0.0.0/16 or 2600:1f18:abcd:ef00::/56",
+                            c.value
+                        ),
+                    );
+                }
+            }
+        }
+        ok.then(|| Arc::new(Settings { cidrs }) as Arc<dyn Any + Send + Sync>)
+    }
+}
 
 /// True for RFC 1918, 100.64.0.0/10 (shared address space, allowed as a VPC CIDR) and
 /// fc00::/7 (ULA) addresses, or any address inside `extra`.
@@ -52,9 +111,10 @@ impl Check for PrivateDns {
                 addresses: addrs.clone(),
                 ..Observations::default()
             };
+            let extra = extra_cidrs(cx.target);
             let public: Vec<String> = addrs
                 .iter()
-                .filter(|a| !is_private(**a, &cx.target.private_cidrs))
+                .filter(|a| !is_private(**a, &extra))
                 .map(ToString::to_string)
                 .collect();
             if public.is_empty() {

@@ -14,13 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_saphyr::Spanned;
-
 pub use probe_endpoint::ProbeEndpointSettings;
 pub use problems::{ConfigError, Problem, parse_nameserver};
 
 use problems::{Problems, families_or_problem, is_region_name, line_of, parse_duration};
-use raw::{RawConfig, RawTarget};
+use raw::RawConfig;
 use targets::{TargetDefaults, build_target};
 
 use crate::model::family::Family;
@@ -263,31 +261,7 @@ impl Config {
         let mut modules = HashMap::new();
         for (name, m) in raw.modules.take().unwrap_or_default() {
             let field = format!("modules.{}", name.value);
-            let as_target = RawTarget {
-                name: Spanned::new(name.value.clone(), name.referenced, name.defined),
-                // The host comes with each request; this placeholder is never probed.
-                host: Some(Spanned::new(
-                    "module.invalid".to_string(),
-                    name.referenced,
-                    name.defined,
-                )),
-                port: m.port,
-                checks: m.checks,
-                // Modules have no schedule; a long interval keeps any timeout valid.
-                interval: Some(Spanned::new(
-                    "24h".to_string(),
-                    name.referenced,
-                    name.defined,
-                )),
-                timeout: m.timeout,
-                families: m.families,
-                addresses: m.addresses,
-                http: m.http,
-                tls: m.tls,
-                expect: m.expect,
-                aws: None,
-                private_dns: None,
-            };
+            let as_target = m.into_target(&name);
             if let Some(t) = build_target(&mut p, &as_target, &field, &defaults) {
                 modules.insert(name.value, Arc::new(t));
             }
@@ -329,4 +303,3 @@ impl Config {
         self.targets.iter().find(|t| t.name == name)
     }
 }
-

@@ -31,7 +31,12 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn single(origin: &str, line: Option<u64>, field: &str, message: String) -> ConfigError {
+    pub(super) fn single(
+        origin: &str,
+        line: Option<u64>,
+        field: &str,
+        message: String,
+    ) -> ConfigError {
         ConfigError {
             origin: origin.to_string(),
             problems: vec![Problem {
@@ -63,12 +68,16 @@ impl fmt::Display for ConfigError {
     }
 }
 
-
 /// Collects problems while validating.
 pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    pub(super) fn add(&mut self, line: Option<u64>, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        line: Option<u64>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.0.push(Problem {
             line,
             field: field.into(),
@@ -128,7 +137,11 @@ pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
     })
 }
 
-pub(super) fn families_or_problem(p: &mut Problems, f: &Spanned<Vec<Family>>, field: &str) -> Vec<Family> {
+pub(super) fn families_or_problem(
+    p: &mut Problems,
+    f: &Spanned<Vec<Family>>,
+    field: &str,
+) -> Vec<Family> {
     let mut v = f.value.clone();
     v.sort();
     v.dedup();
@@ -159,4 +172,3 @@ pub(super) fn is_region_name(r: &str) -> bool {
         && r.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
-

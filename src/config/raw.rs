@@ -40,20 +40,6 @@ pub(super) struct RawProbe {
     pub(super) timeout_offset: Option<Spanned<String>>,
 }
 
-/// A module: everything a target has but its name and host.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawModule {
-    pub(super) port: Option<Spanned<u16>>,
-    pub(super) checks: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(super) timeout: Option<Spanned<String>>,
-    pub(super) families: Option<Spanned<Vec<Family>>>,
-    pub(super) addresses: Option<AddressSelection>,
-    pub(super) http: Option<RawHttp>,
-    pub(super) tls: Option<RawTls>,
-    pub(super) expect: Option<RawExpect>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDiscovery {
@@ -91,35 +77,102 @@ pub(super) struct RawAws {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawPrivateDns {
-    #[serde(default)]
-    pub(super) cidrs: Vec<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawResolver {
     #[serde(default)]
     pub(super) nameservers: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTarget {
-    pub(super) name: Spanned<String>,
-    pub(super) host: Option<Spanned<String>>,
-    pub(super) port: Option<Spanned<u16>>,
-    pub(super) checks: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(super) interval: Option<Spanned<String>>,
-    pub(super) timeout: Option<Spanned<String>>,
-    pub(super) families: Option<Spanned<Vec<Family>>>,
-    pub(super) addresses: Option<AddressSelection>,
-    pub(super) http: Option<RawHttp>,
-    pub(super) tls: Option<RawTls>,
-    pub(super) expect: Option<RawExpect>,
-    pub(super) aws: Option<Spanned<RawAws>>,
-    pub(super) private_dns: Option<RawPrivateDns>,
+/// Targets and modules, with one field per check kind that owns a config section: generated
+/// from the registry list, so a new kind's section needs no edit here.
+macro_rules! raw_targets {
+    ($($variant:ident $name:literal $module:ident [$($section:ident)?],)*) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawTarget {
+            pub(super) name: Spanned<String>,
+            pub(super) host: Option<Spanned<String>>,
+            pub(super) port: Option<Spanned<u16>>,
+            pub(super) checks: Option<Spanned<Vec<Spanned<String>>>>,
+            pub(super) interval: Option<Spanned<String>>,
+            pub(super) timeout: Option<Spanned<String>>,
+            pub(super) families: Option<Spanned<Vec<Family>>>,
+            pub(super) addresses: Option<AddressSelection>,
+            pub(super) http: Option<RawHttp>,
+            pub(super) tls: Option<RawTls>,
+            pub(super) expect: Option<RawExpect>,
+            pub(super) aws: Option<Spanned<RawAws>>,
+            $($(
+                pub(super) $section:
+                    Option<<crate::checks::$module::$variant as crate::checks::Configure>::Raw>,
+            )?)*
+        }
+
+        /// A module: everything a target has but its name, host, schedule and `aws:`.
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct RawModule {
+            pub(super) port: Option<Spanned<u16>>,
+            pub(super) checks: Option<Spanned<Vec<Spanned<String>>>>,
+            pub(super) timeout: Option<Spanned<String>>,
+            pub(super) families: Option<Spanned<Vec<Family>>>,
+            pub(super) addresses: Option<AddressSelection>,
+            pub(super) http: Option<RawHttp>,
+            pub(super) tls: Option<RawTls>,
+            pub(super) expect: Option<RawExpect>,
+            $($(
+                pub(super) $section:
+                    Option<<crate::checks::$module::$variant as crate::checks::Configure>::Raw>,
+            )?)*
+        }
+
+        impl RawModule {
+            /// The module as a target named `name`: a placeholder host (each request brings
+            /// its own) and a long interval (modules have no schedule; any timeout is valid).
+            pub(super) fn into_target(self, name: &Spanned<String>) -> RawTarget {
+                let at = |v: &str| Spanned::new(v.to_string(), name.referenced, name.defined);
+                RawTarget {
+                    name: at(&name.value),
+                    host: Some(at("module.invalid")),
+                    port: self.port,
+                    checks: self.checks,
+                    interval: Some(at("24h")),
+                    timeout: self.timeout,
+                    families: self.families,
+                    addresses: self.addresses,
+                    http: self.http,
+                    tls: self.tls,
+                    expect: self.expect,
+                    aws: None,
+                    $($($section: self.$section,)?)*
+                }
+            }
+        }
+
+        impl RawTarget {
+            /// Each check kind's own section, validated by the kind.
+            pub(super) fn check_settings(
+                &self,
+                field: &str,
+                problem: &mut dyn FnMut(Option<u64>, String, String),
+            ) -> crate::model::target::CheckSettings {
+                #[allow(unused_mut)] // no kind may have a section
+                let mut settings = crate::model::target::CheckSettings::default();
+                $($(
+                    if let Some(raw) = &self.$section {
+                        let field = format!("{field}.{}", stringify!($section));
+                        let built = <crate::checks::$module::$variant as crate::checks::Configure>
+                            ::configure(raw, &field, problem);
+                        if let Some(s) = built {
+                            settings.set(crate::model::check_kind::CheckKind::$variant, s);
+                        }
+                    }
+                )?)*
+                settings
+            }
+        }
+    };
 }
+crate::model::check_kind::check_kinds!(raw_targets);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

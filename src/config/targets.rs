@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::problems::{Problems, check_region, families_or_problem, line_of, parse_duration};
-use super::raw::{RawAws, RawPrivateDns, RawTarget};
+use super::raw::{RawAws, RawTarget};
 use crate::checks::check_for;
 use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::family::Family;
@@ -287,7 +287,9 @@ pub(super) fn build_target(
         expect,
         source: TargetSource::Config,
         aws,
-        private_cidrs: parse_cidrs(p, rt.private_dns.as_ref(), field),
+        settings: rt.check_settings(field, &mut |line, field, message| {
+            p.add(line, field, message)
+        }),
     };
     for k in &target.checks {
         if let Err(msg) = check_for(*k).validate(&target) {
@@ -299,29 +301,6 @@ pub(super) fn build_target(
         }
     }
     (p.0.len() == before).then_some(target)
-}
-
-fn parse_cidrs(p: &mut Problems, raw: Option<&RawPrivateDns>, field: &str) -> Vec<ipnet::IpNet> {
-    let mut out = Vec::new();
-    for (i, c) in raw
-        .map(|r| r.cidrs.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        match c.value.trim().parse::<ipnet::IpNet>() {
-            Ok(n) => out.push(n),
-            Err(_) => p.add(
-                line_of(c),
-                format!("{field}.private_dns.cidrs[{i}]"),
-                format!(
-                    "`{}` is not a CIDR like 10.0.0.0/16 or 2600:1f18:abcd:ef00::/56",
-                    c.value
-                ),
-            ),
-        }
-    }
-    out
 }
 
 fn build_aws(

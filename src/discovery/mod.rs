@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::family::Family;
 use crate::model::check_kind::CheckKind;
+use crate::model::family::Family;
 use crate::model::target::{
-    AddressSelection, Expectations, Host, HttpSettings, StatusMatcher, Target, TargetSource,
-    TlsSettings,
+    AddressSelection, CheckSettings, Expectations, Host, HttpSettings, StatusMatcher, Target,
+    TargetSource, TlsSettings,
 };
 
 /// The `discovery:` section.
@@ -232,7 +232,7 @@ pub fn to_targets(
             expect: Expectations::default(),
             source,
             aws: None,
-            private_cidrs: d.cidrs.clone(),
+            settings: private_dns_settings(&d.cidrs),
         }));
     }
     out
@@ -250,6 +250,18 @@ pub struct TargetDefaults {
     pub families: Vec<Family>,
     /// Names of configured targets.
     pub taken: std::collections::HashSet<String>,
+}
+
+/// The VPC's CIDRs, which `private_dns` accepts as private.
+fn private_dns_settings(cidrs: &[ipnet::IpNet]) -> CheckSettings {
+    let mut s = CheckSettings::default();
+    s.set(
+        CheckKind::PrivateDns,
+        Arc::new(crate::checks::private_dns::Settings {
+            cidrs: cidrs.to_vec(),
+        }),
+    );
+    s
 }
 
 /// `discovery.cloudformation` as targets (source `cloudformation`); none when the section is

@@ -15,11 +15,11 @@ use super::{
     split_service_name, target_name,
 };
 use crate::aws::clients::{ClientParts, default_credentials};
-use crate::aws::errors;
 use crate::aws::connector::{AwsHttpClient, AwsHttpOptions};
+use crate::aws::errors;
 use crate::aws::{AwsService, AwsSettings, Ec2Operation};
-use crate::model::family::Family;
 use crate::model::failure::{Failure, FailureReason};
+use crate::model::family::Family;
 use crate::net::resolver::DnsResolver;
 
 /// An EC2 client for discovery: both families (IPv6 first), connections kept between calls.

@@ -6,27 +6,30 @@ use std::fmt;
 use serde::Serialize;
 
 /// The registry: every check kind, in the order a chain runs them, as
-/// `Variant "config name" module,`. `src/checks/mod.rs` expands the same list into the module
-/// declarations and the kind → implementation table, and this file into [`CheckKind`]: a new
-/// kind is one line here plus `src/checks/<module>.rs` defining `pub(super) struct Variant`
-/// that implements `checks::Check`.
+/// `Variant "config name" module [section],`. This file expands it into [`CheckKind`];
+/// `src/checks/mod.rs` into the module declarations and the kind → implementation table; and
+/// `src/config/raw.rs` into the per-kind config sections of targets and modules (a kind with
+/// a `[section]` key owns that key: its YAML shape, defaults and validation, through
+/// `checks::Configure`). A new kind is one line here plus `src/checks/<module>.rs` defining
+/// `pub struct Variant` that implements `checks::Check` (and `checks::Configure` when it has a
+/// section).
 macro_rules! check_kinds {
     ($callback:path) => {
         $callback! {
-            Dns "dns" dns,
-            PrivateDns "private_dns" private_dns,
-            Tcp "tcp" tcp,
-            Tls "tls" tls,
-            Http "http" http,
-            S3 "s3" s3,
-            Ec2 "ec2" ec2,
+            Dns "dns" dns [],
+            PrivateDns "private_dns" private_dns [private_dns],
+            Tcp "tcp" tcp [],
+            Tls "tls" tls [],
+            Http "http" http [],
+            S3 "s3" s3 [],
+            Ec2 "ec2" ec2 [],
         }
     };
 }
 pub(crate) use check_kinds;
 
 macro_rules! define_check_kind {
-    ($($variant:ident $name:literal $module:ident,)*) => {
+    ($($variant:ident $name:literal $module:ident [$($section:ident)?],)*) => {
         /// One kind of check, e.g. `tcp`. Ordered as chains run.
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum CheckKind {

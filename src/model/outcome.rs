@@ -216,4 +216,3 @@ impl CycleReport {
         self.checks.iter().map(|o| o.duration).sum()
     }
 }
-

@@ -1,14 +1,15 @@
 //! A validated, ready-to-probe target: what config (or discovery) turns into, and what the
 //! scheduler and `/probe` hand to probers.
 
+use std::any::Any;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::family::Family;
 use crate::model::check_kind::CheckKind;
+use crate::model::family::Family;
 
 /// The host part of a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,8 +221,36 @@ pub struct Target {
     pub source: TargetSource,
     /// The `aws:` block (`s3`/`ec2` checks); its resolved endpoint is `host`/`port`.
     pub aws: Option<crate::model::aws::AwsSettings>,
-    /// Extra ranges `private_dns` accepts besides RFC 1918 and ULA (the VPC's CIDRs).
-    pub private_cidrs: Vec<ipnet::IpNet>,
+    /// Settings of the check kinds that have their own config section, each typed by its kind.
+    pub settings: CheckSettings,
+}
+
+/// Per-kind settings: each value's type is owned by its kind's file, which alone reads it back.
+#[derive(Clone, Default)]
+pub struct CheckSettings(Vec<(CheckKind, Arc<dyn Any + Send + Sync>)>);
+
+impl CheckSettings {
+    /// Sets `kind`'s settings.
+    pub fn set(&mut self, kind: CheckKind, value: Arc<dyn Any + Send + Sync>) {
+        self.0.retain(|(k, _)| *k != kind);
+        self.0.push((kind, value));
+    }
+
+    /// `kind`'s settings, if set and of type `T`.
+    pub fn get<T: Any>(&self, kind: CheckKind) -> Option<&T> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, v)| v.downcast_ref::<T>())
+    }
+}
+
+impl std::fmt::Debug for CheckSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 impl Target {

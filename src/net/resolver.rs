@@ -14,8 +14,8 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 
-use crate::model::family::Family;
 use crate::model::failure::{Failure, FailureReason};
+use crate::model::family::Family;
 
 /// Why a lookup failed.
 #[derive(Debug, thiserror::Error)]

@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
-use crate::model::family::Family;
-use crate::report::prom_text::{DURATION_BUCKETS, Format, bucket_bounds, escape_label_value, sample};
 use crate::model::failure::FailureReason;
+use crate::model::family::Family;
 use crate::model::outcome::Outcome;
+use crate::report::prom_text::{
+    DURATION_BUCKETS, Format, bucket_bounds, escape_label_value, sample,
+};
 
 /// The values of the `result` label, `ok` first, as [`Outcome::result_label`] names them.
 static RESULTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
@@ -259,4 +261,3 @@ fn write_family(
         out.truncate(header_at);
     }
 }
-

@@ -11,14 +11,14 @@ use prometheus_client::metrics::family::Family as MetricFamily;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::report::check_series::CheckSeries;
-pub use crate::report::prom_text::{DURATION_BUCKETS, Format};
-use crate::model::family::Family;
-use crate::model::outcome::CycleReport;
 use crate::checks::check_for;
 use crate::model::check_kind::CheckKind;
+use crate::model::family::Family;
+use crate::model::outcome::CycleReport;
 use crate::model::outcome::Measurement;
 use crate::model::target::{Target, TargetSource};
+use crate::report::check_series::CheckSeries;
+pub use crate::report::prom_text::{DURATION_BUCKETS, Format};
 
 /// `{target, family}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,7 +92,10 @@ pub struct Metrics {
     pub targets: MetricFamily<SourceLabels, Gauge>,
     /// One gauge per measurement a check kind declares (`dualprobe_dns_answers`, …), in chain
     /// order.
-    pub measured: Vec<(&'static Measurement, MetricFamily<TargetFamilyLabels, Gauge>)>,
+    pub measured: Vec<(
+        &'static Measurement,
+        MetricFamily<TargetFamilyLabels, Gauge>,
+    )>,
     /// `dualprobe_build_info`.
     pub build_info: MetricFamily<BuildLabels, Gauge>,
     /// `dualprobe_config_last_reload_successful`.
@@ -137,7 +140,10 @@ impl Metrics {
         );
         r.register("targets", "Number of targets per source", m.targets.clone());
         for (what, family) in &m.measured {
-            let name = what.metric.strip_prefix("dualprobe_").unwrap_or(what.metric);
+            let name = what
+                .metric
+                .strip_prefix("dualprobe_")
+                .unwrap_or(what.metric);
             r.register(name, what.help, family.clone());
         }
         r.register(
@@ -155,7 +161,9 @@ impl Metrics {
             "Unix time of the last successful config (re)load",
             m.reload_success_time.clone(),
         );
-        registry.register_collector(Box::new(crate::report::process_metrics::ProcessCollector::new()));
+        registry.register_collector(Box::new(
+            crate::report::process_metrics::ProcessCollector::new(),
+        ));
         m
     }
 

@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use crate::model::family::Family;
-use crate::report::metrics::Metrics;
 use crate::model::outcome::CycleReport;
 use crate::model::target::{Expect, Target};
+use crate::report::metrics::Metrics;
 
 /// A sink for every finished cycle besides metrics (EMF writer, test recorders).
 pub trait ReportSink: Send + Sync + 'static {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::family::Family;
 use crate::model::check_kind::{CheckKind, Layer};
+use crate::model::family::Family;
 use crate::model::target::{
     AddressSelection, Expectations, Host, HttpSettings, StatusMatcher, Target, TargetSource,
     TlsSettings,
@@ -205,6 +205,6 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
         expect: Expectations::default(),
         source: TargetSource::Adhoc,
         aws: None,
-        private_cidrs: Vec::new(),
+        settings: Default::default(),
     }))
 }

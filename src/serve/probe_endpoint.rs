@@ -17,19 +17,19 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::serve::adhoc::{self, AdhocRequest};
 use super::Served;
 use crate::agent::Generation;
-use crate::config::{Config, ProbeEndpointSettings};
-use crate::net::guard::AddressPolicy;
-use crate::model::family::Family;
-use crate::model::check_kind::{CheckKind, Layer};
 use crate::checks::check_for;
-use crate::model::outcome::CycleReport;
-use crate::report::prom_text::escape_label_value;
-use crate::model::failure::FailureReason;
 use crate::checks::run_cycle_until;
+use crate::config::{Config, ProbeEndpointSettings};
+use crate::model::check_kind::{CheckKind, Layer};
+use crate::model::failure::FailureReason;
+use crate::model::family::Family;
+use crate::model::outcome::CycleReport;
 use crate::model::target::{Host, Target, TargetSource};
+use crate::net::guard::AddressPolicy;
+use crate::report::prom_text::escape_label_value;
+use crate::serve::adhoc::{self, AdhocRequest};
 
 /// The gate of the current config: rebuilt when a reload brings a new config (a VPC-endpoint
 /// refresh keeps the config, and so the gate).
@@ -206,7 +206,8 @@ fn resolve_target(
             t.http.path = p;
         }
         if let Host::Ip(ip) = host {
-            t.checks.retain(|k| crate::checks::check_for(*k).layer() != Layer::Resolve);
+            t.checks
+                .retain(|k| crate::checks::check_for(*k).layer() != Layer::Resolve);
             t.families.retain(|f| *f == Family::of(ip));
         }
         if let Some(f) = families {

@@ -5,24 +5,19 @@
 //! endpoint override): the product path. Only the TCP port differs from production (the target's
 //! `port:`, since tests cannot own 443). Credentials are static and passed to the SDK directly.
 
-#[path = "support/mod.rs"]
-mod support;
-#[path = "support_aws/mod.rs"]
-mod support_aws;
-
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use dualprobe::aws::clients::ClientParts;
-use dualprobe::config::Config;
 use dualprobe::checks::CheckEnv;
-use dualprobe::model::family::Family;
 use dualprobe::checks::run_cycle;
-use dualprobe::net::resolver::DnsResolver;
+use dualprobe::model::family::Family;
 use dualprobe::model::target::{Target, TargetSource};
-use support::{DnsServer, Zone, labels, outcome};
-use support_aws::{AwsPki, EC2_DUALSTACK, Moto, S3_DUALSTACK};
+
+use crate::support::{DnsServer, Zone, labels, outcome};
+use crate::support_aws::{
+    self, AwsPki, EC2_DUALSTACK, Moto, S3_DUALSTACK, aws_target, ec2_client, load, target,
+};
 
 /// A DNS server answering the dual-stack names with both loopback addresses.
 fn aws_dns() -> DnsServer {
@@ -31,32 +26,6 @@ fn aws_dns() -> DnsServer {
         zone.set(name, &[Ipv4Addr::LOCALHOST], &[Ipv6Addr::LOCALHOST]);
     }
     DnsServer::start(zone)
-}
-
-/// A config with the test nameserver and `targets` (a YAML list body), and its probe env.
-fn load(dns: &DnsServer, targets: &str) -> (Config, CheckEnv) {
-    let yaml = format!(
-        "interval: 60s\ntimeout: 20s\nresolver:\n  nameservers: [\"{}\"]\ntargets:\n{targets}",
-        dns.addr(Family::Ipv4)
-    );
-    let config = Config::from_yaml(&yaml, "test", None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let resolver = DnsResolver::new(&config.nameservers, Duration::from_secs(2)).unwrap();
-    (config, CheckEnv::new(resolver))
-}
-
-fn aws_target(name: &str, service: &str, port: u16, pki: &AwsPki, checks: &str) -> String {
-    format!(
-        "  - name: {name}\n    aws: {{ service: {service}, region: us-east-1 }}\n    port: {port}\n    checks: {checks}\n    tls: {{ ca_file: \"{}\" }}\n",
-        pki.ca_file.display()
-    )
-}
-
-fn target(
-    config: &Config,
-    name: &str,
-    creds: aws_sdk_s3::config::SharedCredentialsProvider,
-) -> Arc<Target> {
-    support_aws::with_credentials(config.target(name).unwrap(), creds)
 }
 
 /// An S3 client of `target` pinned to `family`, path-style (bucket names in the path, so the
@@ -75,21 +44,6 @@ fn s3_client(t: &Target, family: Family, env: &CheckEnv) -> aws_sdk_s3::Client {
     .s3()
     .client;
     aws_sdk_s3::Client::from_conf(c.config().to_builder().force_path_style(true).build())
-}
-
-fn ec2_client(t: &Target, family: Family, env: &CheckEnv) -> aws_sdk_ec2::Client {
-    let aws = t.aws.as_ref().unwrap();
-    ClientParts::for_target(
-        t,
-        aws,
-        family,
-        &env.resolver,
-        None,
-        aws.credentials.clone().unwrap(),
-    )
-    .unwrap()
-    .ec2()
-    .client
 }
 
 async fn bucket_names(c: &aws_sdk_s3::Client) -> Vec<String> {
@@ -272,134 +226,4 @@ print(k["AccessKeyId"], k["SecretAccessKey"])
         assert_eq!(o.result_label(), ec2_label, "ec2 {what}: {report:#?}");
         assert_eq!(o.passed(), ec2_label == "aws_denied", "ec2 {what}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn describe_vpc_endpoints_discovery_against_moto() {
-    let pki = AwsPki::new();
-    let moto = Moto::start(&pki, Family::Ipv4, 0, None);
-    let mut zone = Zone::default();
-    zone.set(EC2_DUALSTACK, &[Ipv4Addr::LOCALHOST], &[]);
-    let dns = DnsServer::start(zone);
-    let (config, env) = load(&dns, &aws_target("ec2", "ec2", moto.port(), &pki, "[ec2]"));
-    let ec2 = ec2_client(
-        &target(&config, "ec2", support_aws::test_credentials()),
-        Family::Ipv4,
-        &env,
-    );
-
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc");
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.0.1.0/24")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .expect("CreateSubnet");
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .unwrap()
-        .to_string();
-    let rt = ec2
-        .create_route_table()
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .expect("CreateRouteTable");
-    let rt_id = rt
-        .route_table()
-        .and_then(|r| r.route_table_id())
-        .unwrap()
-        .to_string();
-    for service in ["logs", "ecr.api"] {
-        ec2.create_vpc_endpoint()
-            .vpc_id(&vpc_id)
-            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
-            .service_name(format!("com.amazonaws.us-east-1.{service}"))
-            .subnet_ids(&subnet_id)
-            .private_dns_enabled(true)
-            .send()
-            .await
-            .expect("CreateVpcEndpoint");
-    }
-    ec2.create_vpc_endpoint()
-        .vpc_id(&vpc_id)
-        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Gateway)
-        .service_name("com.amazonaws.us-east-1.s3")
-        .route_table_ids(&rt_id)
-        .send()
-        .await
-        .expect("CreateVpcEndpoint gateway");
-    // Another VPC's endpoint must not show up.
-    let other = ec2
-        .create_vpc()
-        .cidr_block("10.9.0.0/16")
-        .send()
-        .await
-        .unwrap();
-    let other_id = other.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
-    ec2.create_vpc_endpoint()
-        .vpc_id(&other_id)
-        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
-        .service_name("com.amazonaws.us-east-1.kms")
-        .send()
-        .await
-        .unwrap();
-
-    let yaml = format!(
-        "interval: 60s\ntimeout: 20s\nfamilies: [ipv4, ipv6]\nresolver:\n  nameservers: [\"{}\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: {vpc_id}\n    region: us-east-1\n    refresh: 1m\n    dual_stack: false\n    endpoint_url: \"https://{EC2_DUALSTACK}:{}\"\n    ca_file: \"{}\"\n",
-        dns.addr(Family::Ipv4),
-        moto.port(),
-        pki.ca_file.display()
-    );
-    let config = Config::from_yaml(&yaml, "test", None).unwrap_or_else(|e| panic!("{e}"));
-    let found = dualprobe::discovery::discover_vpc_endpoints(
-        &config.discovery,
-        &config.discovery_defaults(),
-        &env.resolver,
-        Some(support_aws::test_credentials()),
-    )
-    .await
-    .expect("discovery");
-    let mut got: Vec<(String, String, Vec<&str>)> = found
-        .iter()
-        .map(|t| {
-            assert_eq!(t.source, TargetSource::VpcEndpoints);
-            let checks = t.checks.iter().map(|k| k.name()).collect();
-            (t.name.clone(), t.host.to_string(), checks)
-        })
-        .collect();
-    got.sort();
-    // moto names interface endpoints `vpce-….SERVICE.R.vpce.amazonaws.com` style entries
-    // differently from AWS; whatever it returns, every entry of our VPC's endpoints is a target,
-    // the gateway endpoint becomes the regional S3 name over IPv4, and kms (other VPC) is absent.
-    assert!(got.iter().any(|(n, h, c)| n == "vpce-s3-gateway"
-        && h == "s3.us-east-1.amazonaws.com"
-        && c == &["dns", "tcp", "tls"]));
-    assert!(
-        got.iter()
-            .any(|(n, _, c)| n.starts_with("vpce-logs")
-                && c == &["dns", "private_dns", "tcp", "tls"])
-    );
-    assert!(got.iter().any(|(n, _, _)| n.starts_with("vpce-ecr-api")));
-    assert!(!got.iter().any(|(n, _, _)| n.contains("kms")), "{got:?}");
-    let gw = found.iter().find(|t| t.name == "vpce-s3-gateway").unwrap();
-    assert_eq!(gw.families, vec![Family::Ipv4]);
-    let logs = found
-        .iter()
-        .find(|t| t.name.starts_with("vpce-logs"))
-        .unwrap();
-    assert!(
-        logs.private_cidrs.contains(&"10.0.0.0/16".parse().unwrap()),
-        "{:?}",
-        logs.private_cidrs
-    );
 }

@@ -5,16 +5,13 @@
 //! then hold `probe_success` 1 and `probe_ip_protocol` 4/6 for every target: with a `family`
 //! label for a module probing both families, without it (the blackbox names) for one family.
 
-mod agent_proc;
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_proc::{AgentProc, client, free_port};
+use crate::agent_proc::{AgentProc, client, free_port};
+use crate::support::{DUAL_HOST, DnsServer, HttpServer, standard_zone};
 use dualprobe::model::family::Family;
-use support::{DUAL_HOST, DnsServer, HttpServer, standard_zone};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 

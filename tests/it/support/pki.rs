@@ -35,9 +35,8 @@ impl Clone for ServerCert {
 
 /// The test CA plus the certificates tests need.
 pub struct Pki {
-    dir: TempDir,
-    ca: Issuer<'static, KeyPair>,
-    ca_der: CertificateDer<'static>,
+    // Held: dropping it deletes `ca_file`.
+    _dir: TempDir,
     /// PEM file holding the CA certificate: the value for `tls.ca_file`.
     pub ca_file: PathBuf,
     /// Valid for every test host name and both loopback addresses, until [`Pki::NOT_AFTER`].
@@ -85,9 +84,7 @@ impl Pki {
         let expired = issue(&ca, &ca_der, &names, (2020, 1, 1), (2021, 1, 1));
         let wrong_name = issue(&ca, &ca_der, &["wrong.test"], (2024, 1, 1), (y, m, d));
         Pki {
-            dir,
-            ca,
-            ca_der,
+            _dir: dir,
             ca_file,
             server,
             expired,
@@ -98,21 +95,6 @@ impl Pki {
     /// `tls.ca_file` as a YAML scalar.
     pub fn ca_file_yaml(&self) -> String {
         format!("\"{}\"", self.ca_file.display())
-    }
-
-    /// Issues a certificate for `names` valid between the two dates.
-    pub fn issue(
-        &self,
-        names: &[&str],
-        not_before: (i32, u8, u8),
-        not_after: (i32, u8, u8),
-    ) -> ServerCert {
-        issue(&self.ca, &self.ca_der, names, not_before, not_after)
-    }
-
-    /// The directory the PEM files live in (removed when the PKI is dropped).
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
     }
 }
 

@@ -3,17 +3,14 @@
 //! requests get 429, the probes let through never hold more than `probe.max_concurrent`
 //! connections at the peer at once, the burst and rate are honoured, and the agent stays healthy.
 
-mod agent_proc;
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use agent_proc::{AgentProc, get};
-use support::closed_port;
+use crate::agent_proc::{AgentProc, get};
+use crate::support::closed_port;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAX_CONCURRENT: usize = 2;
@@ -262,11 +259,11 @@ async fn concurrency_cap_and_rate_limit_hold_under_a_wrk_burst() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let r = get(&fast_url).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(agent_proc::must(&r.body, "probe_success"), 0.0);
+    assert_eq!(crate::agent_proc::must(&r.body, "probe_success"), 0.0);
     let r = get(&hold_url).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
-        agent_proc::must(&r.body, "probe_success"),
+        crate::agent_proc::must(&r.body, "probe_success"),
         1.0,
         "{}",
         r.body

@@ -3,13 +3,10 @@
 //! IPv6 block counts as private when listed in `private_dns.cidrs`. No packet goes to the
 //! answered addresses: the chains stop at name resolution.
 
-#[path = "support/mod.rs"]
-mod support;
-
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::support::{Lab, labels};
 use dualprobe::model::family::Family;
-use support::{Lab, labels};
 
 #[tokio::test]
 async fn private_answers_pass_and_public_ones_fail() {
@@ -51,7 +48,10 @@ async fn private_answers_pass_and_public_ones_fail() {
             [("dns", "ok"), ("private_dns", "public_address")],
             "{family}: {r:#?}"
         );
-        assert!(support::detail(&r, "private_dns").contains("private DNS of the endpoint is off"));
+        assert!(
+            crate::support::detail(&r, "private_dns")
+                .contains("private DNS of the endpoint is off")
+        );
         let r = lab.run(&sts, family).await;
         assert_eq!(
             labels(&r),

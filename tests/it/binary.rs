@@ -3,14 +3,12 @@
 //! running, a good reload removing a target's series, SIGTERM, and the `check-config`, `probe`
 //! and `healthcheck` subcommands.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{A_ONLY_HOST, DUAL_HOST, DnsServer, HttpServer, standard_zone};
+use crate::support::{A_ONLY_HOST, DUAL_HOST, DnsServer, HttpServer, standard_zone};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dualprobe");
 
@@ -403,7 +401,7 @@ async fn healthcheck_reflects_whether_the_agent_answers() {
     .unwrap();
     assert!(ok.success());
     drop(agent);
-    let port = support::closed_port();
+    let port = crate::support::closed_port();
     let down = Command::new(BIN)
         .args([
             "healthcheck",
@@ -440,7 +438,7 @@ async fn discovered_endpoints_and_task_metadata_reach_the_metrics() {
     let task = std::fs::read_to_string(root.join("tests/data/ecs-task-metadata-v4.json")).unwrap();
     let meta_port = serve_json(task);
     // A nameserver that is never there: discovered AWS names are looked up only on loopback.
-    let dns = support::closed_port();
+    let dns = crate::support::closed_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yml");
     std::fs::write(
@@ -547,7 +545,7 @@ async fn config_comes_from_the_environment() {
 async fn transition_logs_follow_the_expectation_and_stay_valid_json() {
     let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let open_port = open.local_addr().unwrap().port();
-    let closed = support::closed_port();
+    let closed = crate::support::closed_port();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yml");
     std::fs::write(

@@ -3,17 +3,20 @@
 //! credentials passed to the SDK explicitly (never through the process environment, so no
 //! credential or metadata endpoint is ever asked); and a one-file HTTP server on 127.0.0.1 for
 //! the ECS task metadata.
-#![allow(dead_code)] // Each test binary uses a different subset.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+use dualprobe::aws::clients::ClientParts;
+use dualprobe::checks::CheckEnv;
+use dualprobe::config::Config;
 use dualprobe::model::family::Family;
 use dualprobe::model::target::Target;
+use dualprobe::net::resolver::DnsResolver;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -21,23 +24,18 @@ use rcgen::{
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::{DnsServer, loopback};
+
 /// The names the SDK resolves for us-east-1 with dual-stack on.
 pub const S3_DUALSTACK: &str = "s3.dualstack.us-east-1.amazonaws.com";
 /// EC2's dual-stack endpoint in us-east-1.
 pub const EC2_DUALSTACK: &str = "ec2.us-east-1.api.aws";
 
-/// The loopback address of `family`.
-pub fn loopback(family: Family) -> IpAddr {
-    match family {
-        Family::Ipv4 => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Family::Ipv6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
-    }
-}
-
 /// A CA and a server certificate for the AWS endpoint names and the loopback addresses, as
 /// PEM files moto and `tls.ca_file` read.
 pub struct AwsPki {
-    dir: TempDir,
+    // Held: dropping it deletes the PEM files.
+    _dir: TempDir,
     /// The CA certificate (PEM).
     pub ca_file: PathBuf,
     /// The server certificate (PEM).
@@ -77,7 +75,7 @@ impl AwsPki {
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
         AwsPki {
-            dir,
+            _dir: dir,
             ca_file,
             cert_file,
             key_file,
@@ -203,6 +201,46 @@ pub fn with_credentials(target: &Arc<Target>, creds: SharedCredentialsProvider) 
     let mut t = (**target).clone();
     t.aws.as_mut().expect("an aws: target").credentials = Some(creds);
     Arc::new(t)
+}
+
+/// A config with the test nameserver and `targets` (a YAML list body), and its probe env.
+pub fn load(dns: &DnsServer, targets: &str) -> (Config, CheckEnv) {
+    let yaml = format!(
+        "interval: 60s\ntimeout: 20s\nresolver:\n  nameservers: [\"{}\"]\ntargets:\n{targets}",
+        dns.addr(Family::Ipv4)
+    );
+    let config = Config::from_yaml(&yaml, "test", None).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let resolver = DnsResolver::new(&config.nameservers, Duration::from_secs(2)).unwrap();
+    (config, CheckEnv::new(resolver))
+}
+
+/// One `targets:` item (YAML) for `service` in us-east-1 on `port`, trusting `pki`'s CA.
+pub fn aws_target(name: &str, service: &str, port: u16, pki: &AwsPki, checks: &str) -> String {
+    format!(
+        "  - name: {name}\n    aws: {{ service: {service}, region: us-east-1 }}\n    port: {port}\n    checks: {checks}\n    tls: {{ ca_file: \"{}\" }}\n",
+        pki.ca_file.display()
+    )
+}
+
+/// The configured target `name`, with `creds` on its `aws:` block.
+pub fn target(config: &Config, name: &str, creds: SharedCredentialsProvider) -> Arc<Target> {
+    with_credentials(config.target(name).unwrap(), creds)
+}
+
+/// An EC2 client of `t` pinned to `family`, built the way the `ec2` check builds its own.
+pub fn ec2_client(t: &Target, family: Family, env: &CheckEnv) -> aws_sdk_ec2::Client {
+    let aws = t.aws.as_ref().unwrap();
+    ClientParts::for_target(
+        t,
+        aws,
+        family,
+        &env.resolver,
+        None,
+        aws.credentials.clone().unwrap(),
+    )
+    .unwrap()
+    .ec2()
+    .client
 }
 
 /// Runs a Python snippet with boto3 against moto (for IAM setup, which the crate has no SDK

@@ -3,17 +3,14 @@
 //! the failing reason, and the ad-hoc form; a screenshot renders; and the form's GET request
 //! (built from the form chromium parsed) runs a probe whose answer chromium shows.
 
-mod agent_proc;
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent_proc::AgentProc;
+use crate::agent_proc::AgentProc;
+use crate::support::{A_ONLY_HOST, DUAL_HOST, DnsServer, HttpServer, standard_zone};
 use dualprobe::model::family::Family;
-use support::{A_ONLY_HOST, DUAL_HOST, DnsServer, HttpServer, standard_zone};
 
 /// A chromium child, killed on drop (a hung browser must not outlive the test).
 struct Browser(Child);

@@ -1,16 +1,13 @@
 //! ECS task metadata v4: read from a real HTTP server on 127.0.0.1 serving a document shaped
 //! like the v4 `/task` response; errors are typed, never panics; no variable, no metadata.
 
-#[path = "support_aws/mod.rs"]
-mod support_aws;
-
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::support_aws::OneFileServer;
 use dualprobe::aws::task_metadata::{self, TaskMetadataError};
-use support_aws::OneFileServer;
 
 fn fixture() -> String {
     std::fs::read_to_string(

@@ -24,9 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::tls::server_config;
-use super::{
-    A_ONLY_HOST, ServerCert, Tasks, loopback, other_loopback, tcp_listener_pair, with_free_port,
-};
+use super::{A_ONLY_HOST, ServerCert, Tasks, other_loopback, tcp_listener_pair, with_free_port};
 
 /// One request the server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,9 +196,4 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Ok(self.local)
     }
-}
-
-/// The address of the server on `family`.
-pub fn addr(server: &HttpServer, family: Family) -> SocketAddr {
-    SocketAddr::new(loopback(family), server.port())
 }

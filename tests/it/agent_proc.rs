@@ -2,7 +2,6 @@
 //! it on a config file with `--listen 127.0.0.1:0 --log-format json`, learn its address from the
 //! `listen` field of its first log line, keep every stderr line (to prove what is and is not
 //! logged), and kill it when dropped. Plus small helpers for the Prometheus text format.
-#![allow(dead_code)] // Each test binary uses a different subset.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -5,12 +5,12 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use dualprobe::report::check_series::CheckSeries;
-use dualprobe::model::family::Family;
-use dualprobe::report::metrics::{DURATION_BUCKETS, Format};
 use dualprobe::model::check_kind::CheckKind;
 use dualprobe::model::failure::{Failure, FailureReason};
+use dualprobe::model::family::Family;
 use dualprobe::model::outcome::{Observations, Outcome};
+use dualprobe::report::check_series::CheckSeries;
+use dualprobe::report::metrics::{DURATION_BUCKETS, Format};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family as MetricFamily, MetricConstructor};

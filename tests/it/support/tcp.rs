@@ -18,7 +18,7 @@ use super::{loopback, with_free_port};
 pub struct NeverAccepting {
     port: u16,
     // Held, never read: dropping them would close the listeners and free the backlog.
-    listeners: Vec<Socket>,
+    _listeners: Vec<Socket>,
     fillers: Vec<TcpStream>,
 }
 
@@ -56,7 +56,7 @@ impl NeverAccepting {
         });
         NeverAccepting {
             port,
-            listeners,
+            _listeners: listeners,
             fillers: Vec::new(),
         }
     }

@@ -3,14 +3,12 @@
 //! the EC2 query API with responses shaped like the API reference. Nothing leaves loopback: the
 //! credentials come from the environment and the instance metadata service is disabled.
 
-mod support_aws;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support_aws::QueryApiServer;
+use crate::support_aws::QueryApiServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_probes_the_vpc_endpoints_it_discovers() {

@@ -1,20 +1,23 @@
 //! Discovery: the repo's own VPC template (seven PrivateLink endpoints, three of them behind a
 //! `Condition`), every `cloudformation/*.yml` kept in step with what discovery finds, and
 //! `DescribeVpcEndpoints`/`DescribeVpcs` answers shaped like the EC2 API reference served by a
-//! real HTTP peer on 127.0.0.1 (moto's shapes are covered in `aws_moto.rs`).
+//! real HTTP peer on 127.0.0.1, and `DescribeVpcEndpoints` against moto (its own shapes, another
+//! VPC's endpoints left out).
 
-#[path = "support_aws/mod.rs"]
-mod support_aws;
-
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use dualprobe::config::Config;
 use dualprobe::discovery::cloudformation::{discover_template_file, endpoints, parse_template};
 use dualprobe::discovery::{self, EndpointKind};
 use dualprobe::model::family::Family;
-use dualprobe::net::resolver::DnsResolver;
 use dualprobe::model::target::{Host, TargetSource};
-use support_aws::QueryApiServer;
+use dualprobe::net::resolver::DnsResolver;
+
+use crate::support::{DnsServer, Zone};
+use crate::support_aws::{
+    self, AwsPki, EC2_DUALSTACK, Moto, QueryApiServer, aws_target, ec2_client, load, target,
+};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -139,7 +142,9 @@ fn config_discovery_yields_cloudformation_targets() {
         repo("cloudformation/ipv6-vpc.yml").display()
     );
     let config = Config::from_yaml(&yaml, "test", None).unwrap();
-    let targets = discovery::discover_cloudformation(&config.discovery, &config.discovery_defaults()).unwrap();
+    let targets =
+        discovery::discover_cloudformation(&config.discovery, &config.discovery_defaults())
+            .unwrap();
     // The configured `vpce-logs` wins over the discovered one of the same name.
     assert_eq!(targets.len(), 6);
     assert!(
@@ -229,9 +234,11 @@ async fn api_reference_shapes_become_targets() {
         "the pending ecr.dkr endpoint is left out"
     );
     let elb = &targets[0];
-    assert!(elb.private_cidrs.contains(&"10.0.0.0/16".parse().unwrap()));
     assert!(
-        elb.private_cidrs
+        dualprobe::checks::private_dns::extra_cidrs(elb).contains(&"10.0.0.0/16".parse().unwrap())
+    );
+    assert!(
+        dualprobe::checks::private_dns::extra_cidrs(elb)
             .contains(&"2600:1f18:47b:a200::/56".parse().unwrap()),
         "the VPC's IPv6 block counts as private for private_dns"
     );
@@ -239,5 +246,136 @@ async fn api_reference_shapes_become_targets() {
         targets
             .iter()
             .all(|t| t.source == TargetSource::VpcEndpoints)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_vpc_endpoints_discovery_against_moto() {
+    let pki = AwsPki::new();
+    let moto = Moto::start(&pki, Family::Ipv4, 0, None);
+    let mut zone = Zone::default();
+    zone.set(EC2_DUALSTACK, &[Ipv4Addr::LOCALHOST], &[]);
+    let dns = DnsServer::start(zone);
+    let (config, env) = load(&dns, &aws_target("ec2", "ec2", moto.port(), &pki, "[ec2]"));
+    let ec2 = ec2_client(
+        &target(&config, "ec2", support_aws::test_credentials()),
+        Family::Ipv4,
+        &env,
+    );
+
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.0.1.0/24")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .expect("CreateSubnet");
+    let subnet_id = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .unwrap()
+        .to_string();
+    let rt = ec2
+        .create_route_table()
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .expect("CreateRouteTable");
+    let rt_id = rt
+        .route_table()
+        .and_then(|r| r.route_table_id())
+        .unwrap()
+        .to_string();
+    for service in ["logs", "ecr.api"] {
+        ec2.create_vpc_endpoint()
+            .vpc_id(&vpc_id)
+            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+            .service_name(format!("com.amazonaws.us-east-1.{service}"))
+            .subnet_ids(&subnet_id)
+            .private_dns_enabled(true)
+            .send()
+            .await
+            .expect("CreateVpcEndpoint");
+    }
+    ec2.create_vpc_endpoint()
+        .vpc_id(&vpc_id)
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Gateway)
+        .service_name("com.amazonaws.us-east-1.s3")
+        .route_table_ids(&rt_id)
+        .send()
+        .await
+        .expect("CreateVpcEndpoint gateway");
+    // Another VPC's endpoint must not show up.
+    let other = ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let other_id = other.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+    ec2.create_vpc_endpoint()
+        .vpc_id(&other_id)
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .service_name("com.amazonaws.us-east-1.kms")
+        .send()
+        .await
+        .unwrap();
+
+    let yaml = format!(
+        "interval: 60s\ntimeout: 20s\nfamilies: [ipv4, ipv6]\nresolver:\n  nameservers: [\"{}\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: {vpc_id}\n    region: us-east-1\n    refresh: 1m\n    dual_stack: false\n    endpoint_url: \"https://{EC2_DUALSTACK}:{}\"\n    ca_file: \"{}\"\n",
+        dns.addr(Family::Ipv4),
+        moto.port(),
+        pki.ca_file.display()
+    );
+    let config = Config::from_yaml(&yaml, "test", None).unwrap_or_else(|e| panic!("{e}"));
+    let found = dualprobe::discovery::discover_vpc_endpoints(
+        &config.discovery,
+        &config.discovery_defaults(),
+        &env.resolver,
+        Some(support_aws::test_credentials()),
+    )
+    .await
+    .expect("discovery");
+    let mut got: Vec<(String, String, Vec<&str>)> = found
+        .iter()
+        .map(|t| {
+            assert_eq!(t.source, TargetSource::VpcEndpoints);
+            let checks = t.checks.iter().map(|k| k.name()).collect();
+            (t.name.clone(), t.host.to_string(), checks)
+        })
+        .collect();
+    got.sort();
+    // moto names interface endpoints `vpce-….SERVICE.R.vpce.amazonaws.com` style entries
+    // differently from AWS; whatever it returns, every entry of our VPC's endpoints is a target,
+    // the gateway endpoint becomes the regional S3 name over IPv4, and kms (other VPC) is absent.
+    assert!(got.iter().any(|(n, h, c)| n == "vpce-s3-gateway"
+        && h == "s3.us-east-1.amazonaws.com"
+        && c == &["dns", "tcp", "tls"]));
+    assert!(
+        got.iter()
+            .any(|(n, _, c)| n.starts_with("vpce-logs")
+                && c == &["dns", "private_dns", "tcp", "tls"])
+    );
+    assert!(got.iter().any(|(n, _, _)| n.starts_with("vpce-ecr-api")));
+    assert!(!got.iter().any(|(n, _, _)| n.contains("kms")), "{got:?}");
+    let gw = found.iter().find(|t| t.name == "vpce-s3-gateway").unwrap();
+    assert_eq!(gw.families, vec![Family::Ipv4]);
+    let logs = found
+        .iter()
+        .find(|t| t.name.starts_with("vpce-logs"))
+        .unwrap();
+    assert!(
+        dualprobe::checks::private_dns::extra_cidrs(logs)
+            .contains(&"10.0.0.0/16".parse().unwrap()),
+        "{:?}",
+        dualprobe::checks::private_dns::extra_cidrs(logs)
     );
 }

@@ -6,15 +6,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use dualprobe::config::Config;
 use dualprobe::checks::CheckEnv;
+use dualprobe::config::Config;
 use dualprobe::model::family::Family;
-use dualprobe::report::metrics::Metrics;
 use dualprobe::model::outcome::CycleReport;
+use dualprobe::model::target::Target;
 use dualprobe::net::resolver::DnsResolver;
+use dualprobe::report::metrics::Metrics;
 use dualprobe::report::results::Results;
 use dualprobe::scheduler::{self, CycleFn, Readiness, SchedulerDeps, first_run_offset};
-use dualprobe::model::target::Target;
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;

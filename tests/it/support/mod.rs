@@ -5,7 +5,6 @@
 //! Every peer listens on the same port on both loopback addresses, so one target (`host`,
 //! `port`) reaches the IPv4 peer over IPv4 and the IPv6 peer over IPv6, and a redirect that
 //! names a host and port means the same server on either family.
-#![allow(dead_code, unused_imports)] // Each test binary uses a different subset of these helpers.
 
 pub mod dns;
 pub mod http;
@@ -18,13 +17,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dualprobe::config::Config;
-use dualprobe::checks::CheckEnv;
-use dualprobe::model::family::Family;
 use dualprobe::checks;
+use dualprobe::checks::CheckEnv;
+use dualprobe::config::Config;
+use dualprobe::model::family::Family;
 use dualprobe::model::outcome::{CycleReport, Outcome};
-use dualprobe::net::resolver::DnsResolver;
 use dualprobe::model::target::Target;
+use dualprobe::net::resolver::DnsResolver;
 use tokio::task::JoinSet;
 
 pub use dns::{DnsServer, Zone};
