@@ -1,18 +1,13 @@
 //! The `discovery:` section: CloudFormation templates (read and evaluated at load, so a broken
 //! template is a config error) and `ec2:DescribeVpcEndpoints` settings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use super::problems::{Problems, check_region, line_of, parse_duration};
+use super::problems::{
+    Problems, check_endpoint_url, check_region, line_of, parse_duration, resolve_path,
+};
 use super::raw::RawDiscovery;
-
-pub(super) fn resolve_path(base_dir: Option<&Path>, path: &Path) -> PathBuf {
-    match base_dir {
-        Some(dir) if path.is_relative() => dir.join(path),
-        _ => path.to_path_buf(),
-    }
-}
 
 pub(super) fn build_discovery(
     p: &mut Problems,
@@ -83,21 +78,12 @@ pub(super) fn build_discovery(
         let refresh = parse_duration(p, &r.refresh, "discovery.vpc_endpoints.refresh")
             .unwrap_or(Duration::from_secs(300));
         let dual_stack = r.dual_stack.unwrap_or(r.endpoint_url.is_none());
-        if let Some(u) = &r.endpoint_url {
-            if dual_stack {
-                p.add(
-                    line_of(u),
-                    "discovery.vpc_endpoints.endpoint_url",
-                    "cannot be used with `dual_stack: true` (the SDKs reject both); set `dual_stack: false`",
-                );
-            } else if crate::aws::endpoint_host_port(u.value.trim()).is_none() {
-                p.add(
-                    line_of(u),
-                    "discovery.vpc_endpoints.endpoint_url",
-                    format!("`{}` is not a URL like https://host:port", u.value),
-                );
-            }
-        }
+        check_endpoint_url(
+            p,
+            &r.endpoint_url,
+            dual_stack,
+            "discovery.vpc_endpoints.endpoint_url",
+        );
         let ca_file = r.ca_file.as_ref().map(|c| resolve_path(base_dir, &c.value));
         if let (Some(path), Some(raw_ca)) = (&ca_file, &r.ca_file)
             && let Err(e) = crate::net::tls::client_config(Some(path), false)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::problems::{Problems, line_of, parse_duration};
+use super::problems::{Problems, line_of, parse_duration, resolve_path};
 use super::raw::RawProbe;
 
 /// `probe:`: who may ask `/probe` for what, and how much.
@@ -54,10 +54,7 @@ pub(super) fn build_probe_settings(
         Err((i, msg)) => p.add(line_of(&raw.allow[i]), format!("probe.allow[{i}]"), msg),
     }
     if let Some(tf) = &raw.token_file {
-        let path = match base_dir {
-            Some(dir) if tf.value.is_relative() => dir.join(&tf.value),
-            _ => tf.value.clone(),
-        };
+        let path = resolve_path(base_dir, &tf.value);
         match std::fs::read_to_string(&path) {
             Ok(t) if !t.trim().is_empty() => out.token = Some(t.trim().to_string()),
             Ok(_) => p.add(

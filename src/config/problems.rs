@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
@@ -171,4 +172,36 @@ pub(super) fn is_region_name(r: &str) -> bool {
         && r.len() < 32
         && r.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The SDKs' rule for an endpoint override, for `aws:` and `discovery.vpc_endpoints`: not with
+/// `dual_stack`, and a URL with a host.
+pub(super) fn check_endpoint_url(
+    p: &mut Problems,
+    url: &Option<Spanned<String>>,
+    dual_stack: bool,
+    field: &str,
+) {
+    let Some(u) = url else { return };
+    if dual_stack {
+        p.add(
+            line_of(u),
+            field,
+            "cannot be used with `dual_stack: true` (the SDKs reject both); set `dual_stack: false`",
+        );
+    } else if crate::aws::endpoint_host_port(u.value.trim()).is_none() {
+        p.add(
+            line_of(u),
+            field,
+            format!("`{}` is not a URL like https://host:port", u.value),
+        );
+    }
+}
+
+/// A path from the config, relative to the config file's directory when it is relative.
+pub(super) fn resolve_path(base_dir: Option<&Path>, path: &Path) -> PathBuf {
+    match base_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
+    }
 }

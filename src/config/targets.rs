@@ -9,9 +9,13 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::problems::{Problems, check_region, families_or_problem, line_of, parse_duration};
+use super::problems::{
+    Problems, check_endpoint_url, check_region, families_or_problem, line_of, parse_duration,
+    resolve_path,
+};
 use super::raw::{RawAws, RawTarget};
 use crate::checks::check_for;
+use crate::model::aws::AwsService;
 use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::family::Family;
 use crate::model::target::{
@@ -87,12 +91,12 @@ pub(super) fn build_target(
     let mut checks = Vec::new();
     match &rt.checks {
         None => {
-            let service = aws.as_ref().map(|a| a.service.as_str());
-            let names: &[&str] = match service {
-                Some(s) => &["dns", "tcp", "tls", s],
-                None => &["dns", "tcp"],
-            };
-            checks.extend(names.iter().filter_map(|n| CheckKind::from_name(n)));
+            checks.extend([CheckKind::Dns, CheckKind::Tcp]);
+            match aws.as_ref().map(|a| a.service) {
+                Some(AwsService::S3) => checks.extend([CheckKind::Tls, CheckKind::S3]),
+                Some(AwsService::Ec2) => checks.extend([CheckKind::Tls, CheckKind::Ec2]),
+                None => {}
+            }
         }
         Some(list) => {
             if list.value.is_empty() {
@@ -168,7 +172,7 @@ pub(super) fn build_target(
     }
 
     let raw_http = rt.http.as_ref();
-    let has_tls = checks.iter().any(|k| k.name() == "tls");
+    let has_tls = checks.contains(&CheckKind::Tls);
     let scheme = match raw_http.and_then(|h| h.scheme.as_ref()) {
         Some(s) if s.value == "http" => "http",
         Some(s) if s.value == "https" => "https",
@@ -234,14 +238,9 @@ pub(super) fn build_target(
     };
 
     let raw_tls = rt.tls.as_ref();
-    let ca_file = raw_tls.and_then(|t| t.ca_file.as_ref()).map(|c| {
-        let path = &c.value;
-        let resolved = match d.base_dir {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.clone(),
-        };
-        (resolved, line_of(c))
-    });
+    let ca_file = raw_tls
+        .and_then(|t| t.ca_file.as_ref())
+        .map(|c| (resolve_path(d.base_dir, &c.value), line_of(c)));
     let insecure = raw_tls.map(|t| t.insecure_skip_verify).unwrap_or(false);
     let key = (ca_file.as_ref().map(|(p, _)| p.clone()), insecure);
     let cached = d.tls_configs.borrow().get(&key).cloned();
@@ -308,7 +307,7 @@ fn build_aws(
     raw: &Spanned<RawAws>,
     field: &str,
 ) -> Option<crate::aws::AwsSettings> {
-    use crate::aws::{AwsService, Ec2Operation};
+    use crate::aws::Ec2Operation;
     let a = &raw.value;
     let before = p.0.len();
     let service = AwsService::parse(a.service.value.trim());
@@ -325,21 +324,12 @@ fn build_aws(
     let region = check_region(p, &a.region, format!("{field}.aws.region"));
     let dual_stack = a.dual_stack.unwrap_or(true);
     let endpoint_url = a.endpoint_url.as_ref().map(|u| u.value.trim().to_string());
-    if let Some(u) = &a.endpoint_url {
-        if dual_stack {
-            p.add(
-                line_of(u),
-                format!("{field}.aws.endpoint_url"),
-                "cannot be used with `dual_stack: true` (the SDKs reject both); set `dual_stack: false`",
-            );
-        } else if crate::aws::endpoint_host_port(u.value.trim()).is_none() {
-            p.add(
-                line_of(u),
-                format!("{field}.aws.endpoint_url"),
-                format!("`{}` is not a URL like https://host:port", u.value),
-            );
-        }
-    }
+    check_endpoint_url(
+        p,
+        &a.endpoint_url,
+        dual_stack,
+        &format!("{field}.aws.endpoint_url"),
+    );
     let ec2_operation = match &a.operation {
         None => Ec2Operation::default(),
         Some(o) => match (service, Ec2Operation::parse(o.value.trim())) {

@@ -5,99 +5,54 @@ use std::io;
 
 use serde::Serialize;
 
-/// Why a check failed. A closed set, so metrics never carry free text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    /// The check's deadline passed (no answer, SYN dropped, handshake stalled).
-    Timeout,
-    /// The peer actively refused (TCP RST to a SYN, ICMP port unreachable).
-    Refused,
-    /// No route to the address, or the family has no address to try.
-    Unreachable,
-    /// An established connection was reset or closed early.
-    Reset,
-    /// The name does not exist (NXDOMAIN).
-    Nxdomain,
-    /// The name exists but has no record of this family's type (NOERROR, empty answer).
-    Nodata,
-    /// The DNS server answered SERVFAIL.
-    Servfail,
-    /// Any other DNS failure (REFUSED, malformed name, no nameserver, ...).
-    DnsError,
-    /// The TLS handshake failed for a reason other than the certificate.
-    TlsError,
-    /// The server's certificate did not verify (unknown CA, expired, wrong name).
-    CertInvalid,
-    /// The HTTP response status was not one of the expected ones, or the request failed.
-    HttpStatus,
-    /// Not run because an earlier check of the same chain failed.
-    Skipped,
-    /// Refused by the probe's own safety rules (metadata address, not on the allowlist).
-    Forbidden,
-    /// A PrivateLink name answered with a public address: private DNS is off.
-    PublicAddress,
-    /// AWS rejected the credentials or the signature.
-    AwsAuth,
-    /// AWS answered AccessDenied: the network path worked.
-    AwsDenied,
-    /// AWS throttled the call.
-    AwsThrottled,
-    /// Any other AWS service error.
-    AwsError,
-    /// Anything else.
-    Other,
+/// The one list of failure reasons, as `Variant "label" "doc",`: it becomes the enum, its
+/// `ALL` and its labels, so a new reason is one line here.
+macro_rules! failure_reasons {
+    ($($variant:ident $label:literal $doc:literal,)*) => {
+        /// Why a check failed. A closed set, so metrics never carry free text.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum FailureReason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl FailureReason {
+            /// Every reason, for pre-registering or removing series.
+            pub const ALL: &'static [FailureReason] = &[$(FailureReason::$variant,)*];
+
+            /// The value of the `result` label.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(FailureReason::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+failure_reasons! {
+    Timeout "timeout" "The check's deadline passed (no answer, SYN dropped, handshake stalled).",
+    Refused "refused" "The peer actively refused (TCP RST to a SYN, ICMP port unreachable).",
+    Unreachable "unreachable" "No route to the address, or the family has no address to try.",
+    Reset "reset" "An established connection was reset or closed early.",
+    Nxdomain "nxdomain" "The name does not exist (NXDOMAIN).",
+    Nodata "nodata" "The name exists but has no record of this family's type (NOERROR, empty answer).",
+    Servfail "servfail" "The DNS server answered SERVFAIL.",
+    DnsError "dns_error" "Any other DNS failure (REFUSED, malformed name, no nameserver, ...).",
+    TlsError "tls_error" "The TLS handshake failed for a reason other than the certificate.",
+    CertInvalid "cert_invalid" "The server's certificate did not verify (unknown CA, expired, wrong name).",
+    HttpStatus "http_status" "The HTTP response status was not one of the expected ones, or the request failed.",
+    Skipped "skipped" "Not run because an earlier check of the same chain failed.",
+    Forbidden "forbidden" "Refused by the probe's own safety rules (metadata address, not on the allowlist).",
+    PublicAddress "public_address" "A PrivateLink name answered with a public address: private DNS is off.",
+    AwsAuth "aws_auth" "AWS rejected the credentials or the signature.",
+    AwsDenied "aws_denied" "AWS answered AccessDenied: the network path worked.",
+    AwsThrottled "aws_throttled" "AWS throttled the call.",
+    AwsError "aws_error" "Any other AWS service error.",
+    Other "other" "Anything else.",
 }
 
 impl FailureReason {
-    /// Every reason, for pre-registering or removing series.
-    pub const ALL: [FailureReason; 19] = [
-        FailureReason::Timeout,
-        FailureReason::Refused,
-        FailureReason::Unreachable,
-        FailureReason::Reset,
-        FailureReason::Nxdomain,
-        FailureReason::Nodata,
-        FailureReason::Servfail,
-        FailureReason::DnsError,
-        FailureReason::TlsError,
-        FailureReason::CertInvalid,
-        FailureReason::HttpStatus,
-        FailureReason::Skipped,
-        FailureReason::Forbidden,
-        FailureReason::PublicAddress,
-        FailureReason::AwsAuth,
-        FailureReason::AwsDenied,
-        FailureReason::AwsThrottled,
-        FailureReason::AwsError,
-        FailureReason::Other,
-    ];
-
-    /// The value of the `result` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Timeout => "timeout",
-            FailureReason::Refused => "refused",
-            FailureReason::Unreachable => "unreachable",
-            FailureReason::Reset => "reset",
-            FailureReason::Nxdomain => "nxdomain",
-            FailureReason::Nodata => "nodata",
-            FailureReason::Servfail => "servfail",
-            FailureReason::DnsError => "dns_error",
-            FailureReason::TlsError => "tls_error",
-            FailureReason::CertInvalid => "cert_invalid",
-            FailureReason::HttpStatus => "http_status",
-            FailureReason::Skipped => "skipped",
-            FailureReason::Forbidden => "forbidden",
-            FailureReason::PublicAddress => "public_address",
-            FailureReason::AwsAuth => "aws_auth",
-            FailureReason::AwsDenied => "aws_denied",
-            FailureReason::AwsThrottled => "aws_throttled",
-            FailureReason::AwsError => "aws_error",
-            FailureReason::Other => "other",
-        }
-    }
-
     /// Classifies a socket error. `ETIMEDOUT` from the kernel counts as a timeout too.
     pub fn from_io(err: &io::Error) -> FailureReason {
         use io::ErrorKind as K;
@@ -173,4 +128,20 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         src = e.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureReason;
+
+    #[test]
+    fn labels_are_the_serde_names_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for r in FailureReason::ALL {
+            let json = serde_json::to_value(r).unwrap();
+            assert_eq!(json, r.as_str(), "{r:?}");
+            assert!(seen.insert(r.as_str()), "{r:?} twice");
+        }
+        assert_eq!(FailureReason::ALL.len(), 19);
+    }
 }

@@ -261,9 +261,4 @@ impl Target {
             .clone()
             .unwrap_or_else(|| self.host.to_string())
     }
-
-    /// True when the chain includes `check`.
-    pub fn has_check(&self, name: &str) -> bool {
-        self.checks.iter().any(|c| c.name() == name)
-    }
 }

@@ -82,16 +82,6 @@ impl Results {
             .retain(|(t, f, _), _| keep.contains(&(t.clone(), *f)));
     }
 
-    /// The latest report of each target and family.
-    pub fn latest(&self) -> Vec<Arc<CycleReport>> {
-        self.latest
-            .read()
-            .expect("results lock")
-            .values()
-            .cloned()
-            .collect()
-    }
-
     /// When `check` of a target and family last passed (kept across failing cycles).
     pub fn last_success(
         &self,

@@ -161,7 +161,7 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
             ));
         }
     }
-    let has_tls = checks.iter().any(|k| k.name() == "tls");
+    let has_tls = checks.contains(&CheckKind::Tls);
     let scheme = scheme.unwrap_or(if has_tls || port == Some(443) || port.is_none() {
         "https"
     } else {

@@ -22,7 +22,7 @@ use crate::agent::Generation;
 use crate::checks::check_for;
 use crate::checks::run_cycle_until;
 use crate::config::{Config, ProbeEndpointSettings};
-use crate::model::check_kind::{CheckKind, Layer};
+use crate::model::check_kind::Layer;
 use crate::model::failure::FailureReason;
 use crate::model::family::Family;
 use crate::model::outcome::CycleReport;
@@ -490,9 +490,4 @@ fn render(reports: &[CycleReport], single_family: bool) -> String {
         }
     }
     e.finish()
-}
-
-/// All check names, for the status page form.
-pub fn check_names() -> Vec<&'static str> {
-    CheckKind::all_names()
 }

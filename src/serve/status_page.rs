@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::response::Html;
 
 use super::Served;
+use crate::model::check_kind::CheckKind;
 use crate::model::family::Family;
 
 /// Escapes text for HTML bodies and attribute values.
@@ -94,8 +95,9 @@ pub async fn page(State(served): State<Arc<Served>>) -> Html<String> {
         rows.push_str("<tr><td colspan=\"7\">No targets configured.</td></tr>\n");
     }
     let mut check_boxes = String::new();
-    for c in crate::serve::probe_endpoint::check_names() {
-        let checked = if matches!(c, "dns" | "tcp") {
+    for kind in CheckKind::ALL {
+        let c = kind.name();
+        let checked = if matches!(kind, CheckKind::Dns | CheckKind::Tcp) {
             " checked"
         } else {
             ""

@@ -373,8 +373,7 @@ async fn describe_vpc_endpoints_discovery_against_moto() {
         .find(|t| t.name.starts_with("vpce-logs"))
         .unwrap();
     assert!(
-        dualprobe::checks::private_dns::extra_cidrs(logs)
-            .contains(&"10.0.0.0/16".parse().unwrap()),
+        dualprobe::checks::private_dns::extra_cidrs(logs).contains(&"10.0.0.0/16".parse().unwrap()),
         "{:?}",
         dualprobe::checks::private_dns::extra_cidrs(logs)
     );
