@@ -195,7 +195,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::Probe(args)) => {
             init_logging(cli.run.log_format);
-            exit(runtime().and_then(|rt| rt.block_on(probe(args, cli.run.config))))
+            exit(runtime().and_then(|rt| rt.block_on(probe_command(args, cli.run.config))))
         }
         Some(Command::Healthcheck { url }) => exit(healthcheck(url, cli.run.config)),
         Some(Command::Targets {
@@ -358,7 +358,7 @@ async fn handle_signals(agent: Arc<Agent>, shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-async fn probe(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
+async fn probe_command(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
     let families = match args.family {
         FamilyArg::Ipv4 => vec![Family::Ipv4],
         FamilyArg::Ipv6 => vec![Family::Ipv6],

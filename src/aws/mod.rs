@@ -4,8 +4,8 @@
 //! ([`errors`]) and the ECS task metadata reader ([`task_metadata`]).
 
 pub mod clients;
-pub mod connector;
-pub mod errors;
+pub(crate) mod connector;
+pub(crate) mod errors;
 pub mod task_metadata;
 
 pub use crate::model::aws::{AwsService, AwsSettings, Ec2Operation};

@@ -45,7 +45,7 @@ where
     }
 }
 
-/// `Prober::validate` of an AWS check: the target needs an `aws:` block for `service`.
+/// `Check::validate` of an AWS check: the target needs an `aws:` block for `service`.
 pub fn require_service(target: &Target, service: AwsService) -> Result<(), String> {
     match &target.aws {
         Some(a) if a.service == service => Ok(()),

@@ -11,7 +11,7 @@ use crate::aws::clients::ClientParts;
 use crate::aws::{AwsService, Ec2Operation};
 use crate::model::target::Target;
 
-/// The `ec2` prober.
+/// The `ec2` check.
 pub(super) struct Ec2;
 
 impl Check for Ec2 {

@@ -52,7 +52,7 @@ impl CheckEnv {
         Ok(())
     }
 
-    /// A client a prober keeps per (target, family), built by `build` on first use. Ad-hoc
+    /// A client a check keeps per (target, family), built by `build` on first use. Ad-hoc
     /// targets are never cached, so `/probe` cannot grow memory.
     pub fn client<T, E>(
         &self,

@@ -10,7 +10,7 @@ use super::aws_call;
 use crate::aws::clients::ClientParts;
 use crate::model::target::Target;
 
-/// The `s3` prober.
+/// The `s3` check.
 pub(super) struct S3;
 
 impl Check for S3 {

@@ -10,7 +10,7 @@ use crate::model::failure::Failure;
 use crate::model::outcome::{CheckOutput, Observations};
 use super::{Check, CheckContext};
 
-/// The `tcp` prober.
+/// The `tcp` check.
 pub(super) struct Tcp;
 
 impl Check for Tcp {

@@ -4,7 +4,7 @@
 //! defaults, and [`render_discovered`] prints for `dualprobe targets`.
 
 pub mod cloudformation;
-pub mod vpc_endpoints;
+pub(crate) mod vpc_endpoints;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

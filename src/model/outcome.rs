@@ -200,7 +200,7 @@ pub struct CycleReport {
     /// When the cycle finished.
     #[serde(skip)]
     pub finished_at: SystemTime,
-    /// Debug lines the probers wrote (kept only when asked for).
+    /// Debug lines the checks wrote (kept only when asked for).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub debug: Vec<String>,
 }

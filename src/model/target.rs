@@ -1,5 +1,5 @@
 //! A validated, ready-to-probe target: what config (or discovery) turns into, and what the
-//! scheduler and `/probe` hand to probers.
+//! scheduler and `/probe` hand to the checks.
 
 use std::any::Any;
 use std::net::IpAddr;

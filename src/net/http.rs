@@ -186,12 +186,8 @@ impl Resolve for PinnedResolver {
 /// Maps a reqwest error onto a reason by walking its source chain.
 pub fn classify(err: &reqwest::Error) -> Failure {
     let detail = error_chain(err);
-    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = src {
-        if let Some(reason) = reason_of(e) {
-            return Failure::new(reason, detail);
-        }
-        src = e.source();
+    if let Some(reason) = network_reason(err) {
+        return Failure::new(reason, detail);
     }
     let reason = if err.is_timeout() {
         FailureReason::Timeout
@@ -201,6 +197,20 @@ pub fn classify(err: &reqwest::Error) -> Failure {
         FailureReason::HttpStatus
     };
     Failure::new(reason, detail)
+}
+
+/// The reason found in an error's source chain — a carried failure (DNS, the family rule, the
+/// address policy), a rustls error, or a socket error — for the `http` check and the AWS
+/// connector alike.
+pub fn network_reason(err: &(dyn StdError + 'static)) -> Option<FailureReason> {
+    let mut src = Some(err);
+    while let Some(e) = src {
+        if let Some(reason) = reason_of(e) {
+            return Some(reason);
+        }
+        src = e.source();
+    }
+    None
 }
 
 /// The reason one link of the chain carries, if it is one we know. An `io::Error` is looked

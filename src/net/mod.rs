@@ -3,6 +3,6 @@
 //! both the `http` check and the AWS connector use.
 
 pub mod guard;
-pub mod http;
+pub(crate) mod http;
 pub mod resolver;
-pub mod tls;
+pub(crate) mod tls;

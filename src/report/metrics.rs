@@ -1,5 +1,5 @@
 //! The Prometheus metrics: registered once with [`Metrics::register`], which returns the handles
-//! `results` writes through. Probers never see this module.
+//! `results` writes through. Checks never see this module.
 
 use std::collections::HashSet;
 use std::sync::Arc;

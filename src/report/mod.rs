@@ -4,6 +4,6 @@
 pub mod check_series;
 pub mod emf;
 pub mod metrics;
-pub mod process_metrics;
-pub mod prom_text;
+pub(crate) mod process_metrics;
+pub(crate) mod prom_text;
 pub mod results;

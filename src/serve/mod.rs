@@ -3,8 +3,8 @@
 //! until a shutdown token fires.
 
 pub mod adhoc;
-pub mod probe_endpoint;
-pub mod status_page;
+pub(crate) mod probe_endpoint;
+pub(crate) mod status_page;
 
 use std::sync::Arc;
 
@@ -51,7 +51,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
-        .route("/probe", get(probe_endpoint::probe))
+        .route("/probe", get(probe_endpoint::handle))
         .route("/", get(status_page::page))
         .with_state(served)
 }

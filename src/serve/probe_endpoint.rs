@@ -1,4 +1,4 @@
-//! `GET /probe`: ad-hoc checks with the scheduler's probers, answered in the Prometheus text
+//! `GET /probe`: ad-hoc checks with the scheduler's check kinds, answered in the Prometheus text
 //! format (blackbox_exporter's names for a single family, a `family` label for both), as JSON,
 //! or with the probe's debug lines. Guarded: bearer token, rate limit, concurrency cap, the
 //! allowlist for ad-hoc targets, and the metadata guard on every address and redirect hop.
@@ -233,7 +233,7 @@ fn resolve_target(
 }
 
 /// `GET /probe`.
-pub async fn probe(
+pub async fn handle(
     State(served): State<Arc<Served>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
