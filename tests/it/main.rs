@@ -19,6 +19,7 @@ mod probe_endpoint;
 mod probe_load;
 mod probe_prometheus;
 mod scheduler;
+mod serve_limits;
 mod ssrf_netns;
 mod status_page_browser;
 mod vpc_refresh;
