@@ -167,16 +167,25 @@ pub fn spawn(
         // One cancellation wait per task, for its lifetime; dropping the loop stops it at
         // whichever await it is in.
         tracker.spawn(async move {
+            // Cancellation first: a cycle that finishes as its generation is replaced must not
+            // record after the new generation pruned the old targets' series.
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => {}
-                _ = run_pair(target, family, first, deps) => {}
+                _ = run_pair(target, family, first, deps, &cancel) => {}
             }
         });
     }
 }
 
 /// One (target, family): a cycle at every interval boundary from `first`, until dropped.
-async fn run_pair(target: Arc<Target>, family: Family, first: Instant, deps: SchedulerDeps) {
+async fn run_pair(
+    target: Arc<Target>,
+    family: Family,
+    first: Instant,
+    deps: SchedulerDeps,
+    cancel: &CancellationToken,
+) {
     let mut next = first;
     loop {
         tokio::time::sleep_until(next).await;
@@ -185,6 +194,10 @@ async fn run_pair(target: Arc<Target>, family: Family, first: Instant, deps: Sch
         };
         let report = (deps.run)(Arc::clone(&target), family, Arc::clone(&deps.env)).await;
         drop(permit);
+        // The cycle and the cancellation can complete in the same poll.
+        if cancel.is_cancelled() {
+            return;
+        }
         deps.results.record(report);
         deps.readiness.done(&target.name, family);
         next = next_boundary(next, target.interval, Instant::now());

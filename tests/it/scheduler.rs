@@ -246,3 +246,49 @@ async fn cancellation_stops_a_hung_cycle() {
         .await
         .expect("tasks stop promptly on cancel");
 }
+
+/// Keeps every report it is given.
+#[derive(Default)]
+struct Kept(Mutex<Vec<String>>);
+
+impl scheduler::CycleRecorder for Kept {
+    fn record(&self, report: CycleReport) {
+        self.0.lock().unwrap().push(report.target.name.clone());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cycle_finishing_as_its_generation_is_cancelled_records_nothing() {
+    // The reload's cancellation lands while the cycle completes: the cycle itself fires the
+    // token and returns its report in the same poll, the race a reload can hit for real.
+    let cancel = CancellationToken::new();
+    let fire = cancel.clone();
+    let run: CycleFn = Arc::new(move |target: Arc<Target>, family: Family, _env| {
+        let fire = fire.clone();
+        Box::pin(async move {
+            fire.cancel();
+            CycleReport {
+                target,
+                family,
+                checks: vec![],
+                expectation_met: None,
+                finished_at: SystemTime::now(),
+                debug: vec![],
+            }
+        })
+    });
+    let kept = Arc::new(Kept::default());
+    let mut d = deps(run, 4);
+    d.results = Arc::clone(&kept) as Arc<dyn scheduler::CycleRecorder>;
+    let tracker = TaskTracker::new();
+    scheduler::spawn(&targets(3, "10s"), d, &tracker, cancel);
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+        .await
+        .expect("tasks stop");
+    assert!(
+        kept.0.lock().unwrap().is_empty(),
+        "recorded after cancellation: {:?}",
+        kept.0.lock().unwrap()
+    );
+}
