@@ -6,9 +6,10 @@ use prometheus_client::registry::Registry;
 
 use std::time::Duration;
 
-use dualprobe::family::Family;
-use dualprobe::metrics::{Format, Metrics, TargetFamilyLabels, render};
-use dualprobe::probe::{CheckKind, Observations, Outcome};
+use dualprobe::model::check_kind::CheckKind;
+use dualprobe::model::family::Family;
+use dualprobe::model::outcome::{Observations, Outcome};
+use dualprobe::report::metrics::{Format, Metrics, TargetFamilyLabels, render};
 
 fn populated(targets: usize) -> (Registry, Metrics) {
     let mut registry = Registry::default();
@@ -31,7 +32,7 @@ fn populated(targets: usize) -> (Registry, Metrics) {
                 target: target.clone(),
                 family: family.as_str(),
             };
-            m.dns_answers.get_or_create(&tf).set(1);
+            m.measured[0].1.get_or_create(&tf).set(1); // dualprobe_dns_answers
             m.expectation_met.get_or_create(&tf).set(1);
         }
     }

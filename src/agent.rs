@@ -1,31 +1,29 @@
-//! The running agent: the current config generation (targets, probe environment, scheduler
-//! tasks), reloads that swap generations only when the new config is good, and [`run`], which
-//! serves HTTP on a given listener until a shutdown token fires.
+//! The running agent: the current config generation (targets, check environments, scheduler
+//! tasks), VPC-endpoint refreshes, and reloads that swap generations only when the new config is
+//! good. Serving HTTP is the serving layer's job and signals are `main`'s.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::checks::CheckEnv;
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::discovery::health::DiscoveryHealth;
 use crate::discovery::{
     CloudFormationDiscovery, DiscoveryError, discover_cloudformation_found,
     discover_vpc_endpoints_found,
 };
-use crate::emf::EmfSink;
-use crate::env::ProbeEnv;
-use crate::guard::AdhocPolicy;
-use crate::metrics::{BuildLabels, Metrics};
-use crate::probe_api::ProbeGate;
-use crate::resolver::DnsResolver;
-use crate::results::{ReportSink, Results};
+use crate::model::target::{Target, TargetSource};
+use crate::net::guard::AdhocPolicy;
+use crate::net::resolver::DnsResolver;
+use crate::report::emf::EmfSink;
+use crate::report::metrics::{BuildLabels, Metrics};
+use crate::report::results::{ReportSink, Results};
 use crate::scheduler::{self, Readiness, SchedulerDeps};
-use crate::target::{Target, TargetSource};
 
 /// One loaded config and what runs from it.
 pub struct Generation {
@@ -35,13 +33,11 @@ pub struct Generation {
     /// configured names win.
     pub targets: Vec<Arc<Target>>,
     /// Probe resources built from it.
-    pub env: Arc<ProbeEnv>,
+    pub env: Arc<CheckEnv>,
     /// Probe resources for ad-hoc `/probe` targets: the same resolver under [`AdhocPolicy`].
-    pub adhoc_env: Arc<ProbeEnv>,
+    pub adhoc_env: Arc<CheckEnv>,
     /// What ad-hoc targets may reach.
     pub adhoc_policy: Arc<AdhocPolicy>,
-    /// Rate limit and concurrency cap of `/probe`.
-    pub probe_gate: ProbeGate,
     /// Stops this generation's scheduler tasks.
     cancel: CancellationToken,
     /// Endpoints `discovery.cloudformation` found for this generation (`None`: not configured).
@@ -57,7 +53,7 @@ impl Generation {
     ) -> Result<Generation, ReloadError> {
         let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
         let mut targets = config.targets.clone();
-        let cfn = discover_cloudformation_found(&config)?;
+        let cfn = discover_cloudformation_found(&config.discovery, &config.discovery_defaults())?;
         let cfn_endpoints = cfn.as_ref().map(|f| f.endpoints);
         for t in cfn
             .map(|f| f.targets)
@@ -72,13 +68,12 @@ impl Generation {
             }
         }
         let adhoc_policy = Arc::new(AdhocPolicy {
-            allow: config.probe.allow.clone(),
+            allow: config.probe_endpoint.allow.clone(),
         });
         Ok(Generation {
-            env: Arc::new(ProbeEnv::new(resolver.clone())),
-            adhoc_env: Arc::new(ProbeEnv::with_policy(resolver, adhoc_policy.clone())),
+            env: Arc::new(CheckEnv::new(resolver.clone())),
+            adhoc_env: Arc::new(CheckEnv::with_policy(resolver, adhoc_policy.clone())),
             adhoc_policy,
-            probe_gate: ProbeGate::new(&config.probe),
             config: Arc::new(config),
             targets,
             cancel,
@@ -108,7 +103,7 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     /// The resolver could not be built from it.
     #[error("{0}")]
-    Resolver(#[from] crate::resolver::ResolverSetupError),
+    Resolver(#[from] crate::net::resolver::ResolverSetupError),
     /// `discovery.cloudformation` could not be read.
     #[error("{0}")]
     Discovery(#[from] DiscoveryError),
@@ -189,7 +184,7 @@ impl Agent {
         agent.readiness.expect(&generation.targets);
         if let Some(emf) = &agent.emf {
             let cancel = agent.shutdown.clone();
-            emf.spawn_heartbeat(crate::emf::HEARTBEAT_PERIOD, &agent.tracker, cancel);
+            emf.spawn_heartbeat(crate::report::emf::HEARTBEAT_PERIOD, &agent.tracker, cancel);
         }
         let cfn = generation.config.discovery.cloudformation.as_ref();
         agent.record_cloudformation(cfn, Ok(generation.cfn_endpoints));
@@ -205,7 +200,7 @@ impl Agent {
     fn spawn_generation(self: &Arc<Self>, g: &Generation, vpc_refresh_waits: bool) {
         let deps = SchedulerDeps {
             env: Arc::clone(&g.env),
-            results: Arc::clone(&self.results),
+            results: Arc::clone(&self.results) as Arc<dyn scheduler::CycleRecorder>,
             concurrency: Arc::new(Semaphore::new(g.config.concurrency)),
             readiness: Arc::clone(&self.readiness),
             run: scheduler::real_cycle(),
@@ -222,6 +217,7 @@ impl Agent {
         };
         let agent = Arc::clone(self);
         let config = Arc::clone(&g.config);
+        let defaults = config.discovery_defaults();
         let resolver = g.env.resolver.clone();
         let cancel = g.cancel.clone();
         let current: Vec<(String, String)> = g
@@ -239,7 +235,7 @@ impl Agent {
             loop {
                 let found = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    r = discover_vpc_endpoints_found(&config, &resolver, None) => r,
+                    r = discover_vpc_endpoints_found(&config.discovery, &defaults, &resolver, None) => r,
                 };
                 let outcome = match &found {
                     Ok(f) => Ok(f.as_ref().map_or(0, |f| f.endpoints)),
@@ -346,7 +342,7 @@ impl Agent {
     fn install(self: &Arc<Self>, old: Arc<Generation>, new: Generation, vpc_refresh_waits: bool) {
         let new = Arc::new(new);
         old.cancel.cancel();
-        for gone in self.discovery.retain_configured(&new.config) {
+        for gone in self.discovery.retain_configured(&new.config.discovery) {
             self.metrics.forget_discovery(gone);
         }
         self.metrics.set_targets(&old.targets, &new.targets);
@@ -405,39 +401,16 @@ impl Agent {
     }
 }
 
-/// Serves the agent on `listener` until `shutdown` fires, then stops every task (waiting at most
-/// `grace` for them).
-pub async fn run(listener: TcpListener, agent: Arc<Agent>, grace: Duration) -> std::io::Result<()> {
-    let shutdown = agent.shutdown.clone();
-    #[cfg(unix)]
-    {
-        // SIGHUP reloads, like Prometheus.
-        let agent = Arc::clone(&agent);
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let cancel = shutdown.clone();
-        agent.clone().tracker.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    s = hup.recv() => {
-                        if s.is_none() { break; }
-                        tracing::info!("SIGHUP: reloading config");
-                        let _ = agent.reload().await;
-                    }
-                }
-            }
-        });
+impl Agent {
+    /// Stops every task the agent spawned (after `shutdown` fired), waiting at most `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tasks did not stop within {grace:?}");
+        }
     }
-    let app = crate::server::router(Arc::clone(&agent));
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let result = serve.await;
-    agent.tracker.close();
-    if tokio::time::timeout(grace, agent.tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop within {grace:?}");
-    }
-    result
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dualprobe::adhoc::{self, AdhocRequest};
-use dualprobe::agent::{self, Agent, RunOptions};
+use dualprobe::agent::{Agent, RunOptions};
+use dualprobe::checks::CheckEnv;
+use dualprobe::checks::run_cycle;
 use dualprobe::config::{ConfigSource, parse_nameserver};
-use dualprobe::env::ProbeEnv;
-use dualprobe::family::Family;
-use dualprobe::probe::{CycleReport, run_cycle};
-use dualprobe::resolver::DnsResolver;
+use dualprobe::model::family::Family;
+use dualprobe::model::outcome::CycleReport;
+use dualprobe::net::resolver::DnsResolver;
+use dualprobe::serve::adhoc::{self, AdhocRequest};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::Targets;
 
@@ -194,7 +195,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::Probe(args)) => {
             init_logging(cli.run.log_format);
-            exit(runtime().and_then(|rt| rt.block_on(probe(args, cli.run.config))))
+            exit(runtime().and_then(|rt| rt.block_on(probe_command(args, cli.run.config))))
         }
         Some(Command::Healthcheck { url }) => exit(healthcheck(url, cli.run.config)),
         Some(Command::Targets {
@@ -273,7 +274,7 @@ async fn run(args: RunArgs) -> Result<bool> {
                 subnets = ?m.subnet_cidrs,
                 "running in an ECS task"
             );
-            options.build_labels = dualprobe::metrics::BuildLabels::from_task_metadata(&m);
+            options.build_labels = dualprobe::report::metrics::BuildLabels::from_task_metadata(&m);
         }
         Ok(None) => {}
         Err(e) => {
@@ -281,15 +282,17 @@ async fn run(args: RunArgs) -> Result<bool> {
         }
     }
     if args.emf {
-        let task = dualprobe::emf::EmfTask::from_build_labels(&options.build_labels);
-        options.emf = Some(Arc::new(dualprobe::emf::EmfSink::stdout(
+        let task = dualprobe::report::emf::EmfTask::from_build_labels(&options.build_labels);
+        options.emf = Some(Arc::new(dualprobe::report::emf::EmfSink::stdout(
             &args.emf_namespace,
             task,
         )));
     }
     let agent = Agent::start(source, config, options, shutdown.clone())?;
-    tokio::spawn(wait_for_shutdown_signal(shutdown));
-    agent::run(listener, agent, Duration::from_millis(800)).await?;
+    tokio::spawn(handle_signals(Arc::clone(&agent), shutdown.clone()));
+    let served = dualprobe::serve::serve(listener, Arc::clone(&agent), shutdown).await;
+    agent.stop(Duration::from_millis(800)).await;
+    served?;
     tracing::info!("dualprobe stopped");
     Ok(true)
 }
@@ -308,30 +311,49 @@ fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener>
     tokio::net::TcpListener::from_std(socket.into())
 }
 
-async fn wait_for_shutdown_signal(shutdown: CancellationToken) {
+/// The process's signals, handled here only: SIGHUP reloads the config (like Prometheus),
+/// SIGTERM and SIGINT stop the agent gracefully.
+async fn handle_signals(agent: Arc<Agent>, shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+        let (mut term, mut hup) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(t), Ok(h)) => (t, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM/SIGHUP");
                 return;
             }
         };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading config");
+                    let _ = agent.reload().await;
+                }
+                _ = shutdown.cancelled() => return,
+            }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = agent;
         let _ = tokio::signal::ctrl_c().await;
     }
     shutdown.cancel();
 }
 
-async fn probe(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
+async fn probe_command(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
     let families = match args.family {
         FamilyArg::Ipv4 => vec![Family::Ipv4],
         FamilyArg::Ipv6 => vec![Family::Ipv6],
@@ -374,7 +396,7 @@ async fn probe(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool> {
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    let env = ProbeEnv::new(DnsResolver::new(&nameservers, target.timeout)?);
+    let env = CheckEnv::new(DnsResolver::new(&nameservers, target.timeout)?);
     let mut reports = Vec::new();
     for &f in &target.families {
         reports.push(run_cycle(&target, f, &env, false).await);
@@ -411,11 +433,10 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
                                 .join(" "),
                         );
                     }
-                    if let Some(s) = ob.http_status {
-                        d.push(format!("HTTP {s}"));
-                    }
-                    if let Some(t) = ob.cert_not_after {
-                        d.push(format!("cert expires in {}d", (t - unix_secs()) / 86_400));
+                    for (what, value) in &ob.measured {
+                        if let Some(describe) = what.describe {
+                            d.push(describe(*value));
+                        }
                     }
                     d.join(", ")
                 }
@@ -463,12 +484,6 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
         out.push('\n');
     }
     out
-}
-
-fn unix_secs() -> i64 {
-    std::time::UNIX_EPOCH
-        .elapsed()
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {

@@ -12,11 +12,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::env::ProbeEnv;
-use crate::family::Family;
-use crate::probe::{CycleReport, run_cycle};
-use crate::results::Results;
-use crate::target::Target;
+use crate::checks::CheckEnv;
+use crate::checks::run_cycle;
+use crate::model::family::Family;
+use crate::model::outcome::CycleReport;
+use crate::model::target::Target;
+
+/// Where the scheduler hands each finished cycle: the reports' `Results` in the
+/// agent, anything that keeps reports in tests. The scheduler knows nothing of metrics.
+pub trait CycleRecorder: Send + Sync + 'static {
+    /// Takes one finished cycle.
+    fn record(&self, report: CycleReport);
+}
 
 /// Tracks which (target, family) pairs have finished a first cycle; ready once all have.
 #[derive(Debug)]
@@ -114,7 +121,7 @@ pub fn next_boundary(previous: Instant, interval: Duration, now: Instant) -> Ins
 
 /// Runs one cycle. The agent uses [`real_cycle`]; scheduler tests substitute a timed fake.
 pub type CycleFn = Arc<
-    dyn Fn(Arc<Target>, Family, Arc<ProbeEnv>) -> BoxFuture<'static, CycleReport> + Send + Sync,
+    dyn Fn(Arc<Target>, Family, Arc<CheckEnv>) -> BoxFuture<'static, CycleReport> + Send + Sync,
 >;
 
 /// The production cycle: every configured check, for real.
@@ -128,9 +135,9 @@ pub fn real_cycle() -> CycleFn {
 #[derive(Clone)]
 pub struct SchedulerDeps {
     /// Probe resources of this generation.
-    pub env: Arc<ProbeEnv>,
+    pub env: Arc<CheckEnv>,
     /// Where reports go.
-    pub results: Arc<Results>,
+    pub results: Arc<dyn CycleRecorder>,
     /// Global bound on cycles in flight.
     pub concurrency: Arc<Semaphore>,
     /// First-cycle tracking.
@@ -160,16 +167,25 @@ pub fn spawn(
         // One cancellation wait per task, for its lifetime; dropping the loop stops it at
         // whichever await it is in.
         tracker.spawn(async move {
+            // Cancellation first: a cycle that finishes as its generation is replaced must not
+            // record after the new generation pruned the old targets' series.
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => {}
-                _ = run_pair(target, family, first, deps) => {}
+                _ = run_pair(target, family, first, deps, &cancel) => {}
             }
         });
     }
 }
 
 /// One (target, family): a cycle at every interval boundary from `first`, until dropped.
-async fn run_pair(target: Arc<Target>, family: Family, first: Instant, deps: SchedulerDeps) {
+async fn run_pair(
+    target: Arc<Target>,
+    family: Family,
+    first: Instant,
+    deps: SchedulerDeps,
+    cancel: &CancellationToken,
+) {
     let mut next = first;
     loop {
         tokio::time::sleep_until(next).await;
@@ -178,6 +194,10 @@ async fn run_pair(target: Arc<Target>, family: Family, first: Instant, deps: Sch
         };
         let report = (deps.run)(Arc::clone(&target), family, Arc::clone(&deps.env)).await;
         drop(permit);
+        // The cycle and the cancellation can complete in the same poll.
+        if cancel.is_cancelled() {
+            return;
+        }
         deps.results.record(report);
         deps.readiness.done(&target.name, family);
         next = next_boundary(next, target.interval, Instant::now());

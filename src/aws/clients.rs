@@ -4,25 +4,22 @@
 //! client of its own) unless the target carries explicit ones.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, SharedCredentialsProvider, StalledStreamProtectionConfig,
 };
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
-use super::http::{AwsHttpClient, AwsHttpOptions, RemoteSlot};
-use super::{AwsService, AwsSettings, errors};
-use crate::env::AddressPolicy;
-use crate::family::Family;
-use crate::probe::{CheckOutput, Failure, FailureReason, Observations, ProbeContext};
-use crate::resolver::DnsResolver;
-use crate::target::Target;
+use super::AwsSettings;
+use super::connector::{AwsHttpClient, AwsHttpOptions, RemoteSlot};
+use crate::model::failure::{Failure, FailureReason};
+use crate::model::family::Family;
+use crate::model::target::Target;
+use crate::net::guard::AddressPolicy;
+use crate::net::resolver::DnsResolver;
 
 /// An SDK client of one (target, family) and where it records the peer of each response.
 pub struct ServiceClient<C> {
@@ -145,7 +142,7 @@ pub async fn default_credentials(
     if let Some(p) = chains().lock().ok().and_then(|m| m.get(region).cloned()) {
         return Ok(p);
     }
-    let tls = crate::tls_client::client_config(None, false)
+    let tls = crate::net::tls::client_config(None, false)
         .map_err(|e| Failure::new(FailureReason::Other, e))?;
     let http = AwsHttpClient::new(AwsHttpOptions {
         family: None,
@@ -183,79 +180,4 @@ pub async fn credentials_for(
         Some(c) => Ok(c.clone()),
         None => default_credentials(&aws.region, resolver).await,
     }
-}
-
-/// Turns a call's result into a check output: a pass, an `aws_denied` pass (AWS answered, so
-/// the path works), or a failure with its fixed reason. The peer that answered goes into the
-/// observations either way.
-pub fn check_output<T, E>(
-    result: Result<T, SdkError<E, HttpResponse>>,
-    remote: Option<SocketAddr>,
-) -> CheckOutput
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let obs = Observations {
-        remote,
-        ..Observations::default()
-    };
-    match result {
-        Ok(_) => CheckOutput::pass(obs),
-        Err(e) => {
-            let failure = errors::classify(&e);
-            if failure.reason == FailureReason::AwsDenied {
-                CheckOutput::pass(Observations {
-                    note: Some(failure),
-                    ..obs
-                })
-            } else {
-                CheckOutput::fail(failure).with(obs)
-            }
-        }
-    }
-}
-
-/// `Prober::validate` of an AWS check: the target needs an `aws:` block for `service`.
-pub fn require_service(target: &Target, service: AwsService) -> Result<(), String> {
-    match &target.aws {
-        Some(a) if a.service == service => Ok(()),
-        Some(a) => Err(format!(
-            "needs `aws: {{ service: {service} }}`, not `{}`",
-            a.service
-        )),
-        None => Err(format!(
-            "needs an `aws: {{ service: {service}, region: ... }}` block"
-        )),
-    }
-}
-
-/// The SDK client of the cycle's target and family (built on first use, then reused) and the
-/// target's `aws:` settings: what every AWS check does before its one call.
-pub async fn service_client<'t, C>(
-    cx: &ProbeContext<'t>,
-    kind: &'static str,
-    make: fn(ClientParts) -> ServiceClient<C>,
-) -> Result<(Arc<ServiceClient<C>>, &'t AwsSettings), Failure>
-where
-    C: Send + Sync + 'static,
-{
-    let target: &'t Target = cx.target;
-    let family = cx.family;
-    let Some(aws) = &target.aws else {
-        return Err(Failure::new(FailureReason::Other, "no `aws:` block"));
-    };
-    let credentials = credentials_for(aws, &cx.env.resolver).await?;
-    let env = cx.env;
-    let client = env.client(target, family, kind, || {
-        ClientParts::for_target(
-            target,
-            aws,
-            family,
-            &env.resolver,
-            env.policy.clone(),
-            credentials,
-        )
-        .map(make)
-    })?;
-    Ok((client, aws))
 }

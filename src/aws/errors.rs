@@ -9,8 +9,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
-use super::http::CarriedFailure;
-use crate::probe::{Failure, FailureReason};
+use crate::model::failure::{Failure, FailureReason};
 
 /// Error codes meaning the credentials or the signature were rejected.
 pub const AUTH_CODES: &[&str] = &[
@@ -126,49 +125,15 @@ where
     }
 }
 
-/// The reason found in an error's source chain: a carried failure (DNS, family guard, address
-/// policy), a rustls error, or a socket error.
-pub fn network_reason(err: &(dyn StdError + 'static)) -> Option<FailureReason> {
-    let mut src: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = src {
-        if let Some(c) = e.downcast_ref::<CarriedFailure>() {
-            return Some(c.0.reason);
-        }
-        if let Some(r) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls_reason(r));
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(inner) = io.get_ref() {
-                if let Some(r) = inner.downcast_ref::<rustls::Error>() {
-                    return Some(tls_reason(r));
-                }
-                if let Some(c) = inner.downcast_ref::<CarriedFailure>() {
-                    return Some(c.0.reason);
-                }
-            }
-            let reason = FailureReason::from_io(io);
-            if reason != FailureReason::Other {
-                return Some(reason);
-            }
-        }
-        src = e.source();
-    }
-    None
-}
+pub use crate::net::http::network_reason;
 
-fn tls_reason(e: &rustls::Error) -> FailureReason {
-    match e {
-        rustls::Error::InvalidCertificate(_) => FailureReason::CertInvalid,
-        _ => FailureReason::TlsError,
-    }
-}
-
-/// The error and its sources on one line (shared with the probers).
-pub use crate::probe::reason::error_chain as chain;
+/// The error and its sources on one line (shared with the checks).
+pub use crate::model::failure::error_chain as chain;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::http::CarriedFailure;
     use aws_sdk_ec2::operation::describe_regions::DescribeRegionsError;
     use aws_sdk_s3::error::ErrorMetadata;
     use aws_sdk_s3::operation::list_buckets::ListBucketsError;

@@ -153,7 +153,7 @@ pub async fn fetch(base: &str, timeout: Duration) -> Result<TaskMetadata, TaskMe
         url: url.clone(),
         message,
     };
-    let tls = crate::tls_client::client_config(None, false).map_err(request)?;
+    let tls = crate::net::tls::client_config(None, false).map_err(request)?;
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .no_proxy()

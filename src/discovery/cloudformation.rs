@@ -15,7 +15,7 @@ use serde::de::{MapAccess, Visitor};
 use super::{
     Discovered, DiscoveryError, EndpointKind, private_dns_name, split_service_name, target_name,
 };
-use crate::family::Family;
+use crate::model::family::Family;
 
 /// A template value: YAML or JSON, tags turned into one-key maps, mapping order kept.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

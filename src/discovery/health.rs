@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::config::Config;
-use crate::target::TargetSource;
+use super::DiscoveryConfig;
+use crate::model::target::TargetSource;
 
 /// The last attempt of one discovery source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +70,9 @@ impl DiscoveryHealth {
         status
     }
 
-    /// Drops the sources `config` no longer configures; returns them.
-    pub fn retain_configured(&self, config: &Config) -> Vec<TargetSource> {
-        let keep = configured_sources(config);
+    /// Drops the sources `discovery` no longer configures; returns them.
+    pub fn retain_configured(&self, discovery: &DiscoveryConfig) -> Vec<TargetSource> {
+        let keep = configured_sources(discovery);
         let mut map = self.by_source.lock().expect("discovery health lock");
         let gone: Vec<TargetSource> = map
             .values()
@@ -92,13 +92,13 @@ impl DiscoveryHealth {
     }
 }
 
-/// The discovery sources `config` configures, in label order.
-pub fn configured_sources(config: &Config) -> Vec<TargetSource> {
+/// The discovery sources `discovery` configures, in label order.
+pub fn configured_sources(discovery: &DiscoveryConfig) -> Vec<TargetSource> {
     let mut out = Vec::new();
-    if config.discovery.cloudformation.is_some() {
+    if discovery.cloudformation.is_some() {
         out.push(TargetSource::Cloudformation);
     }
-    if config.discovery.vpc_endpoints.is_some() {
+    if discovery.vpc_endpoints.is_some() {
         out.push(TargetSource::VpcEndpoints);
     }
     out
@@ -123,9 +123,8 @@ mod tests {
         let s = h.record(TargetSource::Cloudformation, "t.yml", Err("bad".into()));
         assert_eq!((s.endpoints, s.last_success), (None, None));
         assert_eq!(h.all().len(), 2);
-        let config = Config::from_yaml("targets: []\n", "test", None).unwrap();
         assert_eq!(
-            h.retain_configured(&config),
+            h.retain_configured(&DiscoveryConfig::default()),
             [TargetSource::Cloudformation, TargetSource::VpcEndpoints]
         );
         assert!(h.all().is_empty());

@@ -5,19 +5,18 @@
 
 pub mod cloudformation;
 pub mod health;
-pub mod vpc_endpoints;
+pub(crate) mod vpc_endpoints;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::family::Family;
-use crate::probe::CheckKind;
-use crate::target::{
-    AddressSelection, Expectations, Host, HttpSettings, StatusMatcher, Target, TargetSource,
-    TlsSettings,
+use crate::model::check_kind::CheckKind;
+use crate::model::family::Family;
+use crate::model::target::{
+    AddressSelection, CheckSettings, Expectations, Host, HttpSettings, StatusMatcher, Target,
+    TargetSource, TlsSettings,
 };
 
 /// The `discovery:` section.
@@ -120,7 +119,7 @@ pub enum DiscoveryError {
         /// The VPC asked about.
         vpc_id: String,
         /// The classified failure.
-        failure: crate::probe::Failure,
+        failure: crate::model::failure::Failure,
     },
 }
 
@@ -184,8 +183,12 @@ pub fn target_name(service: &str, kind: EndpointKind) -> String {
 /// `[dns, private_dns, tcp, tls]`, gateway endpoints `[dns, tcp, tls]` over IPv4, port 443.
 /// Families are the endpoint's, intersected with the config's. Names already used by
 /// configured targets are skipped (configured targets win).
-pub fn to_targets(found: &[Discovered], config: &Config, source: TargetSource) -> Vec<Arc<Target>> {
-    let client_config = match crate::tls_client::client_config(None, false) {
+pub fn to_targets(
+    found: &[Discovered],
+    defaults: &TargetDefaults,
+    source: TargetSource,
+) -> Vec<Arc<Target>> {
+    let client_config = match crate::net::tls::client_config(None, false) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("TLS setup for discovered targets: {e}");
@@ -194,34 +197,30 @@ pub fn to_targets(found: &[Discovered], config: &Config, source: TargetSource) -
     };
     let mut out = Vec::with_capacity(found.len());
     for d in found {
-        if config.target(&d.name).is_some() || out.iter().any(|t: &Arc<Target>| t.name == d.name) {
+        if defaults.taken.contains(&d.name) || out.iter().any(|t: &Arc<Target>| t.name == d.name) {
             continue;
         }
         let families: Vec<Family> = d
             .families
             .iter()
             .copied()
-            .filter(|f| config.families.contains(f))
+            .filter(|f| defaults.families.contains(f))
             .collect();
         if families.is_empty() {
             continue;
         }
-        let mut names = vec!["dns", "tcp", "tls"];
+        let mut checks = vec![CheckKind::Dns, CheckKind::Tcp, CheckKind::Tls];
         if d.check_private {
-            names.insert(1, "private_dns");
+            checks.insert(1, CheckKind::PrivateDns);
         }
-        let checks: Vec<CheckKind> = names
-            .iter()
-            .filter_map(|n| CheckKind::from_name(n))
-            .collect();
         out.push(Arc::new(Target {
             name: d.name.clone(),
             host: Host::parse(&d.host),
             port: 443,
             checks,
             families,
-            interval: config.interval,
-            timeout: config.timeout,
+            interval: defaults.interval,
+            timeout: defaults.timeout,
             addresses: AddressSelection::First,
             http: HttpSettings {
                 scheme: "https",
@@ -237,10 +236,36 @@ pub fn to_targets(found: &[Discovered], config: &Config, source: TargetSource) -
             expect: Expectations::default(),
             source,
             aws: None,
-            private_cidrs: d.cidrs.clone(),
+            settings: private_dns_settings(&d.cidrs),
         }));
     }
     out
+}
+
+/// What discovered targets take from the config: its defaults, and the names configured
+/// targets already use (configured targets win).
+#[derive(Debug, Clone)]
+pub struct TargetDefaults {
+    /// The config's default interval.
+    pub interval: std::time::Duration,
+    /// The config's default per-check timeout.
+    pub timeout: std::time::Duration,
+    /// The families the config probes; an endpoint's families are intersected with them.
+    pub families: Vec<Family>,
+    /// Names of configured targets.
+    pub taken: std::collections::HashSet<String>,
+}
+
+/// The VPC's CIDRs, which `private_dns` accepts as private.
+fn private_dns_settings(cidrs: &[ipnet::IpNet]) -> CheckSettings {
+    let mut s = CheckSettings::default();
+    s.set(
+        CheckKind::PrivateDns,
+        Arc::new(crate::checks::private_dns::Settings {
+            cidrs: cidrs.to_vec(),
+        }),
+    );
+    s
 }
 
 /// What one discovery attempt produced: the targets, and how many endpoints (template resources
@@ -254,64 +279,78 @@ pub struct Found {
 }
 
 impl Found {
-    fn new(found: &[Discovered], config: &Config, source: TargetSource) -> Found {
+    fn new(found: &[Discovered], defaults: &TargetDefaults, source: TargetSource) -> Found {
         let mut origins: Vec<&str> = found.iter().map(|d| d.origin.as_str()).collect();
         origins.sort_unstable();
         origins.dedup();
         Found {
-            targets: to_targets(found, config, source),
+            targets: to_targets(found, defaults, source),
             endpoints: origins.len(),
         }
     }
 }
 
-/// `discovery.cloudformation` of `config` as targets (source `cloudformation`); none when the
-/// section is absent. The template is read again on every call (call it on each (re)load).
-pub fn discover_cloudformation(config: &Config) -> Result<Vec<Arc<Target>>, DiscoveryError> {
-    Ok(discover_cloudformation_found(config)?
+/// `discovery.cloudformation` as targets (source `cloudformation`); none when the section is
+/// absent. The template is read again on every call (call it on each (re)load).
+pub fn discover_cloudformation(
+    settings: &DiscoveryConfig,
+    defaults: &TargetDefaults,
+) -> Result<Vec<Arc<Target>>, DiscoveryError> {
+    Ok(discover_cloudformation_found(settings, defaults)?
         .map(|f| f.targets)
         .unwrap_or_default())
 }
 
 /// [`discover_cloudformation`] with the endpoint count; `None` when the section is absent.
-pub fn discover_cloudformation_found(config: &Config) -> Result<Option<Found>, DiscoveryError> {
-    let Some(c) = &config.discovery.cloudformation else {
+pub fn discover_cloudformation_found(
+    settings: &DiscoveryConfig,
+    defaults: &TargetDefaults,
+) -> Result<Option<Found>, DiscoveryError> {
+    let Some(c) = &settings.cloudformation else {
         return Ok(None);
     };
     let found = cloudformation::discover_template_file(&c.template, &c.region)?;
     Ok(Some(Found::new(
         &found,
-        config,
+        defaults,
         TargetSource::Cloudformation,
     )))
 }
 
-/// One round of `discovery.vpc_endpoints` of `config` as targets (source `vpc_endpoints`); none
+/// One round of `discovery.vpc_endpoints` as targets (source `vpc_endpoints`); none
 /// when the section is absent. Call it at start and every `refresh`; `credentials` replaces the
 /// standard chain (tests).
 pub async fn discover_vpc_endpoints(
-    config: &Config,
-    resolver: &crate::resolver::DnsResolver,
+    settings: &DiscoveryConfig,
+    defaults: &TargetDefaults,
+    resolver: &crate::net::resolver::DnsResolver,
     credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
 ) -> Result<Vec<Arc<Target>>, DiscoveryError> {
-    Ok(discover_vpc_endpoints_found(config, resolver, credentials)
-        .await?
-        .map(|f| f.targets)
-        .unwrap_or_default())
+    Ok(
+        discover_vpc_endpoints_found(settings, defaults, resolver, credentials)
+            .await?
+            .map(|f| f.targets)
+            .unwrap_or_default(),
+    )
 }
 
 /// [`discover_vpc_endpoints`] with the endpoint count; `None` when the section is absent.
 pub async fn discover_vpc_endpoints_found(
-    config: &Config,
-    resolver: &crate::resolver::DnsResolver,
+    settings: &DiscoveryConfig,
+    defaults: &TargetDefaults,
+    resolver: &crate::net::resolver::DnsResolver,
     credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
 ) -> Result<Option<Found>, DiscoveryError> {
-    let Some(v) = &config.discovery.vpc_endpoints else {
+    let Some(v) = &settings.vpc_endpoints else {
         return Ok(None);
     };
     let client = vpc_endpoints::VpcEndpointsClient::new(v, resolver, credentials).await?;
     let found = client.discover().await?;
-    Ok(Some(Found::new(&found, config, TargetSource::VpcEndpoints)))
+    Ok(Some(Found::new(
+        &found,
+        defaults,
+        TargetSource::VpcEndpoints,
+    )))
 }
 
 /// What `dualprobe targets` prints: one line per discovered name, conditional endpoints marked.

@@ -15,12 +15,12 @@ use super::{
     split_service_name, target_name,
 };
 use crate::aws::clients::{ClientParts, default_credentials};
+use crate::aws::connector::{AwsHttpClient, AwsHttpOptions};
 use crate::aws::errors;
-use crate::aws::http::{AwsHttpClient, AwsHttpOptions};
 use crate::aws::{AwsService, AwsSettings, Ec2Operation};
-use crate::family::Family;
-use crate::probe::{Failure, FailureReason};
-use crate::resolver::DnsResolver;
+use crate::model::failure::{Failure, FailureReason};
+use crate::model::family::Family;
+use crate::net::resolver::DnsResolver;
 
 /// An EC2 client for discovery: both families (IPv6 first), connections kept between calls.
 pub struct VpcEndpointsClient {
@@ -40,7 +40,7 @@ impl VpcEndpointsClient {
             vpc_id: settings.vpc_id.clone(),
             failure,
         };
-        let tls = crate::tls_client::client_config(settings.ca_file.as_deref(), false)
+        let tls = crate::net::tls::client_config(settings.ca_file.as_deref(), false)
             .map_err(|e| api(Failure::new(FailureReason::Other, e)))?;
         let timeout = std::time::Duration::from_secs(20);
         let http = AwsHttpClient::new(AwsHttpOptions {

@@ -1,0 +1,87 @@
+//! What every check shares: the resolver, an optional address policy (the `/probe` guard), and
+//! clients built once per target and family and reused across cycles.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::model::failure::Failure;
+use crate::model::family::Family;
+use crate::model::target::{Target, TargetSource};
+use crate::net::guard::AddressPolicy;
+use crate::net::resolver::DnsResolver;
+
+type ClientKey = (String, Family, &'static str);
+
+/// Shared probe resources, rebuilt on every config load.
+pub struct CheckEnv {
+    /// The cache-less, family-aware resolver.
+    pub resolver: DnsResolver,
+    /// Refuses addresses (set for ad-hoc `/probe` targets; `None` for configured ones).
+    pub policy: Option<Arc<dyn AddressPolicy>>,
+    clients: Mutex<HashMap<ClientKey, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl CheckEnv {
+    /// An environment with no address policy.
+    pub fn new(resolver: DnsResolver) -> CheckEnv {
+        CheckEnv {
+            resolver,
+            policy: None,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same resolver and clients cache, with an address policy on top.
+    pub fn with_policy(resolver: DnsResolver, policy: Arc<dyn AddressPolicy>) -> CheckEnv {
+        CheckEnv {
+            resolver,
+            policy: Some(policy),
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Applies the address policy to every address.
+    pub fn check_addresses(&self, addrs: &[IpAddr]) -> Result<(), Failure> {
+        if let Some(policy) = &self.policy {
+            for a in addrs {
+                policy.check(*a)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A client a check keeps per (target, family), built by `build` on first use. Ad-hoc
+    /// targets are never cached, so `/probe` cannot grow memory.
+    pub fn client<T, E>(
+        &self,
+        target: &Target,
+        family: Family,
+        kind: &'static str,
+        build: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E>
+    where
+        T: Send + Sync + 'static,
+    {
+        if target.source == TargetSource::Adhoc {
+            return build().map(Arc::new);
+        }
+        let key = (target.name.clone(), family, kind);
+        if let Some(c) = self
+            .clients
+            .lock()
+            .expect("client cache lock")
+            .get(&key)
+            .and_then(|c| Arc::clone(c).downcast::<T>().ok())
+        {
+            return Ok(c);
+        }
+        let built = Arc::new(build()?);
+        self.clients
+            .lock()
+            .expect("client cache lock")
+            .insert(key, Arc::clone(&built) as Arc<dyn Any + Send + Sync>);
+        Ok(built)
+    }
+}

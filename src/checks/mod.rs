@@ -1,0 +1,291 @@
+//! The check kinds and the chain that runs them. Each kind lives in its own file behind the
+//! [`Check`] trait, and the registry list in `crate::model::check_kind` declares the files and
+//! the kind → implementation table below. A check returns a [`CheckOutput`] with a typed
+//! [`FailureReason`] and never touches metrics: outcomes flow on to the reports.
+
+mod aws_call;
+mod env;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::future::BoxFuture;
+use tokio::net::TcpStream;
+
+pub use env::CheckEnv;
+
+use crate::model::check_kind::{CheckKind, Layer};
+use crate::model::failure::{Failure, FailureReason};
+use crate::model::family::Family;
+use crate::model::outcome::{CheckOutput, CycleReport, Measurement, Observations, Outcome};
+use crate::model::target::{AddressSelection, Expect, Host, Target};
+
+macro_rules! register_checks {
+    ($($variant:ident $name:literal $module:ident [$($section:ident)?],)*) => {
+        $(pub mod $module;)*
+
+        /// The implementation of `kind`.
+        pub fn check_for(kind: CheckKind) -> &'static dyn Check {
+            match kind {
+                $(CheckKind::$variant => &$module::$variant,)*
+            }
+        }
+    };
+}
+crate::model::check_kind::check_kinds!(register_checks);
+
+/// A check kind with its own config section on targets and modules (e.g. `private_dns:`),
+/// named in its registry line: the section's YAML shape and how it becomes the settings the
+/// check reads back with `target.settings.get`.
+pub trait Configure: Check {
+    /// The section as serde reads it (unknown keys denied).
+    type Raw: serde::de::DeserializeOwned + std::fmt::Debug;
+
+    /// Validates `raw`; `field` is the section's path (`targets[2].private_dns`). Every problem
+    /// goes to `problem(line, field, message)`; `None` when there were any.
+    fn configure(
+        raw: &Self::Raw,
+        field: &str,
+        problem: &mut dyn FnMut(Option<u64>, String, String),
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>>;
+}
+
+/// The 1-based line of a spanned config value, when known.
+pub fn line_of<T>(s: &serde_saphyr::Spanned<T>) -> Option<u64> {
+    let l = s.referenced.line();
+    (l > 0).then_some(l)
+}
+
+/// One check kind's behaviour. Implementations are unit structs named after their
+/// [`CheckKind`] variant, one per file.
+pub trait Check: Send + Sync + 'static {
+    /// Which layer the check exercises.
+    fn layer(&self) -> Layer {
+        Layer::Connect
+    }
+
+    /// What the check measures besides pass/fail (each a `{target, family}` gauge, a JSON key,
+    /// a `/probe` series).
+    fn measurements(&self) -> &'static [&'static Measurement] {
+        &[]
+    }
+
+    /// The blackbox_exporter series `/probe` derives from this check's duration, e.g.
+    /// `probe_dns_lookup_time_seconds` for `dns`: (name, help).
+    fn blackbox_duration(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
+    /// Rejects a target this check cannot run on (e.g. `s3` without an `aws:` block). The message
+    /// names the missing field.
+    fn validate(&self, _target: &Target) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Runs the check. Called only after every earlier check of the chain passed; the runner
+    /// enforces the deadline and measures the duration.
+    fn run<'a>(&'a self, cx: &'a mut CheckContext<'_>) -> BoxFuture<'a, CheckOutput>;
+}
+
+/// Shared state of one cycle: the target, the family, and what earlier checks left behind
+/// (resolved addresses, an open connection) for later ones.
+pub struct CheckContext<'a> {
+    /// The target being probed.
+    pub target: &'a Target,
+    /// The family every socket of this cycle is pinned to.
+    pub family: Family,
+    /// Shared resources: resolver, clients, address guard.
+    pub env: &'a CheckEnv,
+    /// The per-check deadline.
+    pub timeout: Duration,
+    addresses: Option<Vec<IpAddr>>,
+    connection: Option<TcpStream>,
+    debug: Option<Vec<String>>,
+}
+
+impl<'a> CheckContext<'a> {
+    /// A fresh context for one cycle.
+    pub fn new(target: &'a Target, family: Family, env: &'a CheckEnv, debug: bool) -> Self {
+        CheckContext {
+            target,
+            family,
+            env,
+            timeout: target.timeout,
+            addresses: None,
+            connection: None,
+            debug: debug.then(Vec::new),
+        }
+    }
+
+    /// Records a debug line (kept only for `debug=true` probes; logged at trace level always).
+    pub fn debug(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        tracing::trace!(target = %self.target.name, family = %self.family, "{line}");
+        if let Some(lines) = &mut self.debug {
+            lines.push(line);
+        }
+    }
+
+    /// Stores what the `dns` check resolved, for later checks.
+    pub fn set_addresses(&mut self, addresses: Vec<IpAddr>) {
+        self.addresses = Some(addresses);
+    }
+
+    /// The addresses of this family to connect to: what `dns` resolved, the IP literal, or a fresh
+    /// lookup when the chain has no `dns` check. Guarded addresses are refused here.
+    pub async fn addresses(&mut self) -> Result<Vec<IpAddr>, Failure> {
+        if let Some(a) = &self.addresses {
+            return Ok(a.clone());
+        }
+        let addrs = match &self.target.host {
+            Host::Ip(ip) => {
+                // The guard first: a forbidden literal is refused as such, whatever its family.
+                self.env.check_addresses(&[*ip])?;
+                if Family::of(*ip) != self.family {
+                    return Err(Failure::new(
+                        FailureReason::Unreachable,
+                        format!("{ip} is not an {} address", self.family),
+                    ));
+                }
+                vec![*ip]
+            }
+            Host::Name(name) => {
+                let answer = self
+                    .env
+                    .resolver
+                    .lookup(name, self.family)
+                    .await
+                    .map_err(|e| e.to_failure())?;
+                answer.addresses
+            }
+        };
+        self.env.check_addresses(&addrs)?;
+        self.addresses = Some(addrs.clone());
+        Ok(addrs)
+    }
+
+    /// The addresses to connect to under the target's `addresses:` selection.
+    pub async fn connect_addresses(&mut self) -> Result<Vec<IpAddr>, Failure> {
+        let mut addrs = self.addresses().await?;
+        if self.target.addresses == AddressSelection::First {
+            addrs.truncate(1);
+        }
+        Ok(addrs)
+    }
+
+    /// Keeps the connection the `tcp` check opened for `tls` to reuse.
+    pub fn set_connection(&mut self, stream: TcpStream) {
+        self.connection = Some(stream);
+    }
+
+    /// The connection `tcp` left, or a new one to the first address when the chain has no `tcp`.
+    pub async fn take_connection(&mut self) -> Result<TcpStream, Failure> {
+        if let Some(s) = self.connection.take() {
+            return Ok(s);
+        }
+        let addrs = self.addresses().await?;
+        let first = addrs.first().copied().ok_or_else(|| {
+            Failure::new(
+                FailureReason::Unreachable,
+                format!("no {} address", self.family),
+            )
+        })?;
+        tcp::connect(SocketAddr::new(first, self.target.port)).await
+    }
+}
+
+/// Runs every configured check of `target` over `family`, in chain order, each under the
+/// target's timeout. A check after a failure is reported as `skipped`.
+pub async fn run_cycle(
+    target: &Arc<Target>,
+    family: Family,
+    env: &CheckEnv,
+    keep_debug: bool,
+) -> CycleReport {
+    run_cycle_until(target, family, env, keep_debug, None).await
+}
+
+/// [`run_cycle`] that also ends by `deadline`: each check gets the smaller of the target's
+/// timeout and what is left, and checks past the deadline time out at once.
+pub async fn run_cycle_until(
+    target: &Arc<Target>,
+    family: Family,
+    env: &CheckEnv,
+    keep_debug: bool,
+    deadline: Option<tokio::time::Instant>,
+) -> CycleReport {
+    let mut cx = CheckContext::new(target, family, env, keep_debug);
+    let mut checks = Vec::with_capacity(target.checks.len());
+    let mut failed = false;
+    for &kind in &target.checks {
+        if failed {
+            checks.push(Outcome {
+                check: kind,
+                result: Err(Failure::new(
+                    FailureReason::Skipped,
+                    "an earlier check failed",
+                )),
+                duration: Duration::ZERO,
+                observations: Observations::default(),
+            });
+            continue;
+        }
+        let start = Instant::now();
+        let timeout = match deadline {
+            Some(d) => cx
+                .timeout
+                .min(d.saturating_duration_since(tokio::time::Instant::now())),
+            None => cx.timeout,
+        };
+        let output = match tokio::time::timeout(timeout, check_for(kind).run(&mut cx)).await {
+            Ok(output) => output,
+            Err(_) => CheckOutput::fail(Failure::new(
+                FailureReason::Timeout,
+                format!("no answer within {}", humantime::format_duration(timeout)),
+            )),
+        };
+        let duration = start.elapsed();
+        if let Err(f) = &output.result {
+            cx.debug(format!("{} failed after {duration:?}: {f}", kind.name()));
+            failed = true;
+        } else {
+            cx.debug(format!("{} passed in {duration:?}", kind.name()));
+        }
+        checks.push(Outcome {
+            check: kind,
+            result: output.result,
+            duration,
+            observations: output.observations,
+        });
+    }
+    let expectation_met = judge(target.expect.for_family(family), &checks);
+    CycleReport {
+        target: Arc::clone(target),
+        family,
+        checks,
+        expectation_met,
+        finished_at: SystemTime::now(),
+        debug: cx.debug.unwrap_or_default(),
+    }
+}
+
+/// `reachable`: every check passed. `unreachable`: nothing above name resolution passed (and if
+/// only resolution was configured, it failed). `any`: not judged.
+pub fn judge(expect: Expect, checks: &[Outcome]) -> Option<bool> {
+    match expect {
+        Expect::Any => None,
+        Expect::Reachable => Some(checks.iter().all(Outcome::passed)),
+        Expect::Unreachable => {
+            let above: Vec<&Outcome> = checks
+                .iter()
+                .filter(|o| check_for(o.check).layer() > Layer::Resolve)
+                .collect();
+            if above.is_empty() {
+                Some(!checks.iter().all(Outcome::passed))
+            } else {
+                Some(above.iter().all(|o| !o.passed()))
+            }
+        }
+    }
+}

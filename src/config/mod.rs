@@ -1,0 +1,305 @@
+//! The YAML config: where it comes from (file, `DUALPROBE_CONFIG`, `DUALPROBE_CONFIG_FILE`, the
+//! embedded default), how it is parsed (unknown keys are errors), and how it is validated into
+//! runtime [`Target`]s. Every problem names the origin, the line and the field.
+
+mod discovery;
+mod probe_endpoint;
+mod problems;
+mod raw;
+mod targets;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use probe_endpoint::ProbeEndpointSettings;
+pub use problems::{ConfigError, Problem, parse_nameserver};
+
+use problems::{Problems, families_or_problem, is_region_name, line_of, parse_duration};
+use raw::RawConfig;
+use targets::{TargetDefaults, build_target};
+
+use crate::model::family::Family;
+use crate::model::target::Target;
+
+/// The longest interval or timeout accepted.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The default listen address: one dual-stack socket on port 9469.
+pub const DEFAULT_LISTEN: &str = "[::]:9469";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (a path, `DUALPROBE_CONFIG` or `embedded default`).
+    pub origin: String,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Default interval.
+    pub interval: Duration,
+    /// Default per-check timeout.
+    pub timeout: Duration,
+    /// Default families.
+    pub families: Vec<Family>,
+    /// Most (target, family) cycles running at once.
+    pub concurrency: usize,
+    /// Nameservers (empty: `/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
+    /// Targets, in config order.
+    pub targets: Vec<Arc<Target>>,
+    /// Where more targets come from (`discovery:`).
+    pub discovery: crate::discovery::DiscoveryConfig,
+    /// Settings of the ad-hoc `/probe` endpoint.
+    pub probe_endpoint: ProbeEndpointSettings,
+    /// Named modules for `/probe?module=NAME`: target templates without a host.
+    pub modules: HashMap<String, Arc<Target>>,
+}
+
+/// Where the config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A YAML file (re-read on reload).
+    File(PathBuf),
+    /// The whole YAML document in `DUALPROBE_CONFIG` (as ECS task definitions pass it).
+    Inline(String),
+    /// The built-in default for the dual-stack pattern.
+    Embedded,
+}
+
+impl ConfigSource {
+    /// `--config FILE`, else `DUALPROBE_CONFIG`, else `DUALPROBE_CONFIG_FILE`, else embedded.
+    pub fn discover(cli: Option<PathBuf>) -> ConfigSource {
+        if let Some(p) = cli {
+            return ConfigSource::File(p);
+        }
+        if let Ok(doc) = std::env::var("DUALPROBE_CONFIG")
+            && !doc.trim().is_empty()
+        {
+            return ConfigSource::Inline(doc);
+        }
+        if let Ok(p) = std::env::var("DUALPROBE_CONFIG_FILE")
+            && !p.trim().is_empty()
+        {
+            return ConfigSource::File(PathBuf::from(p));
+        }
+        ConfigSource::Embedded
+    }
+
+    /// Reads and validates the config.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => {
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::single(&origin, None, "", format!("cannot read: {e}"))
+                })?;
+                Config::from_yaml(&text, &origin, path.parent())
+            }
+            ConfigSource::Inline(doc) => Config::from_yaml(doc, "DUALPROBE_CONFIG", None),
+            ConfigSource::Embedded => {
+                Config::from_yaml(&embedded_default(), "embedded default", None)
+            }
+        }
+    }
+}
+
+/// The embedded default: the S3 and EC2 dual-stack endpoints of `AWS_REGION` (else
+/// `AWS_DEFAULT_REGION`, else us-east-1), over both families. Any HTTP answer proves the path,
+/// so 4xx (unsigned requests) counts as success.
+pub fn embedded_default() -> String {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .ok()
+        .filter(|r| is_region_name(r))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    format!(
+        r#"# dualprobe embedded default: the dual-stack S3 and EC2 endpoints of {region}.
+listen: "{DEFAULT_LISTEN}"
+interval: 30s
+timeout: 5s
+families: [ipv4, ipv6]
+targets:
+  - name: s3-dualstack
+    host: s3.dualstack.{region}.amazonaws.com
+    port: 443
+    checks: [dns, tcp, tls, http]
+    http: {{ path: /, expect_status: ["2xx", "3xx", "4xx"] }}
+  - name: ec2-dualstack
+    host: ec2.{region}.api.aws
+    port: 443
+    checks: [dns, tcp, tls, http]
+    http: {{ path: /, expect_status: ["2xx", "3xx", "4xx"] }}
+"#
+    )
+}
+
+impl Config {
+    /// Parses and validates a YAML document. `base_dir` resolves relative file paths.
+    pub fn from_yaml(
+        text: &str,
+        origin: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw: RawConfig = if text.trim().is_empty() {
+            return Err(ConfigError::single(
+                origin,
+                None,
+                "",
+                "the document is empty".into(),
+            ));
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| {
+                let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
+                let message = e.render_with_options(serde_saphyr::render_options! {
+                    snippets: serde_saphyr::SnippetMode::Off,
+                    formatter: &serde_saphyr::UserMessageFormatter,
+                });
+                ConfigError::single(origin, line, "", message)
+            })?
+        };
+        let mut p = Problems(Vec::new());
+
+        let listen = match &raw.listen {
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            Some(s) => match s.value.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    p.add(
+                        line_of(s),
+                        "listen",
+                        format!(
+                            "`{}` is not an address like [::]:9469 or 0.0.0.0:9469",
+                            s.value
+                        ),
+                    );
+                    DEFAULT_LISTEN
+                        .parse()
+                        .expect("default listen address parses")
+                }
+            },
+        };
+        let interval =
+            parse_duration(&mut p, &raw.interval, "interval").unwrap_or(Duration::from_secs(15));
+        let timeout =
+            parse_duration(&mut p, &raw.timeout, "timeout").unwrap_or(Duration::from_secs(5));
+        if timeout >= interval {
+            p.add(
+                raw.timeout.as_ref().and_then(line_of),
+                "timeout",
+                format!(
+                    "must be less than interval ({} >= {})",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+        let families = match &raw.families {
+            None => Family::ALL.to_vec(),
+            Some(f) => families_or_problem(&mut p, f, "families"),
+        };
+        let concurrency = match &raw.concurrency {
+            None => 256,
+            Some(c) if c.value == 0 => {
+                p.add(line_of(c), "concurrency", "must be at least 1");
+                1
+            }
+            Some(c) => c.value,
+        };
+        let mut nameservers = Vec::new();
+        if let Some(r) = &raw.resolver {
+            for (i, ns) in r.nameservers.iter().enumerate() {
+                match parse_nameserver(&ns.value) {
+                    Some(a) => nameservers.push(a),
+                    None => p.add(
+                        line_of(ns),
+                        format!("resolver.nameservers[{i}]"),
+                        format!(
+                            "`{}` is not an address like 127.0.0.1:53 or [::1]:5353",
+                            ns.value
+                        ),
+                    ),
+                }
+            }
+        }
+
+        let defaults = TargetDefaults {
+            interval,
+            timeout,
+            families: &families,
+            base_dir,
+            tls_configs: Default::default(),
+        };
+        let mut seen = HashSet::new();
+        let mut targets = Vec::with_capacity(raw.targets.len());
+        for (i, rt) in raw.targets.iter().enumerate() {
+            let field = format!("targets[{i}]");
+            if !seen.insert(rt.name.value.clone()) {
+                p.add(
+                    line_of(&rt.name),
+                    format!("{field}.name"),
+                    format!(
+                        "`{}` is used by an earlier target; names must be unique",
+                        rt.name.value
+                    ),
+                );
+            }
+            if let Some(t) = build_target(&mut p, rt, &field, &defaults) {
+                targets.push(Arc::new(t));
+            }
+        }
+
+        let discovery = match &raw.discovery {
+            Some(d) => discovery::build_discovery(&mut p, d, base_dir),
+            None => crate::discovery::DiscoveryConfig::default(),
+        };
+
+        let probe = probe_endpoint::build_probe_settings(&mut p, raw.probe.as_ref(), base_dir);
+        let mut modules = HashMap::new();
+        for (name, m) in raw.modules.take().unwrap_or_default() {
+            let field = format!("modules.{}", name.value);
+            let as_target = m.into_target(&name);
+            if let Some(t) = build_target(&mut p, &as_target, &field, &defaults) {
+                modules.insert(name.value, Arc::new(t));
+            }
+        }
+
+        if !p.0.is_empty() {
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                problems: p.0,
+            });
+        }
+        Ok(Config {
+            origin: origin.to_string(),
+            listen,
+            interval,
+            timeout,
+            families,
+            concurrency,
+            nameservers,
+            targets,
+            discovery,
+            probe_endpoint: probe,
+            modules,
+        })
+    }
+
+    /// What discovered targets inherit from this config.
+    pub fn discovery_defaults(&self) -> crate::discovery::TargetDefaults {
+        crate::discovery::TargetDefaults {
+            interval: self.interval,
+            timeout: self.timeout,
+            families: self.families.clone(),
+            taken: self.targets.iter().map(|t| t.name.clone()).collect(),
+        }
+    }
+
+    /// Looks a configured target up by name.
+    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}

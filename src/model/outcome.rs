@@ -1,0 +1,218 @@
+//! What a check hands back and what one cycle of one (target, family) produced: the data that
+//! flows from the checks to the reports.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::check_kind::CheckKind;
+use super::failure::{Failure, FailureReason};
+use super::family::Family;
+use super::target::Target;
+
+/// A value a check kind measures per (target, family), declared as a `static` in that kind's
+/// file. Everything downstream — `/metrics`, `/probe`, JSON answers, the CLI table — renders
+/// every declared measurement from this description, so a new kind's measurement touches only
+/// its own file.
+#[derive(Debug)]
+pub struct Measurement {
+    /// The gauge on `/metrics`, labelled `{target, family}`, e.g. `dualprobe_dns_answers`.
+    pub metric: &'static str,
+    /// Its HELP text on `/metrics`.
+    pub help: &'static str,
+    /// Its name and HELP on `/probe`: a blackbox_exporter name (no `family` label when one
+    /// family is probed, so blackbox dashboards work), or `None` for `metric` with a `family`
+    /// label.
+    pub blackbox: Option<(&'static str, &'static str)>,
+    /// Its HELP on `/probe` when `blackbox` is `None` (`/probe` has no `target` label).
+    pub probe_help: &'static str,
+    /// The key in JSON answers.
+    pub key: &'static str,
+    /// How the CLI table shows a value (e.g. `HTTP 200`); `None`: not shown.
+    pub describe: Option<fn(i64) -> String>,
+}
+
+/// Measurements are told apart by their metric name, which is unique.
+impl PartialEq for Measurement {
+    fn eq(&self, other: &Self) -> bool {
+        self.metric == other.metric
+    }
+}
+
+/// What a check observed besides pass/fail.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    /// Addresses the check resolved or tried, in order.
+    pub addresses: Vec<IpAddr>,
+    /// The peer actually connected to.
+    pub remote: Option<SocketAddr>,
+    /// Values of the kind's declared measurements.
+    pub measured: Vec<(&'static Measurement, i64)>,
+    /// On a pass: a reason that still goes into the `result` label. AWS answering AccessDenied
+    /// proves the family's path (the check passes) but is counted as `aws_denied`.
+    pub note: Option<Failure>,
+}
+
+impl Observations {
+    /// Records a measurement.
+    pub fn measure(mut self, what: &'static Measurement, value: i64) -> Observations {
+        self.measured.push((what, value));
+        self
+    }
+
+    /// The value of the measurement whose JSON key is `key`.
+    pub fn value(&self, key: &str) -> Option<i64> {
+        self.measured
+            .iter()
+            .find(|(m, _)| m.key == key)
+            .map(|(_, v)| *v)
+    }
+}
+
+impl Serialize for Observations {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        if !self.addresses.is_empty() {
+            m.serialize_entry("addresses", &self.addresses)?;
+        }
+        for (what, v) in &self.measured {
+            m.serialize_entry(what.key, v)?;
+        }
+        if let Some(r) = &self.remote {
+            m.serialize_entry("remote", r)?;
+        }
+        if let Some(n) = &self.note {
+            m.serialize_entry("note", n)?;
+        }
+        m.end()
+    }
+}
+
+/// What a check hands back: pass or a typed failure, plus observations either way.
+#[derive(Debug, Clone)]
+pub struct CheckOutput {
+    /// Pass, or why not.
+    pub result: Result<(), Failure>,
+    /// What was seen on the way.
+    pub observations: Observations,
+}
+
+impl CheckOutput {
+    /// A pass with observations.
+    pub fn pass(observations: Observations) -> CheckOutput {
+        CheckOutput {
+            result: Ok(()),
+            observations,
+        }
+    }
+
+    /// A failure with no observations.
+    pub fn fail(failure: Failure) -> CheckOutput {
+        CheckOutput {
+            result: Err(failure),
+            observations: Observations::default(),
+        }
+    }
+
+    /// Replaces the observations.
+    pub fn with(mut self, observations: Observations) -> CheckOutput {
+        self.observations = observations;
+        self
+    }
+}
+
+/// The outcome of one check in one cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Which check.
+    pub check: CheckKind,
+    /// Pass, or the typed failure.
+    #[serde(flatten, serialize_with = "serialize_result")]
+    pub result: Result<(), Failure>,
+    /// Wall time the check took (zero when skipped).
+    #[serde(serialize_with = "serialize_secs")]
+    pub duration: Duration,
+    /// What it observed.
+    #[serde(flatten)]
+    pub observations: Observations,
+}
+
+impl Outcome {
+    /// True when the check passed.
+    pub fn passed(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// `ok` (or a pass's note, e.g. `aws_denied`) or the failure reason: the `result` label.
+    pub fn result_label(&self) -> &'static str {
+        self.result_reason().map_or("ok", FailureReason::as_str)
+    }
+
+    /// The reason behind [`Outcome::result_label`]: `None` for a plain `ok`, else the failure
+    /// reason or a pass's note.
+    pub fn result_reason(&self) -> Option<FailureReason> {
+        match &self.result {
+            Ok(()) => self.observations.note.as_ref().map(|n| n.reason),
+            Err(f) => Some(f.reason),
+        }
+    }
+}
+
+fn serialize_result<S: serde::Serializer>(
+    r: &Result<(), Failure>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(None)?;
+    match r {
+        Ok(()) => {
+            m.serialize_entry("success", &true)?;
+            m.serialize_entry("reason", "ok")?;
+        }
+        Err(f) => {
+            m.serialize_entry("success", &false)?;
+            m.serialize_entry("reason", f.reason.as_str())?;
+            m.serialize_entry("detail", &f.detail)?;
+        }
+    }
+    m.end()
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Everything one cycle of one (target, family) produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    /// The target probed.
+    #[serde(skip)]
+    pub target: Arc<Target>,
+    /// The family it was pinned to.
+    pub family: Family,
+    /// One outcome per configured check, in chain order.
+    pub checks: Vec<Outcome>,
+    /// Whether the cycle matched the target's expectation for this family (`None` for `any`).
+    pub expectation_met: Option<bool>,
+    /// When the cycle finished.
+    #[serde(skip)]
+    pub finished_at: SystemTime,
+    /// Debug lines the checks wrote (kept only when asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub debug: Vec<String>,
+}
+
+impl CycleReport {
+    /// True when every check passed.
+    pub fn all_passed(&self) -> bool {
+        self.checks.iter().all(Outcome::passed)
+    }
+
+    /// Total time of the cycle.
+    pub fn duration(&self) -> Duration {
+        self.checks.iter().map(|o| o.duration).sum()
+    }
+}

@@ -1,0 +1,264 @@
+//! A validated, ready-to-probe target: what config (or discovery) turns into, and what the
+//! scheduler and `/probe` hand to the checks.
+
+use std::any::Any;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::check_kind::CheckKind;
+use crate::model::family::Family;
+
+/// The host part of a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A DNS name: the `dns` check resolves it per family.
+    Name(String),
+    /// An IP literal: DNS is skipped and only its own family is probed.
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// Parses a host the way URL parsers do (WHATWG): IP literals with or without brackets, and
+    /// the disguised IPv4 forms (`2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376`,
+    /// `169.254.43518`) become the address they mean, so no check ever treats them as names.
+    pub fn parse(s: &str) -> Host {
+        let s = s.trim().trim_end_matches('.');
+        let bare = s.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Host::Ip(ip);
+        }
+        match url::Host::parse(s) {
+            Ok(url::Host::Ipv4(v4)) => Host::Ip(IpAddr::V4(v4)),
+            Ok(url::Host::Ipv6(v6)) => Host::Ip(IpAddr::V6(v6)),
+            Ok(url::Host::Domain(d)) => Host::Name(d),
+            Err(_) => Host::Name(s.to_ascii_lowercase()),
+        }
+    }
+
+    /// The host as written in URLs (IPv6 literals in brackets).
+    pub fn url_host(&self) -> String {
+        match self {
+            Host::Name(n) => n.clone(),
+            Host::Ip(IpAddr::V6(v6)) => format!("[{v6}]"),
+            Host::Ip(ip) => ip.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// What a team asserts about one family of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// Every check should pass.
+    #[default]
+    Reachable,
+    /// The connection must fail (DNS may succeed): "no IPv4 path to the internet".
+    Unreachable,
+    /// Only measure.
+    Any,
+}
+
+impl Expect {
+    /// The value of the `expect` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expect::Reachable => "reachable",
+            Expect::Unreachable => "unreachable",
+            Expect::Any => "any",
+        }
+    }
+}
+
+/// Per-family expectations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Expectations {
+    /// For IPv4.
+    pub ipv4: Expect,
+    /// For IPv6.
+    pub ipv6: Expect,
+}
+
+impl Expectations {
+    /// The expectation of one family.
+    pub fn for_family(&self, family: Family) -> Expect {
+        match family {
+            Family::Ipv4 => self.ipv4,
+            Family::Ipv6 => self.ipv6,
+        }
+    }
+}
+
+/// Which resolved addresses the connecting checks try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressSelection {
+    /// The first address only.
+    #[default]
+    First,
+    /// Every address; the check passes only if all do.
+    All,
+}
+
+/// One accepted HTTP status: an exact code or a class such as `2xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatcher {
+    /// Exactly this code.
+    Code(u16),
+    /// Any code of this hundred (2 for `2xx`).
+    Class(u16),
+}
+
+impl StatusMatcher {
+    /// Parses `200` or `2xx`.
+    pub fn parse(s: &str) -> Option<StatusMatcher> {
+        let s = s.trim();
+        if let Some(d) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+            let d: u16 = d.parse().ok()?;
+            (1..=5).contains(&d).then_some(StatusMatcher::Class(d))
+        } else {
+            let c: u16 = s.parse().ok()?;
+            (100..=599).contains(&c).then_some(StatusMatcher::Code(c))
+        }
+    }
+
+    /// True when `status` matches.
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatcher::Code(c) => c == status,
+            StatusMatcher::Class(d) => status / 100 == d,
+        }
+    }
+}
+
+/// HTTP check settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Request path (with query).
+    pub path: String,
+    /// Accepted statuses (default `2xx`).
+    pub expect_status: Vec<StatusMatcher>,
+    /// Follow redirects (held to the same family).
+    pub follow_redirects: bool,
+}
+
+/// TLS settings, with the client configuration built once at load.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// SNI and verification name (default: the host).
+    pub server_name: Option<String>,
+    /// Skip certificate verification (expiry is still recorded).
+    pub insecure_skip_verify: bool,
+    /// The rustls client configuration (Mozilla roots plus `ca_file`).
+    pub client_config: Arc<rustls::ClientConfig>,
+}
+
+/// Where a target came from: the `source` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetSource {
+    /// Written in the config's `targets:`.
+    Config,
+    /// Found in a CloudFormation template.
+    Cloudformation,
+    /// Found by `ec2:DescribeVpcEndpoints`.
+    VpcEndpoints,
+    /// An ad-hoc `/probe` or CLI probe.
+    Adhoc,
+}
+
+impl TargetSource {
+    /// The value of the `source` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetSource::Config => "config",
+            TargetSource::Cloudformation => "cloudformation",
+            TargetSource::VpcEndpoints => "vpc_endpoints",
+            TargetSource::Adhoc => "adhoc",
+        }
+    }
+}
+
+/// A target ready to probe.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Unique name: the `target` label.
+    pub name: String,
+    /// The host to resolve or the literal to use.
+    pub host: Host,
+    /// The port connecting checks use.
+    pub port: u16,
+    /// Checks in chain order.
+    pub checks: Vec<CheckKind>,
+    /// Families probed.
+    pub families: Vec<Family>,
+    /// How often.
+    pub interval: Duration,
+    /// Deadline of each check.
+    pub timeout: Duration,
+    /// Which addresses connecting checks try.
+    pub addresses: AddressSelection,
+    /// HTTP settings.
+    pub http: HttpSettings,
+    /// TLS settings.
+    pub tls: TlsSettings,
+    /// Per-family expectations.
+    pub expect: Expectations,
+    /// Where it came from.
+    pub source: TargetSource,
+    /// The `aws:` block (`s3`/`ec2` checks); its resolved endpoint is `host`/`port`.
+    pub aws: Option<crate::model::aws::AwsSettings>,
+    /// Settings of the check kinds that have their own config section, each typed by its kind.
+    pub settings: CheckSettings,
+}
+
+/// Per-kind settings: each value's type is owned by its kind's file, which alone reads it back.
+#[derive(Clone, Default)]
+pub struct CheckSettings(Vec<(CheckKind, Arc<dyn Any + Send + Sync>)>);
+
+impl CheckSettings {
+    /// Sets `kind`'s settings.
+    pub fn set(&mut self, kind: CheckKind, value: Arc<dyn Any + Send + Sync>) {
+        self.0.retain(|(k, _)| *k != kind);
+        self.0.push((kind, value));
+    }
+
+    /// `kind`'s settings, if set and of type `T`.
+    pub fn get<T: Any>(&self, kind: CheckKind) -> Option<&T> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, v)| v.downcast_ref::<T>())
+    }
+}
+
+impl std::fmt::Debug for CheckSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl Target {
+    /// The name TLS verifies and sends as SNI.
+    pub fn tls_server_name(&self) -> String {
+        self.tls
+            .server_name
+            .clone()
+            .unwrap_or_else(|| self.host.to_string())
+    }
+}

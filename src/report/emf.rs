@@ -1,0 +1,231 @@
+//! CloudWatch Embedded Metric Format output (`--emf`): each finished cycle becomes JSON lines on
+//! stdout that the awslogs driver ships and CloudWatch turns into metrics. An EMF document holds
+//! one value per dimension, so a cycle writes one line per check (dimensions target, family,
+//! check) and one for the expectation (dimensions target, family; and task_family, family, so
+//! one alarm covers every target). Besides cycles: a `Heartbeat` every 60 s (an alarm on its
+//! absence per task finds a dead prober) and a `DiscoverySuccess`/`DiscoveryEndpoints` line
+//! after every discovery attempt. The CloudWatch alarms in `cloudformation/` use these names.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::discovery::health::DiscoveryStatus;
+use crate::model::outcome::CycleReport;
+use crate::report::metrics::BuildLabels;
+use crate::report::results::ReportSink;
+
+/// How often the heartbeat line is written.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(60);
+
+/// Who writes: the task identity the heartbeat, expectation and discovery lines carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmfTask {
+    /// The task definition family; `dualprobe` without task metadata.
+    pub task_family: String,
+    /// The task ID; `local` without task metadata.
+    pub task: String,
+    /// The availability zone; empty without task metadata.
+    pub availability_zone: String,
+}
+
+impl EmfTask {
+    /// From the labels of `dualprobe_build_info` (which come from task metadata).
+    pub fn from_build_labels(b: &BuildLabels) -> EmfTask {
+        let or = |v: &str, d: &str| (if v.is_empty() { d } else { v }).to_string();
+        EmfTask {
+            task_family: or(&b.task_family, "dualprobe"),
+            task: or(&b.task, "local"),
+            availability_zone: b.availability_zone.clone(),
+        }
+    }
+}
+
+impl Default for EmfTask {
+    fn default() -> Self {
+        EmfTask::from_build_labels(&BuildLabels::default())
+    }
+}
+
+/// Writes EMF lines to a writer (stdout in production).
+pub struct EmfSink {
+    namespace: String,
+    task: EmfTask,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl EmfSink {
+    /// EMF to stdout under `namespace`.
+    pub fn stdout(namespace: &str, task: EmfTask) -> EmfSink {
+        EmfSink::new(namespace, task, Box::new(std::io::stdout()))
+    }
+
+    /// EMF to any writer (tests).
+    pub fn new(namespace: &str, task: EmfTask, out: Box<dyn Write + Send>) -> EmfSink {
+        EmfSink {
+            namespace: namespace.to_string(),
+            task,
+            out: Mutex::new(out),
+        }
+    }
+
+    fn write(&self, docs: &[serde_json::Value]) {
+        let mut buf = Vec::with_capacity(512);
+        for d in docs {
+            // Serializing a Value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut buf, d);
+            buf.push(b'\n');
+        }
+        let mut out = self.out.lock().expect("emf writer lock");
+        // One write per call keeps a cycle's lines together; a closed stdout is not fatal.
+        let _ = out.write_all(&buf).and_then(|_| out.flush());
+    }
+
+    /// Writes one heartbeat line.
+    pub fn heartbeat(&self) {
+        self.write(&[heartbeat_document(
+            &self.namespace,
+            &self.task,
+            SystemTime::now(),
+        )]);
+    }
+
+    /// Writes the line of one discovery attempt.
+    pub fn discovery(&self, status: &DiscoveryStatus) {
+        self.write(&[discovery_document(&self.namespace, &self.task, status)]);
+    }
+
+    /// Writes a heartbeat now and every `period` until `cancel` fires.
+    pub fn spawn_heartbeat(
+        self: &Arc<Self>,
+        period: Duration,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) {
+        let sink = Arc::clone(self);
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => sink.heartbeat(),
+                }
+            }
+        });
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The heartbeat line: `Heartbeat` = 1 by [task_family] and [task_family, task].
+pub fn heartbeat_document(namespace: &str, task: &EmfTask, at: SystemTime) -> serde_json::Value {
+    json!({
+        "_aws": {
+            "Timestamp": millis(at),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["task_family"], ["task_family", "task"]],
+                "Metrics": [{"Name": "Heartbeat", "Unit": "Count"}]
+            }]
+        },
+        "task_family": task.task_family,
+        "task": task.task,
+        "availability_zone": task.availability_zone,
+        "Heartbeat": 1,
+    })
+}
+
+/// The line of one discovery attempt: `DiscoverySuccess` (0/1) and, on success,
+/// `DiscoveryEndpoints`, by [task_family, source].
+pub fn discovery_document(
+    namespace: &str,
+    task: &EmfTask,
+    status: &DiscoveryStatus,
+) -> serde_json::Value {
+    let ok = status.succeeded();
+    let mut metrics = vec![json!({"Name": "DiscoverySuccess", "Unit": "Count"})];
+    if ok {
+        metrics.push(json!({"Name": "DiscoveryEndpoints", "Unit": "Count"}));
+    }
+    let mut doc = json!({
+        "_aws": {
+            "Timestamp": millis(status.last_attempt),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["task_family", "source"]],
+                "Metrics": metrics
+            }]
+        },
+        "task_family": task.task_family,
+        "task": task.task,
+        "source": status.source.as_str(),
+        "DiscoverySuccess": u8::from(ok),
+    });
+    if ok {
+        doc["DiscoveryEndpoints"] = json!(status.endpoints.unwrap_or(0));
+    } else if let Some(e) = &status.error {
+        doc["error"] = json!(e);
+    }
+    doc
+}
+
+/// The EMF lines of one cycle.
+pub fn documents(namespace: &str, task: &EmfTask, report: &CycleReport) -> Vec<serde_json::Value> {
+    let ts = millis(report.finished_at);
+    let target = &report.target.name;
+    let family = report.family.as_str();
+    let mut docs = Vec::with_capacity(report.checks.len() + 1);
+    for o in &report.checks {
+        docs.push(json!({
+            "_aws": {
+                "Timestamp": ts,
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [["target", "family", "check"]],
+                    "Metrics": [
+                        {"Name": "ProbeSuccess", "Unit": "Count"},
+                        {"Name": "ProbeDuration", "Unit": "Milliseconds"}
+                    ]
+                }]
+            },
+            "target": target,
+            "family": family,
+            "check": o.check.name(),
+            "result": o.result_label(),
+            "ProbeSuccess": u8::from(o.passed()),
+            "ProbeDuration": o.duration.as_secs_f64() * 1000.0,
+        }));
+    }
+    if let Some(met) = report.expectation_met {
+        docs.push(json!({
+            "_aws": {
+                "Timestamp": ts,
+                "CloudWatchMetrics": [{
+                    "Namespace": namespace,
+                    "Dimensions": [["target", "family"], ["task_family", "family"]],
+                    "Metrics": [{"Name": "ExpectationMet", "Unit": "Count"}]
+                }]
+            },
+            "target": target,
+            "family": family,
+            "task_family": task.task_family,
+            "expect": report.target.expect.for_family(report.family).as_str(),
+            "ExpectationMet": u8::from(met),
+        }));
+    }
+    docs
+}
+
+impl ReportSink for EmfSink {
+    fn report(&self, report: &CycleReport) {
+        self.write(&documents(&self.namespace, &self.task, report));
+    }
+}

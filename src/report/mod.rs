@@ -1,0 +1,9 @@
+//! Where cycle reports go: the latest results per (target, family), Prometheus metrics and
+//! their text exposition, CloudWatch EMF lines, and process metrics.
+
+pub mod check_series;
+pub mod emf;
+pub mod metrics;
+pub(crate) mod process_metrics;
+pub(crate) mod prom_text;
+pub mod results;

@@ -1,0 +1,176 @@
+//! Config parsing and validation: every `tests/data/invalid-*.yaml` fixture is rejected with the
+//! exact problem text (file, line, field), and the valid fixture loads with the values it says.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dualprobe::config::{Config, ConfigSource, embedded_default};
+use dualprobe::model::family::Family;
+use dualprobe::model::target::{Expect, Host};
+
+/// (fixture, the line the error must contain).
+const EXPECTED: &[(&str, &str)] = &[
+    ("invalid-unknown-key.yaml", ":5: unknown field `prot`"),
+    (
+        "invalid-timeout-not-below-interval.yaml",
+        ":2: timeout: must be less than interval (5s >= 5s)",
+    ),
+    (
+        "invalid-target-timeout.yaml",
+        ":5: targets[0].timeout: must be less than interval (3s >= 2s)",
+    ),
+    (
+        "invalid-duplicate-name.yaml",
+        ":4: targets[1].name: `web` is used by an earlier target; names must be unique",
+    ),
+    (
+        "invalid-unknown-check.yaml",
+        ":4: targets[0].checks[2]: unknown check `icmp`; known checks: dns, ",
+    ),
+    (
+        "invalid-duration.yaml",
+        ":1: interval: `fifteen seconds` is not a duration",
+    ),
+    ("invalid-family.yaml", ":1: unknown variant `ipv5`"),
+    (
+        "invalid-interval-too-long.yaml",
+        ":1: interval: `500000000y` is longer than 7d",
+    ),
+    (
+        "invalid-status.yaml",
+        ":5: targets[0].http.expect_status[1]: `99` is not a status like 200 or \"2xx\"",
+    ),
+    (
+        "invalid-ca-file.yaml",
+        ":5: targets[0].tls.ca_file: cannot read CA file",
+    ),
+    (
+        "invalid-missing-host.yaml",
+        ":2: targets[0].host: is required",
+    ),
+    (
+        "invalid-nameserver.yaml",
+        ":2: resolver.nameservers[1]: `not-an-address` is not an address like 127.0.0.1:53 or [::1]:5353",
+    ),
+    (
+        "invalid-listen.yaml",
+        ":1: listen: `localhost` is not an address like [::]:9469 or 0.0.0.0:9469",
+    ),
+    ("invalid-yaml-syntax.yaml", ":3"),
+    (
+        "invalid-literal-family.yaml",
+        ":4: targets[0].families: 192.0.2.10 is an ipv4 address but that family is not probed",
+    ),
+];
+
+fn data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+#[test]
+fn every_invalid_fixture_has_its_expected_error() {
+    let mut fixtures: Vec<String> = std::fs::read_dir(data(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("invalid-") && n.ends_with(".yaml"))
+        // AWS and discovery fixtures are checked in tests/aws_config.rs.
+        .filter(|n| !n.starts_with("invalid-aws-") && !n.starts_with("invalid-discovery-"))
+        .collect();
+    fixtures.sort();
+    for f in &fixtures {
+        assert!(
+            EXPECTED.iter().any(|(n, _)| n == f),
+            "fixture {f} has no expected error in this test"
+        );
+    }
+    for (name, expected) in EXPECTED {
+        let path = data(name);
+        let err = ConfigSource::File(path.clone())
+            .load()
+            .expect_err(&format!("{name} must be rejected"));
+        let text = err.to_string();
+        let want = format!("{}{expected}", path.display());
+        assert!(
+            text.contains(&want),
+            "{name}: error text\n{text}\ndoes not contain\n{want}"
+        );
+    }
+}
+
+#[test]
+fn all_problems_are_reported_not_just_the_first() {
+    let yaml = "interval: 5s\ntimeout: 9s\ntargets:\n  - name: a\n    host: x.test\n    checks: [nope]\n  - name: a\n    host: y.test\n";
+    let err = Config::from_yaml(yaml, "multi.yaml", None).unwrap_err();
+    assert_eq!(err.problems.len(), 3, "{err}");
+}
+
+#[test]
+fn valid_fixture_loads_with_its_values() {
+    let c = ConfigSource::File(data("valid-full.yaml")).load().unwrap();
+    assert_eq!(c.listen.to_string(), "[::]:9469");
+    assert_eq!(c.concurrency, 64);
+    assert_eq!(c.nameservers.len(), 2);
+    let web = c.target("web").unwrap();
+    assert_eq!(web.interval, Duration::from_secs(30));
+    assert_eq!(web.timeout, Duration::from_secs(5));
+    assert_eq!(
+        web.checks.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        ["dns", "tcp", "tls", "http"]
+    );
+    assert_eq!(web.expect.ipv6, Expect::Unreachable);
+    assert!(web.http.expect_status.iter().any(|m| m.matches(301)));
+    assert!(web.http.expect_status.iter().any(|m| m.matches(204)));
+    assert!(!web.http.expect_status.iter().any(|m| m.matches(302)));
+    assert_eq!(web.http.scheme, "https");
+    let lit = c.target("literal").unwrap();
+    assert_eq!(lit.host, Host::Ip("2001:db8::1".parse().unwrap()));
+    // DNS is skipped for IP literals and only the literal's family is probed.
+    assert_eq!(
+        lit.checks.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        ["tcp"]
+    );
+    assert_eq!(lit.families, vec![Family::Ipv6]);
+}
+
+#[test]
+fn embedded_default_is_valid_and_targets_dual_stack_endpoints() {
+    let c = Config::from_yaml(&embedded_default(), "embedded default", None).unwrap();
+    let hosts: Vec<String> = c.targets.iter().map(|t| t.host.to_string()).collect();
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.starts_with("s3.dualstack.") && h.ends_with(".amazonaws.com"))
+    );
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.starts_with("ec2.") && h.ends_with(".api.aws"))
+    );
+    assert_eq!(c.families, Family::ALL.to_vec());
+}
+
+#[test]
+fn checks_run_in_registry_order_whatever_the_config_order() {
+    let yaml = "targets:\n  - name: w\n    host: w.test\n    checks: [http, dns, tls, tcp]\n";
+    let c = Config::from_yaml(yaml, "t", None).unwrap();
+    assert_eq!(
+        c.targets[0]
+            .checks
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>(),
+        ["dns", "tcp", "tls", "http"]
+    );
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dualprobe.yml");
+    let c = ConfigSource::File(path)
+        .load()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.target("internet-ipv4").is_some());
+    assert!(c.modules.contains_key("https"));
+}

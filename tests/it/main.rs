@@ -1,0 +1,25 @@
+//! dualprobe's integration tests, one crate: the support code (real peers on loopback, moto, the
+//! binary as a child process) is compiled once, and a helper no test uses is a dead-code warning.
+//! One module per area; the checks are split per check kind.
+
+mod agent_proc;
+mod support;
+mod support_aws;
+
+mod aws_config;
+mod aws_metadata;
+mod binary;
+mod checks;
+mod config;
+mod discovery;
+mod emf;
+mod guard_table;
+mod metrics_exposition;
+mod probe_endpoint;
+mod probe_load;
+mod probe_prometheus;
+mod scheduler;
+mod serve_limits;
+mod ssrf_netns;
+mod status_page_browser;
+mod vpc_refresh;

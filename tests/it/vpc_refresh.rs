@@ -1,0 +1,300 @@
+//! The running agent discovers PrivateLink endpoints with `ec2:DescribeVpcEndpoints` through the
+//! standard credential chain and probes them: the real binary against a local server speaking
+//! the EC2 query API with responses shaped like the API reference. Nothing leaves loopback: the
+//! credentials come from the environment and the instance metadata service is disabled.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support_aws::QueryApiServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_probes_the_vpc_endpoints_it_discovers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let server = QueryApiServer::start(vec![
+        (
+            "DescribeVpcEndpoints",
+            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpc-endpoints.xml"))
+                .unwrap(),
+        ),
+        (
+            "DescribeVpcs",
+            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpcs.xml")).unwrap(),
+        ),
+    ])
+    .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval: 2s\ntimeout: 300ms\nresolver:\n  nameservers: [\"127.0.0.1:{closed}\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: vpc-1a2b3c4d\n    region: us-east-1\n    dual_stack: false\n    refresh: 1s\n    endpoint_url: \"http://{}\"\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualprobe"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env("HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(l) = v.get("listen").and_then(|l| l.as_str())
+            {
+                let _ = tx.send(l.to_string());
+            }
+        }
+    });
+    let listen = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("listen address");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let start = Instant::now();
+    let mut metrics = String::new();
+    while start.elapsed() < Duration::from_secs(15) {
+        metrics = client
+            .get(format!("http://{listen}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("dualprobe_probe_success{target=\"vpce-elasticloadbalancing-regional\"")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = client
+        .get(format!("http://{listen}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        metrics.contains("source=\"vpc_endpoints\""),
+        "discovered endpoints are targets:\n{metrics}"
+    );
+    // Discovery health: the ELB interface and the S3 gateway endpoint (ecr.dkr is pending).
+    assert!(
+        metrics.contains("dualprobe_discovery_success{source=\"vpc_endpoints\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dualprobe_discovery_endpoints{source=\"vpc_endpoints\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "dualprobe_discovery_last_success_timestamp_seconds{source=\"vpc_endpoints\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("source=\"cloudformation\""),
+        "only configured sources have discovery series:\n{metrics}"
+    );
+    assert!(
+        page.contains("data-source=\"vpc_endpoints\">discovery vpc_endpoints (vpc-1a2b3c4d): <span class=\"result\">ok, 2 endpoint(s)</span> · last success <time"),
+        "{page}"
+    );
+    assert!(
+        metrics.contains(
+            "host=\"vpce-0f89a33420c1931d7-bluzidnv.elasticloadbalancing.us-east-1.vpce.amazonaws.com\""
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dualprobe_probe_success{target=\"vpce-elasticloadbalancing-regional\",check=\"dns\",family=\"ipv4\"}"),
+        "discovered endpoints are probed:\n{metrics}"
+    );
+    let actions = server.actions.lock().unwrap().clone();
+    assert!(
+        actions.iter().any(|a| a == "DescribeVpcEndpoints"),
+        "{actions:?}"
+    );
+}
+
+/// Runs the binary against `server` (refresh 1 s) and returns its log lines, `/metrics` and the
+/// status page once `done` holds for the metrics (or after 15 s).
+async fn run_against(
+    server: &QueryApiServer,
+    done: impl Fn(&str) -> bool,
+) -> (Vec<String>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "interval: 2s\ntimeout: 300ms\nresolver:\n  nameservers: [\"127.0.0.1:9\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: vpc-1a2b3c4d\n    region: us-east-1\n    dual_stack: false\n    refresh: 1s\n    endpoint_url: \"http://{}\"\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualprobe"))
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("ECS_CONTAINER_METADATA_URI_V4")
+        .env("HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(l) = v.get("listen").and_then(|l| l.as_str())
+            {
+                let _ = tx.send(l.to_string());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let listen = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("listen address");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str| {
+        let req = client.get(format!("http://{listen}{path}")).send();
+        async move { req.await.unwrap().text().await.unwrap() }
+    };
+    let start = Instant::now();
+    let mut metrics = String::new();
+    while start.elapsed() < Duration::from_secs(15) {
+        metrics = get("/metrics").await;
+        if done(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = get("/").await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = lines.lock().unwrap().clone();
+    (lines, metrics, page)
+}
+
+/// A discovery whose `DescribeVpcs` fails: success 0, no endpoint count, a WARN that names the
+/// failed call, and a status-page line with the error. The earlier endpoints are not invented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_discovery_is_visible() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let server = QueryApiServer::start(vec![(
+        "DescribeVpcEndpoints",
+        std::fs::read_to_string(root.join("tests/data/ec2-describe-vpc-endpoints.xml")).unwrap(),
+    )])
+    .await;
+    let (lines, metrics, page) = run_against(&server, |m| {
+        m.contains("dualprobe_discovery_success{source=\"vpc_endpoints\"} 0")
+    })
+    .await;
+    assert!(
+        metrics.contains("dualprobe_discovery_success{source=\"vpc_endpoints\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("dualprobe_discovery_endpoints{")
+            && !metrics.contains("dualprobe_discovery_last_success_timestamp_seconds{"),
+        "no success yet, so no count and no time:\n{metrics}"
+    );
+    let warn = lines
+        .iter()
+        .find(|l| l.contains("\"WARN\"") && l.contains("VPC endpoint discovery failed"))
+        .unwrap_or_else(|| panic!("a WARN line: {lines:#?}"));
+    assert!(
+        warn.contains("ec2:DescribeVpcs for vpc-1a2b3c4d"),
+        "names the failed call: {warn}"
+    );
+    assert!(
+        page.contains("<span class=\"result\">failed: ec2:DescribeVpcs for vpc-1a2b3c4d: ")
+            && page.contains("last success never</li>"),
+        "{page}"
+    );
+}
+
+/// A VPC without endpoints: success 1, endpoints explicitly 0, a WARN, "found 0" on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_that_finds_nothing_is_visible() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let empty = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<DescribeVpcEndpointsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\n    <requestId>19a9ff46-7df6-49b8-9726-3df27527089e</requestId>\n    <vpcEndpointSet/>\n</DescribeVpcEndpointsResponse>\n";
+    let server = QueryApiServer::start(vec![
+        ("DescribeVpcEndpoints", empty.to_string()),
+        (
+            "DescribeVpcs",
+            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpcs.xml")).unwrap(),
+        ),
+    ])
+    .await;
+    let (lines, metrics, page) = run_against(&server, |m| {
+        m.contains("dualprobe_discovery_endpoints{source=\"vpc_endpoints\"} 0")
+    })
+    .await;
+    assert!(
+        metrics.contains("dualprobe_discovery_success{source=\"vpc_endpoints\"} 1\n")
+            && metrics.contains("dualprobe_discovery_endpoints{source=\"vpc_endpoints\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"WARN\"")
+            && l.contains("discovery found no endpoints")
+            && l.contains("vpc_endpoints")),
+        "{lines:#?}"
+    );
+    assert!(
+        page.contains("<span class=\"result\">found 0 endpoints</span> · last success <time"),
+        "{page}"
+    );
+}
