@@ -362,6 +362,18 @@ def _read(path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def layer_violations(src: str, edges: dict) -> tuple[list[str], list]:
+    """lib.rs declares the top-level modules bottom up; each may use only those declared before
+    it, so the graph is not just acyclic but one-way in a stated order. Returns the order and
+    every (user, used, references) edge that points up."""
+    lib = os.path.join(src, "lib.rs")
+    text = strip_rust(_read(lib)) if os.path.exists(lib) else ""
+    order = re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text, re.M)
+    upward = [(a, b, refs) for (a, b), refs in sorted(edges.items())
+              if a in order and b in order and order.index(b) > order.index(a)]
+    return order, upward
+
+
 def check(root: str, src: str, limit: int, out=sys.stdout) -> int:
     problems = 0
     crate = Crate(src)
@@ -382,6 +394,15 @@ def check(root: str, src: str, limit: int, out=sys.stdout) -> int:
     if not groups:
         print(f"ok   no import cycle among {len(crate.modules)} top-level modules of "
               f"{os.path.relpath(src, root)} ({len(edges)} module-to-module dependencies)", file=out)
+    order, upward = layer_violations(src, edges)
+    for a, b, refs in upward:
+        problems += 1
+        where = "; ".join(f"{w} {shown}" for w, shown in refs[:3])
+        print(f"FAIL layer order (src/lib.rs): {a} uses {b}, which lib.rs declares above it: {where}",
+              file=out)
+    if order and not upward:
+        print(f"ok   every top-level module uses only those lib.rs declares before it "
+              f"({' < '.join(order)})", file=out)
     big = long_files(root, limit)
     for n, p in big:
         print(f"FAIL {p}: {n} lines (limit {limit}; split it)", file=out)
@@ -445,6 +466,21 @@ def self_test(out=sys.stdout) -> int:
             got = f"{got}, references {seen}"
         failed += not ok
         print(f"{'ok  ' if ok else 'FAIL'} cycles: {name}: got {got}" + ("" if ok else f", want {want}"), file=out)
+    for name, lib, want in (
+        ("declared top down: every edge points up", "pub mod a;\npub mod b;\npub mod c;\npub use c::Thing;\n",
+         [("a", "b"), ("a", "c"), ("b", "c")]),
+        ("declared bottom up (doc comments between)",
+         "/// C\npub mod c;\n/// B\npub(crate) mod b;\nmod a;\npub use c::Thing;\n", []),
+    ):
+        with tempfile.TemporaryDirectory(prefix="check-structure-") as root:
+            for rel, text in base.items():
+                _write(root, rel, lib if rel == "src/lib.rs" else text)
+            crate = Crate(os.path.join(root, "src"))
+            _, upward = layer_violations(os.path.join(root, "src"), crate.edges())
+        got = [(a, b) for a, b, _ in upward]
+        ok = got == want
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} layers: {name}: got {got}" + ("" if ok else f", want {want}"), file=out)
     with tempfile.TemporaryDirectory(prefix="check-structure-") as root:
         for rel, n in (("src/ok.rs", MAX_LINES), ("src/long.rs", MAX_LINES + 1), ("a.py", MAX_LINES + 5),
                        ("s/x.sh", MAX_LINES + 2), ("notes.txt", 2000), ("target/gen.rs", 2000),

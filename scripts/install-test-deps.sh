@@ -14,7 +14,7 @@
 #   tini-static               Debian "tini": the init podman runs for InitProcessEnabled
 #   busybox (static)          Debian "busybox-static": real writes inside the scratch image
 #   cfn-lint, hadolint, sam,  scripts/install-deploy-tools.sh
-#   shellcheck, botocore
+#   shellcheck and botocore:
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

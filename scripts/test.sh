@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every test dualprobe has, in the order CI runs them. Installs missing peers first when run as
 # root (scripts/install-test-deps.sh). Stages:
-#   lint      cargo fmt --check, cargo clippy -D warnings
-#   unit      cargo test: probers, config, scheduler, binary end to end, /probe, AWS on moto,
-#             discovery, the SSRF table in a network namespace
+#   lint      module layers and file sizes (scripts/check-structure.py), cargo fmt --check,
+#             cargo clippy -D warnings
+#   unit      cargo test: unit tests and the one integration crate tests/it (checks, config,
+#             scheduler, binary end to end, /probe, the HTTP server's limits, AWS on moto,
+#             discovery, the guard table, the SSRF table in a network namespace)
 #   metrics   promtool check metrics on a live /metrics
 #   release   the static-pie release binary (scripts/build-release.sh), the same the image ships
 #   image     the image built around that binary (buildah), run as the task definition runs it
@@ -25,6 +27,8 @@ step() { printf '\n=== %s\n' "$*"; }
 scripts/install-test-deps.sh
 
 if want lint; then
+  step "structure: layer order, import cycles, files over 700 lines (scripts/check-structure.py)"
+  python3 scripts/check-structure.py
   step "cargo fmt --check"
   cargo fmt --all -- --check
   step "cargo clippy --all-targets -- -D warnings"

@@ -1,15 +1,35 @@
 //! dualprobe: tells a dual-stack ECS/Fargate task, per address family, whether it can reach what
 //! it depends on. Data flows one way — config → targets → scheduler → checks → reports →
-//! metrics / HTTP — and so do the imports: each module below uses only those listed before it.
+//! metrics / HTTP — and so do the imports: the modules are declared bottom up, and each uses
+//! only those declared before it (`scripts/check-structure.py` fails CI otherwise).
 #![forbid(unsafe_code)]
 
-pub mod agent;
-pub mod aws;
-pub mod checks;
-pub mod config;
-pub mod discovery;
+/// The vocabulary: families, failures, check kinds, targets, outcomes.
 pub mod model;
+
+/// Resolver, TLS, address policy, the family-pinned HTTP stack.
 pub mod net;
-pub mod report;
+
+/// AWS SDK clients, their errors, ECS task metadata.
+pub mod aws;
+
+/// The check kinds and the chain that runs them.
+pub mod checks;
+
+/// Targets found in CloudFormation templates and by `DescribeVpcEndpoints`.
+pub mod discovery;
+
+/// The YAML config, validated into targets.
+pub mod config;
+
+/// When each (target, family) runs.
 pub mod scheduler;
+
+/// Results, metrics, EMF.
+pub mod report;
+
+/// Generations and reloads.
+pub mod agent;
+
+/// The HTTP surface.
 pub mod serve;
