@@ -16,7 +16,6 @@
 set -euo pipefail
 
 BIN="${1:?usage: $0 path/to/dualprobe}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [[ "${BIN}" = /* ]] || BIN="${PWD}/${BIN}"
 
 fail() { echo "check-live-metrics: $*" >&2; exit 1; }

@@ -13,8 +13,7 @@
 #   buildah, podman, runc     the image test (scripts/check-image.sh): build and run the image
 #   tini-static               Debian "tini": the init podman runs for InitProcessEnabled
 #   busybox (static)          Debian "busybox-static": real writes inside the scratch image
-#   cfn-lint, hadolint, sam,  scripts/install-deploy-tools.sh
-#   shellcheck and botocore:
+#   cfn-lint, hadolint, sam,  scripts/install-deploy-tools.sh (with ShellCheck and botocore)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
