@@ -18,7 +18,7 @@ use crate::discovery::{
     discover_vpc_endpoints_found,
 };
 use crate::model::target::{Target, TargetSource};
-use crate::net::guard::AdhocPolicy;
+use crate::net::guard::{AdhocPolicy, MetadataGuard};
 use crate::net::resolver::DnsResolver;
 use crate::report::emf::EmfSink;
 use crate::report::metrics::{BuildLabels, Metrics};
@@ -71,7 +71,12 @@ impl Generation {
             allow: config.probe_endpoint.allow.clone(),
         });
         Ok(Generation {
-            env: Arc::new(CheckEnv::new(resolver.clone())),
+            // Scheduled checks are guarded too: a configured target's server must not be able
+            // to redirect them into the metadata services.
+            env: Arc::new(CheckEnv::with_policy(
+                resolver.clone(),
+                Arc::new(MetadataGuard),
+            )),
             adhoc_env: Arc::new(CheckEnv::with_policy(resolver, adhoc_policy.clone())),
             adhoc_policy,
             config: Arc::new(config),

@@ -1,5 +1,6 @@
-//! What every check shares: the resolver, an optional address policy (the `/probe` guard), and
-//! clients built once per target and family and reused across cycles.
+//! What every check shares: the resolver, the address policy (the metadata guard for scheduled
+//! checks, the `/probe` guard for ad-hoc ones), and clients built once per target and family and
+//! reused across cycles.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ type ClientKey = (String, Family, &'static str);
 pub struct CheckEnv {
     /// The cache-less, family-aware resolver.
     pub resolver: DnsResolver,
-    /// Refuses addresses (set for ad-hoc `/probe` targets; `None` for configured ones).
+    /// Refuses addresses before anything is sent to them (`None` only for the CLI's own probes).
     pub policy: Option<Arc<dyn AddressPolicy>>,
     clients: Mutex<HashMap<ClientKey, Arc<dyn Any + Send + Sync>>>,
 }

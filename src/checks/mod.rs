@@ -140,8 +140,11 @@ impl<'a> CheckContext<'a> {
         }
         let addrs = match &self.target.host {
             Host::Ip(ip) => {
-                // The guard first: a forbidden literal is refused as such, whatever its family.
-                self.env.check_addresses(&[*ip])?;
+                // The guard first: a forbidden literal is refused as such, whatever its family,
+                // unless the configured target names that literal on purpose.
+                if !self.target.allow_metadata_address {
+                    self.env.check_addresses(&[*ip])?;
+                }
                 if Family::of(*ip) != self.family {
                     return Err(Failure::new(
                         FailureReason::Unreachable,
@@ -157,10 +160,10 @@ impl<'a> CheckContext<'a> {
                     .lookup(name, self.family)
                     .await
                     .map_err(|e| e.to_failure())?;
+                self.env.check_addresses(&answer.addresses)?;
                 answer.addresses
             }
         };
-        self.env.check_addresses(&addrs)?;
         self.addresses = Some(addrs.clone());
         Ok(addrs)
     }

@@ -101,6 +101,7 @@ macro_rules! raw_targets {
             pub(super) tls: Option<RawTls>,
             pub(super) expect: Option<RawExpect>,
             pub(super) aws: Option<Spanned<RawAws>>,
+            pub(super) allow_metadata_address: Option<bool>,
             $($(
                 pub(super) $section:
                     Option<<crate::checks::$module::$variant as crate::checks::Configure>::Raw>,
@@ -143,6 +144,7 @@ macro_rules! raw_targets {
                     tls: self.tls,
                     expect: self.expect,
                     aws: None,
+                    allow_metadata_address: None,
                     $($($section: self.$section,)?)*
                 }
             }

@@ -286,6 +286,7 @@ pub(super) fn build_target(
         expect,
         source: TargetSource::Config,
         aws,
+        allow_metadata_address: rt.allow_metadata_address.unwrap_or(false),
         settings: rt.check_settings(field, &mut |line, field, message| {
             p.add(line, field, message)
         }),

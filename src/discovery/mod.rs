@@ -236,6 +236,7 @@ pub fn to_targets(
             expect: Expectations::default(),
             source,
             aws: None,
+            allow_metadata_address: false,
             settings: private_dns_settings(&d.cidrs),
         }));
     }

@@ -221,6 +221,10 @@ pub struct Target {
     pub source: TargetSource,
     /// The `aws:` block (`s3`/`ec2` checks); its resolved endpoint is `host`/`port`.
     pub aws: Option<crate::model::aws::AwsSettings>,
+    /// The target's own host is an IP literal the address guard would refuse (the ECS agent at
+    /// 169.254.170.2, the instance metadata service), checked on purpose: only a configured
+    /// target can say so, only for its literal host, and never for a redirect hop.
+    pub allow_metadata_address: bool,
     /// Settings of the check kinds that have their own config section, each typed by its kind.
     pub settings: CheckSettings,
 }

@@ -205,6 +205,7 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
         expect: Expectations::default(),
         source: TargetSource::Adhoc,
         aws: None,
+        allow_metadata_address: false,
         settings: Default::default(),
     }))
 }
