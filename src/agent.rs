@@ -112,6 +112,12 @@ pub enum ReloadError {
     /// `discovery.cloudformation` could not be read.
     #[error("{0}")]
     Discovery(#[from] DiscoveryError),
+    /// The reading task failed.
+    #[error("the reload task failed: {0}")]
+    Task(String),
+    /// A concurrent request's reload, which started after this request, ended so.
+    #[error("{0}")]
+    Shared(String),
 }
 
 /// Options the binary passes in.
@@ -145,7 +151,9 @@ pub struct Agent {
     pub discovery: DiscoveryHealth,
     emf: Option<Arc<EmfSink>>,
     current: RwLock<Arc<Generation>>,
-    reload_lock: tokio::sync::Mutex<()>,
+    /// Serializes reloads and VPC swaps; holds when the last reload started and how it ended, so
+    /// requests that queued behind a reload which started after them share its result.
+    reload_lock: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl Agent {
@@ -182,7 +190,7 @@ impl Agent {
             discovery: DiscoveryHealth::default(),
             emf: options.emf.clone(),
             current: RwLock::new(Arc::clone(&generation)),
-            reload_lock: tokio::sync::Mutex::new(()),
+            reload_lock: tokio::sync::Mutex::new(None),
         });
         agent.metrics.set_targets(&[], &generation.targets);
         agent.metrics.reload_result(true);
@@ -364,20 +372,47 @@ impl Agent {
     /// Re-reads the config. A bad one is logged and refused (the old one keeps running and
     /// `dualprobe_config_last_reload_successful` drops to 0); a good one replaces it.
     pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
-        let _serial = self.reload_lock.lock().await;
+        let requested = std::time::Instant::now();
+        let mut last = self.reload_lock.lock().await;
+        if let Some((started, result)) = &*last
+            && *started >= requested
+        {
+            // Coalesced: a reload that started after this request has just read the config.
+            return result.clone().map_err(ReloadError::Shared);
+        }
+        let started = std::time::Instant::now();
+        let result = self.reload_now().await;
+        *last = Some((
+            started,
+            result.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        ));
+        result
+    }
+
+    async fn reload_now(self: &Arc<Self>) -> Result<(), ReloadError> {
         let old = self.current();
-        // The template a failed build read, for discovery health.
-        let mut cfn: Option<CloudFormationDiscovery> = None;
-        let loaded = self.source.load().map_err(ReloadError::from).and_then(|c| {
-            cfn.clone_from(&c.discovery.cloudformation);
-            // Keep the last VPC endpoints while the new generation re-discovers them.
-            let vpc = if c.discovery.vpc_endpoints.is_some() {
-                old.vpc_targets()
-            } else {
-                Vec::new()
-            };
-            Generation::build(c, vpc, self.shutdown.child_token())
-        });
+        // Reading files (config, template, CA bundles, token) blocks: off the runtime, so
+        // `/-/healthy`, `/metrics` and the checks keep running while a reload reads.
+        let source = self.source.clone();
+        let old_vpc = old.vpc_targets();
+        let cancel = self.shutdown.child_token();
+        let (loaded, cfn) = tokio::task::spawn_blocking(move || {
+            // The template a failed build read, for discovery health.
+            let mut cfn: Option<CloudFormationDiscovery> = None;
+            let loaded = source.load().map_err(ReloadError::from).and_then(|c| {
+                cfn.clone_from(&c.discovery.cloudformation);
+                // Keep the last VPC endpoints while the new generation re-discovers them.
+                let vpc = if c.discovery.vpc_endpoints.is_some() {
+                    old_vpc
+                } else {
+                    Vec::new()
+                };
+                Generation::build(c, vpc, cancel)
+            });
+            (loaded, cfn)
+        })
+        .await
+        .unwrap_or_else(|e| (Err(ReloadError::Task(e.to_string())), None));
         match &loaded {
             Ok(new) => self.record_cloudformation(cfn.as_ref(), Ok(new.cfn_endpoints)),
             Err(ReloadError::Discovery(d)) => self.record_cloudformation(cfn.as_ref(), Err(d)),

@@ -4,6 +4,9 @@
 //! only those declared before it (`scripts/check-structure.py` fails CI otherwise).
 #![forbid(unsafe_code)]
 
+/// Bounded reading of the files a config names.
+pub mod files;
+
 /// The vocabulary: families, failures, check kinds, targets, outcomes.
 pub mod model;
 

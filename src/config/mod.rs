@@ -92,9 +92,8 @@ impl ConfigSource {
         match self {
             ConfigSource::File(path) => {
                 let origin = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::single(&origin, None, "", format!("cannot read: {e}"))
-                })?;
+                let text = crate::files::read_text(path, crate::files::CONFIG_MAX)
+                    .map_err(|e| ConfigError::single(&origin, None, "", e))?;
                 Config::from_yaml(&text, &origin, path.parent())
             }
             ConfigSource::Inline(doc) => Config::from_yaml(doc, "DUALPROBE_CONFIG", None),

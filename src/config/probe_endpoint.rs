@@ -55,18 +55,14 @@ pub(super) fn build_probe_settings(
     }
     if let Some(tf) = &raw.token_file {
         let path = resolve_path(base_dir, &tf.value);
-        match std::fs::read_to_string(&path) {
+        match crate::files::read_text(&path, crate::files::TOKEN_MAX) {
             Ok(t) if !t.trim().is_empty() => out.token = Some(t.trim().to_string()),
             Ok(_) => p.add(
                 line_of(tf),
                 "probe.token_file",
                 format!("{} is empty", path.display()),
             ),
-            Err(e) => p.add(
-                line_of(tf),
-                "probe.token_file",
-                format!("cannot read {}: {e}", path.display()),
-            ),
+            Err(e) => p.add(line_of(tf), "probe.token_file", e),
         }
     }
     let positive =

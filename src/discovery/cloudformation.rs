@@ -528,9 +528,11 @@ pub fn discover_template_file(
     region: &str,
 ) -> Result<Vec<Discovered>, DiscoveryError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| DiscoveryError::Template {
-        path: shown.clone(),
-        message: format!("cannot read: {e}"),
+    let text = crate::files::read_text(path, crate::files::TEMPLATE_MAX).map_err(|e| {
+        DiscoveryError::Template {
+            path: String::new(),
+            message: e,
+        }
     })?;
     discover_in_template(&text, region).map_err(|e| match e {
         DiscoveryError::Template { message, .. } => DiscoveryError::Template {

@@ -33,8 +33,9 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<ClientCon
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
         if let Some(path) = ca_file {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
+            let pem = crate::files::read_bytes(path, crate::files::CA_MAX)
+                .map_err(|e| format!("CA file: {e}"))?;
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("bad PEM in CA file {}: {e}", path.display()))?;
             if certs.is_empty() {

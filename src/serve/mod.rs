@@ -203,8 +203,14 @@ async fn ready(State(served): State<Arc<Served>>) -> Response {
     }
 }
 
-async fn reload(State(served): State<Arc<Served>>) -> Response {
+/// `POST /-/reload`: with `probe.token_file` set it takes the same bearer token as `/probe`
+/// (SIGHUP stays the unauthenticated local path).
+async fn reload(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
     let agent = &served.agent;
+    let token = agent.current().config.probe_endpoint.token.clone();
+    if let Err(r) = probe_endpoint::authorized(&headers, token.as_deref()) {
+        return *r;
+    }
     match agent.reload().await {
         Ok(()) => (StatusCode::OK, "config reloaded\n").into_response(),
         Err(e) => (

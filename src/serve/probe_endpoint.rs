@@ -68,6 +68,34 @@ impl ProbeGate {
     }
 }
 
+/// Checks `Authorization: Bearer TOKEN` against the configured token (in constant time); with no
+/// token configured every request passes. The error is the 401 to answer.
+pub(crate) fn authorized(headers: &HeaderMap, token: Option<&str>) -> Result<(), Box<Response>> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            // The auth scheme is case-insensitive (RFC 9110, section 11.1).
+            let (scheme, credentials) = h.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credentials.trim())
+        })
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return Ok(());
+    }
+    let mut r = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        "Bearer".parse().expect("static header"),
+    );
+    Err(Box::new(r))
+}
+
 /// A parsed `/probe` query.
 #[derive(Debug, Default)]
 struct ProbeQuery {
@@ -241,26 +269,8 @@ pub async fn handle(
     let generation: Arc<Generation> = served.agent.current();
     let gate = served.gates.for_config(&generation.config);
     let settings = &generation.config.probe_endpoint;
-    if let Some(token) = &settings.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                // The auth scheme is case-insensitive (RFC 9110, section 11.1).
-                let (scheme, credentials) = h.trim().split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| credentials.trim())
-            })
-            .unwrap_or("");
-        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-            let mut r = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                "Bearer".parse().expect("static header"),
-            );
-            return r;
-        }
+    if let Err(r) = authorized(&headers, settings.token.as_deref()) {
+        return *r;
     }
     if gate.limiter.check().is_err() {
         return plain(

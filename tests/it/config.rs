@@ -174,3 +174,63 @@ fn the_shipped_example_config_is_valid() {
     assert!(c.target("internet-ipv4").is_some());
     assert!(c.modules.contains_key("https"));
 }
+
+/// Files the config names are read only when they are small regular files: `/dev/zero` (which
+/// once aborted a reload with a 4 GiB allocation) and a FIFO nobody writes (which once froze the
+/// runtime) are refused at once with the file named, and so is an oversized token file.
+#[test]
+fn named_files_must_be_small_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("token.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.path().join("big.token");
+    std::fs::write(&big, "x".repeat(5000)).unwrap();
+    let cases = [
+        (
+            "targets:\n  - name: a\n    host: a.test\n    checks: [tcp, tls]\n    tls: { ca_file: /dev/zero }\n".to_string(),
+            ":5: targets[0].tls.ca_file: CA file: /dev/zero is not a regular file (a FIFO, socket or device)".to_string(),
+        ),
+        (
+            "probe:\n  token_file: /dev/zero\n".to_string(),
+            ":2: probe.token_file: /dev/zero is not a regular file (a FIFO, socket or device)".to_string(),
+        ),
+        (
+            format!("probe:\n  token_file: {}\n", fifo.display()),
+            format!(":2: probe.token_file: {} is not a regular file (a FIFO, socket or device)", fifo.display()),
+        ),
+        (
+            format!("probe:\n  token_file: {}\n", big.display()),
+            format!(":2: probe.token_file: {} is 5000 bytes, more than the 4096 allowed", big.display()),
+        ),
+        (
+            "discovery:\n  cloudformation: { template: /dev/zero, region: us-east-1 }\n".to_string(),
+            ":2: discovery.cloudformation.template: /dev/zero is not a regular file (a FIFO, socket or device)".to_string(),
+        ),
+    ];
+    for (yaml, want) in &cases {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let yaml2 = yaml.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Config::from_yaml(&yaml2, "c.yml", None).map(|_| ()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("loading hung: {yaml}"));
+        let e = got.expect_err(yaml).to_string();
+        assert!(e.contains(want.as_str()), "{yaml}\nwant {want}\ngot  {e}");
+    }
+    let e = ConfigSource::File("/dev/zero".into())
+        .load()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/dev/zero: /dev/zero is not a regular file (a FIFO, socket or device)"
+    );
+}

@@ -18,6 +18,7 @@ mod metrics_exposition;
 mod probe_endpoint;
 mod probe_load;
 mod probe_prometheus;
+mod reload;
 mod scheduler;
 mod serve_limits;
 mod ssrf_netns;

@@ -56,14 +56,14 @@ pub fn run() {
 }
 
 /// A listener that counts the connections it accepts.
-struct Counter {
+pub(super) struct Counter {
     addr: SocketAddr,
-    count: Arc<AtomicUsize>,
+    pub(super) count: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Counter {
-    async fn bind(addr: SocketAddr) -> Counter {
+    pub(super) async fn bind(addr: SocketAddr) -> Counter {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
@@ -337,40 +337,9 @@ async fn table() -> (usize, usize) {
         }
     }
 
-    // Scheduled checks: configured http targets whose server redirects into each metadata
-    // address, and the ECS agent's literal address configured on purpose (with
-    // `allow_metadata_address`, on a port of its own that only it uses) and without it.
-    let redirect_to = |loc: &str| {
-        locations
-            .iter()
-            .position(|(l, _)| l == loc)
-            .unwrap_or_else(|| panic!("no redirect to {loc}"))
-    };
-    let scheduled: Vec<(&str, usize)> = vec![
-        (
-            "sched-imds",
-            redirect_to("http://169.254.169.254/latest/meta-data/"),
-        ),
-        (
-            "sched-imds6",
-            redirect_to("http://[fd00:ec2::254]/latest/meta-data/"),
-        ),
-        (
-            "sched-ecs",
-            redirect_to("http://169.254.170.2/v2/credentials/abc"),
-        ),
-        ("sched-imds-name", redirect_to("http://imds.test/")),
-    ];
-    let ecs_agent = Counter::bind(SocketAddr::new(IpAddr::V4(ECS), 51678)).await;
-    let mut targets_yaml = String::new();
-    for (name, to) in &scheduled {
-        targets_yaml.push_str(&format!(
-            "  - {{ name: {name}, host: 127.0.0.1, port: {http_port}, checks: [tcp, http], families: [ipv4], interval: 2s, timeout: 1s, http: {{ path: /to/{to} }} }}\n"
-        ));
-    }
-    targets_yaml.push_str(
-        "  - { name: ecs-agent, host: 169.254.170.2, port: 51678, checks: [tcp], interval: 2s, timeout: 1s, allow_metadata_address: true }\n  - { name: ecs-agent-unflagged, host: 169.254.170.2, port: 51678, checks: [tcp], interval: 2s, timeout: 1s }\n",
-    );
+    // Scheduled checks: configured targets redirected into metadata, and literal ones.
+    let scheduled = super::scheduled::Scheduled::new(&locations, http_port).await;
+    let targets_yaml = scheduled.targets_yaml();
 
     // The real binary, with an allowlist that lets everything through.
     let dir = tempfile::tempdir().unwrap();
@@ -654,58 +623,9 @@ targets:
         }
     }
 
-    // Scheduled redirects into metadata are refused as `forbidden`; the flagged literal works,
-    // the unflagged one is refused. Waits for every target's first cycles.
-    let mut metrics = String::new();
-    let want: Vec<(String, &str)> = scheduled
-        .iter()
-        .map(|(n, _)| {
-            (
-                format!("dualprobe_probes_total{{target=\"{n}\",check=\"http\",family=\"ipv4\",result=\"forbidden\"}}"),
-                *n,
-            )
-        })
-        .chain([
-            (
-                "dualprobe_probe_success{target=\"ecs-agent\",check=\"tcp\",family=\"ipv4\"}".to_string(),
-                "ecs-agent",
-            ),
-            (
-                "dualprobe_probes_total{target=\"ecs-agent-unflagged\",check=\"tcp\",family=\"ipv4\",result=\"forbidden\"}".to_string(),
-                "ecs-agent-unflagged",
-            ),
-        ])
-        .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        metrics = get(&agent.url("/metrics")).await.body;
-        if want
-            .iter()
-            .all(|(s, _)| sample(&metrics, s).is_some_and(|v| v >= 1.0))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    for (series, name) in &want {
-        match sample(&metrics, series) {
-            Some(v) if v >= 1.0 => {
-                passed += 1;
-                println!("ok   | scheduled target {name}: {series} {v}");
-            }
-            other => {
-                failed += 1;
-                println!("FAIL | scheduled target {name}: {series} is {other:?}");
-            }
-        }
-    }
-    if ecs_agent.count.load(Ordering::SeqCst) > 0 {
-        passed += 1;
-        println!("ok   | the flagged ECS agent target connected to its literal address");
-    } else {
-        failed += 1;
-        println!("FAIL | the flagged ECS agent target never connected");
-    }
+    let (p, f) = scheduled.verify(&agent).await;
+    passed += p;
+    failed += f;
 
     // Nothing reached any metadata listener...
     tokio::time::sleep(Duration::from_millis(200)).await;

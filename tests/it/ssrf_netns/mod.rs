@@ -16,6 +16,7 @@
 //! inside the namespace. Prints one line per row and `N passed, M failed`.
 
 mod inner;
+mod scheduled;
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr};
