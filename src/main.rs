@@ -142,8 +142,26 @@ fn log_filter() -> (Targets, Option<String>) {
     (info, None)
 }
 
+/// `text` with every control character (newline, carriage return, ESC, ...) written as its
+/// escape (`\n`, `\u{1b}`).
+fn escape_controls(text: &str) -> String {
+    if !text.contains(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
+    use tracing_subscriber::field::MakeExt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let (filter, problem) = log_filter();
@@ -153,7 +171,24 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => registry.with(layer).init(),
+        // Field values are written with every control character escaped, so a newline or an
+        // escape sequence inside a value (a `/probe` target, a server's error text) can never
+        // forge a log line or drive a terminal. JSON logs escape by construction.
+        LogFormat::Text => registry
+            .with(
+                layer.fmt_fields(
+                    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                        let text = escape_controls(&format!("{value:?}"));
+                        if field.name() == "message" {
+                            write!(w, "{text}")
+                        } else {
+                            write!(w, "{field}={text}")
+                        }
+                    })
+                    .delimited(" "),
+                ),
+            )
+            .init(),
         // Our events carry a `target` field (the probe target); tracing's own `target` (the module
         // path) would repeat the key in the same JSON object.
         LogFormat::Json => registry
