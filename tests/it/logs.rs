@@ -1,6 +1,6 @@
-//! Text logs cannot be forged: a value that carries a newline or an escape sequence (here a
-//! target name from the config, which every state-change line names) is written escaped, on the
-//! one line of its event.
+//! Text logs cannot be forged: a value that carries a newline or an escape sequence (here the
+//! error of a refused reload, which quotes the config's own text) is written escaped, on the one
+//! line of its event.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,12 +12,7 @@ use crate::agent_proc::BIN;
 fn control_characters_in_values_are_escaped_in_text_logs() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yml");
-    // Port 9 on loopback refuses: the target starts failing at once, which is logged.
-    std::fs::write(
-        &cfg,
-        "interval: 1s\ntimeout: 500ms\ntargets:\n  - name: \"evil\\n2026-01-01T00:00:00Z  INFO FORGED \\u001b[31mred\"\n    host: 127.0.0.1\n    port: 9\n    checks: [tcp]\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "targets: []\n").unwrap();
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(&cfg)
@@ -36,24 +31,38 @@ fn control_characters_in_values_are_escaped_in_text_logs() {
         }
     });
     let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
-            lines.push(l);
-            if lines
-                .iter()
-                .any(|l| l.contains("started failing") || l.contains("failing"))
-            {
-                break;
+    let wait_for = |lines: &mut Vec<String>, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+                let done = l.contains(what);
+                lines.push(l);
+                if done {
+                    return;
+                }
             }
         }
-    }
+        panic!("no `{what}` in the log:\n{}", lines.join("\n"));
+    };
+    wait_for(&mut lines, "config loaded");
+    // A value the error quotes, carrying a newline, a forged log line and an ESC sequence.
+    std::fs::write(
+        &cfg,
+        "targets: []\ninterval: \"evil\\n2026-01-01T00:00:00Z  INFO FORGED \\u001b[31mred\"\n",
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for(&mut lines, "config reload refused");
     let _ = child.kill();
     let _ = child.wait();
     let all = lines.join("\n");
     assert!(
         all.contains("evil\\n2026"),
-        "the name is written escaped:\n{all}"
+        "the value is written escaped:\n{all}"
     );
     assert!(all.contains("\\u{1b}[31m"), "ESC is escaped:\n{all}");
     assert!(
