@@ -16,50 +16,78 @@ pub const CA_MAX: u64 = 1 << 20;
 /// The largest token file.
 pub const TOKEN_MAX: u64 = 4096;
 
-/// Reads `path` as bytes: a regular file of at most `limit` bytes. The error names the file and
-/// what is wrong with it.
-pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
-    let shown = path.display();
+/// Why a file the config names was not read.
+#[derive(Debug)]
+pub enum FileError {
+    /// Opening or reading failed (missing, no permission, ...).
+    Io(std::io::Error),
+    /// A directory, FIFO, socket or device.
+    NotRegular(&'static str),
+    /// Larger than allowed.
+    TooBig {
+        /// Its size (or what was read before the limit).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Text expected, bytes found.
+    NotUtf8,
+}
+
+impl FileError {
+    /// The problem as a sentence about `what` (e.g. `CA file x.pem`): `cannot read CA file
+    /// x.pem: No such file or directory`, `CA file x.pem is a directory`, ...
+    pub fn about(&self, what: &str) -> String {
+        match self {
+            FileError::Io(e) => format!("cannot read {what}: {e}"),
+            FileError::NotRegular(kind) => format!("{what} is {kind}"),
+            FileError::TooBig { size, limit } => {
+                format!("{what} is {size} bytes, more than the {limit} allowed")
+            }
+            FileError::NotUtf8 => format!("{what} is not UTF-8 text"),
+        }
+    }
+}
+
+/// Reads `path` as bytes: a regular file of at most `limit` bytes.
+pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(FileError::Io)?;
     // The type of what was opened, not of what the path named a moment earlier.
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = file.metadata().map_err(FileError::Io)?;
     if !meta.is_file() {
-        let what = if meta.is_dir() {
+        return Err(FileError::NotRegular(if meta.is_dir() {
             "a directory"
         } else {
             "not a regular file (a FIFO, socket or device)"
-        };
-        return Err(format!("{shown} is {what}"));
+        }));
     }
     if meta.len() > limit {
-        return Err(format!(
-            "{shown} is {} bytes, more than the {limit} allowed",
-            meta.len()
-        ));
+        return Err(FileError::TooBig {
+            size: meta.len(),
+            limit,
+        });
     }
     let mut out = Vec::with_capacity(meta.len() as usize);
     file.take(limit + 1)
         .read_to_end(&mut out)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(FileError::Io)?;
     if out.len() as u64 > limit {
-        return Err(format!(
-            "{shown} grew past the {limit} bytes allowed while read"
-        ));
+        return Err(FileError::TooBig {
+            size: out.len() as u64,
+            limit,
+        });
     }
     Ok(out)
 }
 
 /// [`read_bytes`] as UTF-8 text.
-pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
-    String::from_utf8(read_bytes(path, limit)?)
-        .map_err(|e| format!("{} is not UTF-8 text: {e}", path.display()))
+pub fn read_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    String::from_utf8(read_bytes(path, limit)?).map_err(|_| FileError::NotUtf8)
 }
 
 #[cfg(test)]
@@ -72,20 +100,17 @@ mod tests {
         let small = dir.path().join("small");
         std::fs::write(&small, "hello").unwrap();
         assert_eq!(read_text(&small, 5).unwrap(), "hello");
-        let e = read_text(&small, 4).unwrap_err();
-        assert!(e.contains("is 5 bytes, more than the 4 allowed"), "{e}");
-        let e = read_text(Path::new("/dev/zero"), 1 << 20).unwrap_err();
-        assert!(
-            e.ends_with("is not a regular file (a FIFO, socket or device)"),
-            "{e}"
+        let about = |p: &Path, limit| read_text(p, limit).unwrap_err().about("F");
+        assert_eq!(about(&small, 4), "F is 5 bytes, more than the 4 allowed");
+        assert_eq!(
+            about(Path::new("/dev/zero"), 1 << 20),
+            "F is not a regular file (a FIFO, socket or device)"
         );
-        let e = read_text(dir.path(), 10).unwrap_err();
-        assert!(e.ends_with("is a directory"), "{e}");
-        let e = read_text(&dir.path().join("missing"), 10).unwrap_err();
-        assert!(e.starts_with("cannot read "), "{e}");
+        assert_eq!(about(dir.path(), 10), "F is a directory");
+        assert!(about(&dir.path().join("missing"), 10).starts_with("cannot read F: "));
         let bad = dir.path().join("bad");
         std::fs::write(&bad, [0xff, 0xfe]).unwrap();
-        assert!(read_text(&bad, 10).unwrap_err().contains("is not UTF-8"));
+        assert_eq!(about(&bad, 10), "F is not UTF-8 text");
     }
 
     #[test]
@@ -105,9 +130,6 @@ mod tests {
         let got = rx
             .recv_timeout(std::time::Duration::from_secs(5))
             .expect("reading a FIFO returned at once");
-        assert!(
-            got.unwrap_err()
-                .ends_with("is not a regular file (a FIFO, socket or device)")
-        );
+        assert!(matches!(got, Err(FileError::NotRegular(_))), "{got:?}");
     }
 }

@@ -20,19 +20,18 @@ pub(super) fn build_discovery(
         let c = &cfn.value;
         let template = resolve_path(base_dir, &c.template.value);
         let region = check_region(p, &c.region, "discovery.cloudformation.region".into());
-        let parsed =
-            crate::files::read_text(&template, crate::files::TEMPLATE_MAX).and_then(|text| {
-                match &region {
-                    Some(r) => crate::discovery::cloudformation::discover_in_template(&text, r)
-                        .map(|_| ())
-                        .map_err(|e| match e {
-                            crate::discovery::DiscoveryError::Template { message, .. } => message,
-                            other => other.to_string(),
-                        }),
-                    None => crate::discovery::cloudformation::parse_template(&text)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                }
+        let parsed = crate::files::read_text(&template, crate::files::TEMPLATE_MAX)
+            .map_err(|e| e.about(&template.display().to_string()))
+            .and_then(|text| match &region {
+                Some(r) => crate::discovery::cloudformation::discover_in_template(&text, r)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        crate::discovery::DiscoveryError::Template { message, .. } => message,
+                        other => other.to_string(),
+                    }),
+                None => crate::discovery::cloudformation::parse_template(&text)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
             });
         match (parsed, region) {
             (Ok(_), Some(region)) => {

@@ -92,8 +92,14 @@ impl ConfigSource {
         match self {
             ConfigSource::File(path) => {
                 let origin = path.display().to_string();
-                let text = crate::files::read_text(path, crate::files::CONFIG_MAX)
-                    .map_err(|e| ConfigError::single(&origin, None, "", e))?;
+                let text =
+                    crate::files::read_text(path, crate::files::CONFIG_MAX).map_err(|e| {
+                        let problem = match e {
+                            crate::files::FileError::Io(e) => format!("cannot read: {e}"),
+                            other => other.about("the config"),
+                        };
+                        ConfigError::single(&origin, None, "", problem)
+                    })?;
                 Config::from_yaml(&text, &origin, path.parent())
             }
             ConfigSource::Inline(doc) => Config::from_yaml(doc, "DUALPROBE_CONFIG", None),

@@ -62,7 +62,11 @@ pub(super) fn build_probe_settings(
                 "probe.token_file",
                 format!("{} is empty", path.display()),
             ),
-            Err(e) => p.add(line_of(tf), "probe.token_file", e),
+            Err(e) => p.add(
+                line_of(tf),
+                "probe.token_file",
+                e.about(&path.display().to_string()),
+            ),
         }
     }
     let positive =

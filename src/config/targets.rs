@@ -79,13 +79,17 @@ pub(super) fn build_target(
     };
     if let Host::Name(n) = &host
         && !n.is_empty()
-        && n.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
     {
-        p.add(
-            rt.host.as_ref().and_then(line_of),
-            format!("{field}.host"),
-            format!("`{n}` is not a host name or IP address (put the port in `port:`)"),
-        );
+        let line = rt.host.as_ref().and_then(line_of);
+        if n.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+            p.add(
+                line,
+                format!("{field}.host"),
+                format!("`{n}` is not a host name or IP address (put the port in `port:`)"),
+            );
+        } else if let Err(e) = Host::check_name(n) {
+            p.add(line, format!("{field}.host"), e);
+        }
     }
 
     let mut checks = Vec::new();

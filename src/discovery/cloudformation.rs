@@ -530,8 +530,11 @@ pub fn discover_template_file(
     let shown = path.display().to_string();
     let text = crate::files::read_text(path, crate::files::TEMPLATE_MAX).map_err(|e| {
         DiscoveryError::Template {
-            path: String::new(),
-            message: e,
+            path: shown.clone(),
+            message: match e {
+                crate::files::FileError::Io(e) => format!("cannot read: {e}"),
+                other => other.about("the template"),
+            },
         }
     })?;
     discover_in_template(&text, region).map_err(|e| match e {

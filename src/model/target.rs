@@ -38,6 +38,34 @@ impl Host {
         }
     }
 
+    /// Checks that a name (not an IP literal) is a DNS host name: labels of letters, digits,
+    /// `-` and `_`, 1–63 bytes each, 253 in all. A `?`, `#`, `%` or any other character is
+    /// refused here, before any allowlist pattern could match the text around it
+    /// (`169.254.169.254?.x.test` must not pass `*.x.test`).
+    pub fn check_name(name: &str) -> Result<(), String> {
+        let bare = name.strip_suffix('.').unwrap_or(name);
+        if bare.is_empty() || bare.len() > 253 {
+            return Err(format!("`{name}` is not a host name (1 to 253 characters)"));
+        }
+        for label in bare.split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return Err(format!(
+                    "`{name}` is not a host name (each label 1 to 63 characters)"
+                ));
+            }
+            if let Some(c) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            {
+                return Err(format!(
+                    "`{name}` is not a host name (`{}` is not allowed in one)",
+                    c.escape_default()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The host as written in URLs (IPv6 literals in brackets).
     pub fn url_host(&self) -> String {
         match self {

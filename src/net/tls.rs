@@ -34,7 +34,7 @@ pub fn client_config(ca_file: Option<&Path>, insecure: bool) -> Result<ClientCon
         };
         if let Some(path) = ca_file {
             let pem = crate::files::read_bytes(path, crate::files::CA_MAX)
-                .map_err(|e| format!("CA file: {e}"))?;
+                .map_err(|e| e.about(&format!("CA file {}", path.display())))?;
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("bad PEM in CA file {}: {e}", path.display()))?;

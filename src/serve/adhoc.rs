@@ -113,10 +113,13 @@ pub fn split_target(s: &str) -> Result<TargetParts, AdhocError> {
         )));
     }
     let parsed = Host::parse(&host);
-    if let (Host::Name(_), true) = (&parsed, host.contains(':')) {
-        return Err(AdhocError(format!(
-            "`{host}` is not a host name or IP address"
-        )));
+    if let Host::Name(name) = &parsed {
+        if host.contains(':') {
+            return Err(AdhocError(format!(
+                "`{host}` is not a host name or IP address"
+            )));
+        }
+        Host::check_name(name).map_err(AdhocError)?;
     }
     Ok((parsed, port, scheme, path))
 }
@@ -181,8 +184,7 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
             return Err(AdhocError(format!("{ip} is an {} address", Family::of(ip))));
         }
     }
-    let client_config = crate::net::tls::client_config(None, false).map_err(AdhocError)?;
-    Ok(Arc::new(Target {
+    let target = Target {
         name: req.target.trim().to_string(),
         host,
         port,
@@ -200,12 +202,36 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
         tls: TlsSettings {
             server_name: None,
             insecure_skip_verify: false,
-            client_config: Arc::new(client_config),
+            client_config: default_tls()?,
         },
         expect: Expectations::default(),
         source: TargetSource::Adhoc,
         aws: None,
         allow_metadata_address: false,
         settings: Default::default(),
-    }))
+    };
+    // A check that cannot run on an ad-hoc target (`s3` and `ec2` need an `aws:` block) is the
+    // caller's mistake: a 400 naming it, not a failed probe.
+    for k in &target.checks {
+        crate::checks::check_for(*k)
+            .validate(&target)
+            .map_err(|e| {
+                AdhocError(format!(
+                    "check `{}` cannot run on an ad-hoc target: {e}",
+                    k.name()
+                ))
+            })?;
+    }
+    Ok(Arc::new(target))
+}
+
+/// The TLS configuration of every ad-hoc target (Mozilla's roots), built once per process
+/// instead of once per request: a config holds a copy of the whole root store.
+fn default_tls() -> Result<Arc<rustls::ClientConfig>, AdhocError> {
+    static DEFAULT: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| crate::net::tls::client_config(None, false).map(Arc::new))
+        .clone()
+        .map_err(AdhocError)
 }

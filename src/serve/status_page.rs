@@ -130,7 +130,8 @@ pub async fn page(State(served): State<Arc<Served>>) -> Html<String> {
         rows.push_str("<tr><td colspan=\"7\">No targets configured.</td></tr>\n");
     }
     let mut check_boxes = String::new();
-    for kind in CheckKind::ALL {
+    // Only the kinds an ad-hoc target can run (not `s3`/`ec2`, which need an `aws:` block).
+    for kind in CheckKind::ALL.iter().filter(|k| runs_ad_hoc(**k)) {
         let c = kind.name();
         let checked = if matches!(kind, CheckKind::Dns | CheckKind::Tcp) {
             " checked"
@@ -182,4 +183,15 @@ form {{ margin: 1rem 0; padding: .8rem; border: 1px solid #ccc; }}
         origin = esc(&g.config.origin),
         discovery = discovery_lines(agent, &g.config),
     ))
+}
+
+/// True when an ad-hoc target can run `kind`: the form offers only those.
+fn runs_ad_hoc(kind: CheckKind) -> bool {
+    crate::serve::adhoc::build(&crate::serve::adhoc::AdhocRequest {
+        target: "example.test".into(),
+        checks: vec![kind.name().into()],
+        families: Vec::new(),
+        timeout: std::time::Duration::from_secs(1),
+    })
+    .is_ok()
 }

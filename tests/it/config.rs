@@ -194,7 +194,7 @@ fn named_files_must_be_small_regular_files() {
     let cases = [
         (
             "targets:\n  - name: a\n    host: a.test\n    checks: [tcp, tls]\n    tls: { ca_file: /dev/zero }\n".to_string(),
-            ":5: targets[0].tls.ca_file: CA file: /dev/zero is not a regular file (a FIFO, socket or device)".to_string(),
+            ":5: targets[0].tls.ca_file: CA file /dev/zero is not a regular file (a FIFO, socket or device)".to_string(),
         ),
         (
             "probe:\n  token_file: /dev/zero\n".to_string(),
@@ -231,6 +231,6 @@ fn named_files_must_be_small_regular_files() {
         .to_string();
     assert_eq!(
         e,
-        "/dev/zero: /dev/zero is not a regular file (a FIFO, socket or device)"
+        "/dev/zero: the config is not a regular file (a FIFO, socket or device)"
     );
 }

@@ -413,3 +413,33 @@ fn adhoc_policy_applies_the_guard_before_the_allowlist() {
     assert!(policy.check(ip("198.51.100.1")).is_ok());
     assert!(policy.check(ip("169.254.169.254")).is_err());
 }
+
+/// Names with characters no host name has are refused before any allowlist pattern sees them
+/// (`169.254.169.254?.wild.rt.test` once matched `*.rt.test`).
+#[test]
+fn adhoc_names_with_url_syntax_are_refused() {
+    use dualprobe::serve::adhoc::split_target;
+    for bad in [
+        "169.254.169.254?.wild.rt.test",
+        "169.254.169.254#.wild.rt.test",
+        "a?b.rt.test",
+        "x.rt.test#frag",
+        "evil%2e.rt.test",
+        "a..rt.test",
+        "-\u{7}.rt.test",
+    ] {
+        let e = split_target(bad).err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.0.contains("is not a host name")),
+            "{bad}: {e:?}"
+        );
+    }
+    for good in [
+        "s3.dualstack.us-east-1.amazonaws.com",
+        "_svc.rt.test",
+        "a-b.rt.test.",
+    ] {
+        assert!(split_target(good).is_ok(), "{good}");
+    }
+}

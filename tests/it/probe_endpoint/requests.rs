@@ -162,6 +162,18 @@ async fn malformed_requests_are_400_with_the_reason() {
             "127.0.0.1 is an ipv4 address",
         ),
         ("/probe?target=web&family=ipv6&module=https_ca", ""),
+        (
+            &format!("/probe?target={DUAL_HOST}&check=s3"),
+            "check `s3` cannot run on an ad-hoc target: needs an `aws:",
+        ),
+        (
+            &format!("/probe?target={DUAL_HOST}&check=dns&check=ec2"),
+            "check `ec2` cannot run on an ad-hoc target",
+        ),
+        (
+            "/probe?target=169.254.169.254%3F.dual.test&check=tcp",
+            "is not a host name (`?` is not allowed in one)",
+        ),
     ];
     for (q, reason) in cases {
         let r = get(&agent.url(q)).await;
