@@ -521,15 +521,25 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
     out
 }
 
+/// Where the health check connects for a `listen` address: loopback for a wildcard (`[::]` is
+/// dual-stack, so 127.0.0.1 reaches it; `0.0.0.0` is IPv4), the address itself otherwise, so an
+/// IPv6-only or address-bound listener is checked where it listens.
+fn health_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        ip if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], listen.port())),
+        _ => listen,
+    }
+}
+
 fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {
     let url = match url {
         Some(u) => u,
         None => {
-            let port = ConfigSource::discover(config)
+            let listen = ConfigSource::discover(config)
                 .load()
-                .map(|c| c.listen.port())
-                .unwrap_or(9469);
-            format!("http://127.0.0.1:{port}/-/healthy")
+                .map(|c| c.listen)
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 9469)));
+            format!("http://{}/-/healthy", health_address(listen))
         }
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -17,7 +17,9 @@ use std::time::Duration;
 pub use probe_endpoint::ProbeEndpointSettings;
 pub use problems::{ConfigError, Problem, parse_nameserver};
 
-use problems::{Problems, families_or_problem, is_region_name, line_of, parse_duration};
+use problems::{
+    Problems, families_or_problem, is_region_name, line_of, parse_duration, parse_interval,
+};
 use raw::RawConfig;
 use targets::{TargetDefaults, build_target};
 
@@ -188,7 +190,7 @@ impl Config {
             },
         };
         let interval =
-            parse_duration(&mut p, &raw.interval, "interval").unwrap_or(Duration::from_secs(15));
+            parse_interval(&mut p, &raw.interval, "interval").unwrap_or(Duration::from_secs(15));
         let timeout =
             parse_duration(&mut p, &raw.timeout, "timeout").unwrap_or(Duration::from_secs(5));
         if timeout >= interval {

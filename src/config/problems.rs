@@ -205,3 +205,28 @@ pub(super) fn resolve_path(base_dir: Option<&Path>, path: &Path) -> PathBuf {
         _ => path.to_path_buf(),
     }
 }
+
+/// The shortest interval: a cycle more often than every second measures the agent, not the
+/// path, and `1ns` would spin a core.
+pub(super) const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// [`parse_duration`] for an `interval`, which must also be at least [`MIN_INTERVAL`].
+pub(super) fn parse_interval(
+    p: &mut Problems,
+    raw: &Option<Spanned<String>>,
+    field: &str,
+) -> Option<Duration> {
+    let d = parse_duration(p, raw, field)?;
+    if d < MIN_INTERVAL {
+        p.add(
+            raw.as_ref().and_then(line_of),
+            field,
+            format!(
+                "`{}` is shorter than the 1s minimum",
+                raw.as_ref().map_or("", |r| r.value.as_str())
+            ),
+        );
+        return None;
+    }
+    Some(d)
+}

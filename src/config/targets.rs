@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::problems::{
     Problems, check_endpoint_url, check_region, families_or_problem, line_of, parse_duration,
-    resolve_path,
+    parse_interval, resolve_path,
 };
 use super::raw::{RawAws, RawTarget};
 use crate::checks::check_for;
@@ -138,7 +138,7 @@ pub(super) fn build_target(
     }
 
     let interval =
-        parse_duration(p, &rt.interval, &format!("{field}.interval")).unwrap_or(d.interval);
+        parse_interval(p, &rt.interval, &format!("{field}.interval")).unwrap_or(d.interval);
     let timeout = parse_duration(p, &rt.timeout, &format!("{field}.timeout")).unwrap_or(d.timeout);
     // With neither set here, the top-level check already reported it.
     let overrides = rt.timeout.is_some() || rt.interval.is_some();

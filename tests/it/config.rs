@@ -234,3 +234,24 @@ fn named_files_must_be_small_regular_files() {
         "/dev/zero: the config is not a regular file (a FIFO, socket or device)"
     );
 }
+
+/// `interval` has a floor: `1ns` once spun a core.
+#[test]
+fn intervals_under_a_second_are_refused() {
+    for (yaml, want) in [
+        (
+            "interval: 1ns\ntimeout: 1ns\n",
+            "c.yml:1: interval: `1ns` is shorter than the 1s minimum",
+        ),
+        (
+            "targets:\n  - { name: a, host: a.test, interval: 500ms, timeout: 100ms }\n",
+            "c.yml:2: targets[0].interval: `500ms` is shorter than the 1s minimum",
+        ),
+    ] {
+        let e = Config::from_yaml(yaml, "c.yml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{yaml}: {e}");
+    }
+    assert!(Config::from_yaml("interval: 1s\ntimeout: 500ms\n", "c.yml", None).is_ok());
+}

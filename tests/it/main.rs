@@ -14,6 +14,7 @@ mod config;
 mod discovery;
 mod emf;
 mod guard_table;
+mod healthcheck;
 mod logs;
 mod metrics_exposition;
 mod probe_endpoint;
