@@ -86,6 +86,9 @@ pub struct Answer {
 #[derive(Clone)]
 pub struct DnsResolver {
     inner: TokioResolver,
+    /// Why no lookup can work (no nameserver configured), said in every lookup's error instead
+    /// of hickory's `no connections available`, which reads like running out of sockets.
+    unusable: Option<std::sync::Arc<str>>,
 }
 
 impl DnsResolver {
@@ -95,9 +98,17 @@ impl DnsResolver {
         nameservers: &[SocketAddr],
         query_timeout: Duration,
     ) -> Result<DnsResolver, ResolverSetupError> {
+        // Without a usable /etc/resolv.conf (a scratch container with none) the agent still
+        // runs: every DNS check then says why it cannot work, and so does one warning here.
+        let mut unreadable = None;
         let (config, mut opts) = if nameservers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| ResolverSetupError(format!("reading /etc/resolv.conf: {e}")))?
+            hickory_resolver::system_conf::read_system_conf().unwrap_or_else(|e| {
+                unreadable = Some(e.to_string());
+                (
+                    ResolverConfig::from_name_servers(Vec::new()),
+                    ResolverOpts::default(),
+                )
+            })
         } else {
             let servers = nameservers
                 .iter()
@@ -121,16 +132,34 @@ impl DnsResolver {
         opts.use_hosts_file = ResolveHosts::Never;
         opts.positive_max_ttl = Some(Duration::ZERO);
         opts.negative_max_ttl = Some(Duration::ZERO);
+        let unusable = config.name_servers().is_empty().then(|| {
+            let why: std::sync::Arc<str> = match &unreadable {
+                Some(e) if !e.contains("no nameservers found") => format!(
+                    "no nameserver is configured: cannot read /etc/resolv.conf ({e}); set resolver.nameservers"
+                )
+                .into(),
+                _ => "no nameserver is configured: /etc/resolv.conf lists none; set resolver.nameservers"
+                    .into(),
+            };
+            tracing::warn!("DNS will not work: {why}");
+            why
+        });
         let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
         *builder.options_mut() = opts;
         let inner = builder
             .build()
             .map_err(|e| ResolverSetupError(e.to_string()))?;
-        Ok(DnsResolver { inner })
+        Ok(DnsResolver { inner, unusable })
     }
 
     /// Looks up `name`'s records of `family`'s type.
     pub async fn lookup(&self, name: &str, family: Family) -> Result<Answer, LookupError> {
+        if let Some(why) = &self.unusable {
+            return Err(LookupError::Other {
+                name: name.to_string(),
+                message: why.to_string(),
+            });
+        }
         let rtype = match family {
             Family::Ipv4 => RecordType::A,
             Family::Ipv6 => RecordType::AAAA,
@@ -187,7 +216,12 @@ fn classify(name: &str, rtype: RecordType, err: NetError) -> LookupError {
         }
         NetError::Timeout => LookupError::Timeout { name },
         other => {
-            let message = other.to_string();
+            let mut message = other.to_string();
+            if message.contains("no connections available") {
+                // Nameservers are configured, but none could be used: sockets or file
+                // descriptors ran out, or every nameserver refused the connection.
+                message.push_str(" (no socket to any nameserver: out of file descriptors?)");
+            }
             if message.contains("timed out") {
                 LookupError::Timeout { name }
             } else {

@@ -21,6 +21,7 @@ mod probe_endpoint;
 mod probe_load;
 mod probe_prometheus;
 mod reload;
+mod resolv_conf;
 mod scheduler;
 mod serve_limits;
 mod ssrf_netns;
