@@ -270,8 +270,11 @@ impl Agent {
                                 endpoints = targets.len(),
                                 "VPC endpoints changed"
                             );
-                            agent.swap_discovered(&config, targets).await;
-                            return; // the new generation runs its own refresh
+                            if agent.swap_discovered(&config, targets).await {
+                                return; // the new generation runs its own refresh
+                            }
+                            // The swap failed: this generation keeps running, and so does
+                            // its refresh, which tries again at the next round.
                         }
                     }
                     Err(e) => tracing::warn!(
@@ -288,24 +291,38 @@ impl Agent {
         });
     }
 
-    /// Swaps in a generation of the same config with a new VPC endpoint set.
-    async fn swap_discovered(self: &Arc<Self>, config: &Arc<Config>, vpc: Vec<Arc<Target>>) {
+    /// Swaps in a generation of the same config with a new VPC endpoint set. True when the
+    /// current generation was replaced (by this swap, or by a reload that got there first), so
+    /// its refresh loop may end; false when the swap failed and the old set keeps running.
+    async fn swap_discovered(
+        self: &Arc<Self>,
+        config: &Arc<Config>,
+        vpc: Vec<Arc<Target>>,
+    ) -> bool {
         let _serial = self.reload_lock.lock().await;
         let old = self.current();
         if !Arc::ptr_eq(&old.config, config) {
-            return; // a reload got there first
+            return true; // a reload got there first
         }
-        match Generation::build((**config).clone(), vpc, self.shutdown.child_token()) {
+        // Building reads the CloudFormation template: off the runtime.
+        let (config_copy, cancel) = ((**config).clone(), self.shutdown.child_token());
+        let built =
+            tokio::task::spawn_blocking(move || Generation::build(config_copy, vpc, cancel))
+                .await
+                .unwrap_or_else(|e| Err(ReloadError::Task(e.to_string())));
+        match built {
             Ok(new) => {
                 let cfn = config.discovery.cloudformation.as_ref();
                 self.record_cloudformation(cfn, Ok(new.cfn_endpoints));
-                self.install(old, new, true)
+                self.install(old, new, true);
+                true
             }
             Err(e) => {
                 if let ReloadError::Discovery(d) = &e {
                     self.record_cloudformation(config.discovery.cloudformation.as_ref(), Err(d));
                 }
-                tracing::warn!(error = %e, "cannot apply discovered VPC endpoints")
+                tracing::warn!(error = %e, "cannot apply discovered VPC endpoints; keeping the previous ones");
+                false
             }
         }
     }
