@@ -171,6 +171,11 @@ impl Agent {
         metrics.set_build_info(build);
         let mut sinks = options.sinks.clone();
         if let Some(emf) = &options.emf {
+            registry.register(
+                "dualprobe_emf_dropped",
+                "EMF batches dropped because stdout did not drain",
+                emf.dropped(),
+            );
             sinks.push(Arc::clone(emf) as Arc<dyn ReportSink>);
         }
         let results = Arc::new(Results::new(metrics.clone(), sinks));

@@ -7,7 +7,7 @@
 //! after every discovery attempt. The CloudWatch alarms in `cloudformation/` use these names.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -55,8 +55,16 @@ impl Default for EmfTask {
 pub struct EmfSink {
     namespace: String,
     task: EmfTask,
-    out: Mutex<Box<dyn Write + Send>>,
+    /// Lines go to a writer thread through this bounded queue: a stdout pipe that stops
+    /// draining (awslogs blocked on CloudWatch Logs) must never stall the checks or the health
+    /// check, so when the queue is full a batch is dropped and counted instead.
+    queue: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// `dualprobe_emf_dropped_total`: batches dropped because the queue was full.
+    dropped: prometheus_client::metrics::counter::Counter,
 }
+
+/// Batches (one cycle's lines, a heartbeat) the writer thread may fall behind by.
+const QUEUE: usize = 4096;
 
 impl EmfSink {
     /// EMF to stdout under `namespace`.
@@ -64,13 +72,32 @@ impl EmfSink {
         EmfSink::new(namespace, task, Box::new(std::io::stdout()))
     }
 
-    /// EMF to any writer (tests).
-    pub fn new(namespace: &str, task: EmfTask, out: Box<dyn Write + Send>) -> EmfSink {
+    /// EMF to any writer (tests), written by a thread of its own.
+    pub fn new(namespace: &str, task: EmfTask, mut out: Box<dyn Write + Send>) -> EmfSink {
+        let (queue, lines) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("emf-writer".into())
+            .spawn(move || {
+                for batch in lines {
+                    // One write per batch keeps a cycle's lines together; a closed stdout is
+                    // not fatal.
+                    let _ = out.write_all(&batch).and_then(|_| out.flush());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the EMF writer; EMF lines are dropped");
+        }
         EmfSink {
             namespace: namespace.to_string(),
             task,
-            out: Mutex::new(out),
+            queue,
+            dropped: Default::default(),
         }
+    }
+
+    /// The counter of dropped batches, to register as `dualprobe_emf_dropped`.
+    pub fn dropped(&self) -> prometheus_client::metrics::counter::Counter {
+        self.dropped.clone()
     }
 
     fn write(&self, docs: &[serde_json::Value]) {
@@ -80,9 +107,9 @@ impl EmfSink {
             let _ = serde_json::to_writer(&mut buf, d);
             buf.push(b'\n');
         }
-        let mut out = self.out.lock().expect("emf writer lock");
-        // One write per call keeps a cycle's lines together; a closed stdout is not fatal.
-        let _ = out.write_all(&buf).and_then(|_| out.flush());
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = self.queue.try_send(buf) {
+            self.dropped.inc();
+        }
     }
 
     /// Writes one heartbeat line.
@@ -227,5 +254,43 @@ pub fn documents(namespace: &str, task: &EmfTask, report: &CycleReport) -> Vec<s
 impl ReportSink for EmfSink {
     fn report(&self, report: &CycleReport) {
         self.write(&documents(&self.namespace, &self.task, report));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stdout nobody drains: every write blocks for good.
+    struct Stuck(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv(); // never answered
+            Ok(0)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_stdout_drops_and_counts_instead_of_blocking() {
+        let (_keep, rx) = std::sync::mpsc::channel();
+        let sink = Arc::new(EmfSink::new("dp", EmfTask::default(), Box::new(Stuck(rx))));
+        let writer = Arc::clone(&sink);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..(QUEUE + 100) {
+                writer.heartbeat();
+            }
+            let _ = done.send(());
+        });
+        // The checks' side must never wait on stdout.
+        finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("writing EMF blocked on a stdout that does not drain");
+        // The writer thread holds one batch, the queue QUEUE; the rest are dropped.
+        assert!(sink.dropped().get() >= 99, "{}", sink.dropped().get());
     }
 }
