@@ -44,17 +44,21 @@ pub fn bucket_bounds(format: Format) -> Vec<String> {
         .collect()
 }
 
-/// One sample line: `name{labels joined by commas} value`.
+/// One sample line: `name{labels joined by commas} value` (no braces without labels): the one
+/// line writer of `/metrics`' per-check series and of `/probe`.
 pub fn sample(out: &mut String, name: &str, labels: &[&str], value: &str) {
     out.push_str(name);
-    out.push('{');
-    for (i, l) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(l);
         }
-        out.push_str(l);
+        out.push('}');
     }
-    out.push_str("} ");
+    out.push(' ');
     out.push_str(value);
     out.push('\n');
 }
@@ -69,4 +73,12 @@ pub fn escape_label_value(out: &mut String, value: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// A label pair, its value escaped: `name="value"`.
+pub fn label(name: &str, value: &str) -> String {
+    let mut out = format!("{name}=\"");
+    escape_label_value(&mut out, value);
+    out.push('"');
+    out
 }

@@ -28,7 +28,7 @@ use crate::model::family::Family;
 use crate::model::outcome::CycleReport;
 use crate::model::target::{Host, Target, TargetSource};
 use crate::net::guard::AddressPolicy;
-use crate::report::prom_text::escape_label_value;
+use crate::report::prom_text;
 use crate::serve::adhoc::{self, AdhocRequest};
 
 /// The gate of the current config: rebuilt when a reload brings a new config (a VPC-endpoint
@@ -384,20 +384,10 @@ struct Exposition {
 
 impl Exposition {
     fn add(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
-        let mut line = String::from(name);
-        if !labels.is_empty() {
-            line.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    line.push(',');
-                }
-                let _ = write!(line, "{k}=\"");
-                escape_label_value(&mut line, v);
-                line.push('"');
-            }
-            line.push('}');
-        }
-        let _ = write!(line, " {value}");
+        let pairs: Vec<String> = labels.iter().map(|(k, v)| prom_text::label(k, v)).collect();
+        let pairs: Vec<&str> = pairs.iter().map(String::as_str).collect();
+        let mut line = String::new();
+        prom_text::sample(&mut line, name, &pairs, &value.to_string());
         self.metrics
             .entry(name)
             .or_insert((help, Vec::new()))
@@ -411,7 +401,6 @@ impl Exposition {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             for l in lines {
                 out.push_str(&l);
-                out.push('\n');
             }
         }
         out
