@@ -47,7 +47,7 @@ pub struct Generation {
 impl Generation {
     /// Builds a generation: `vpc_targets` are the last `ec2:DescribeVpcEndpoints` results.
     fn build(
-        config: Config,
+        config: Arc<Config>,
         vpc_targets: Vec<Arc<Target>>,
         cancel: CancellationToken,
     ) -> Result<Generation, ReloadError> {
@@ -79,7 +79,7 @@ impl Generation {
             )),
             adhoc_env: Arc::new(CheckEnv::with_policy(resolver, adhoc_policy.clone())),
             adhoc_policy,
-            config: Arc::new(config),
+            config,
             targets,
             cancel,
             cfn_endpoints,
@@ -180,7 +180,7 @@ impl Agent {
         }
         let results = Arc::new(Results::new(metrics.clone(), sinks));
         let generation = Arc::new(Generation::build(
-            config,
+            Arc::new(config),
             Vec::new(),
             shutdown.child_token(),
         )?);
@@ -252,9 +252,15 @@ impl Agent {
             }
             loop {
                 let found = tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     r = discover_vpc_endpoints_found(&config.discovery, &defaults, &resolver, None) => r,
                 };
+                // A round that finished as its generation was replaced must not record: the
+                // new generation may no longer configure the source (its series were removed).
+                if cancel.is_cancelled() {
+                    return;
+                }
                 let outcome = match &found {
                     Ok(f) => Ok(f.as_ref().map_or(0, |f| f.endpoints)),
                     Err(e) => Err(e.to_string()),
@@ -309,8 +315,9 @@ impl Agent {
         if !Arc::ptr_eq(&old.config, config) {
             return true; // a reload got there first
         }
-        // Building reads the CloudFormation template: off the runtime.
-        let (config_copy, cancel) = ((**config).clone(), self.shutdown.child_token());
+        // Building reads the CloudFormation template: off the runtime. The same `Arc<Config>`:
+        // what hangs off the config (the `/probe` gate) survives a swap.
+        let (config_copy, cancel) = (Arc::clone(config), self.shutdown.child_token());
         let built =
             tokio::task::spawn_blocking(move || Generation::build(config_copy, vpc, cancel))
                 .await
@@ -394,6 +401,15 @@ impl Agent {
     /// Re-reads the config. A bad one is logged and refused (the old one keeps running and
     /// `dualprobe_config_last_reload_successful` drops to 0); a good one replaces it.
     pub async fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
+        // In a task of its own: an HTTP client that hangs up drops its handler, and with it
+        // this future; a reload half done (config read, never installed) must not be lost so.
+        let agent = Arc::clone(self);
+        tokio::spawn(async move { agent.reload_serialized().await })
+            .await
+            .unwrap_or_else(|e| Err(ReloadError::Task(e.to_string())))
+    }
+
+    async fn reload_serialized(self: &Arc<Self>) -> Result<(), ReloadError> {
         let requested = std::time::Instant::now();
         let mut last = self.reload_lock.lock().await;
         if let Some((started, result)) = &*last
@@ -429,7 +445,7 @@ impl Agent {
                 } else {
                     Vec::new()
                 };
-                Generation::build(c, vpc, cancel)
+                Generation::build(Arc::new(c), vpc, cancel)
             });
             (loaded, cfn)
         })

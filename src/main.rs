@@ -43,7 +43,7 @@ enum Command {
     Probe(ProbeArgs),
     /// Exit 0 when the local agent answers its health endpoint (container HealthCheck).
     Healthcheck {
-        /// The URL to ask (default: the configured listen port on loopback).
+        /// The URL to ask (default: where the config listens; loopback for a wildcard address).
         #[arg(long)]
         url: Option<String>,
     },
@@ -352,29 +352,42 @@ async fn handle_signals(agent: Arc<Agent>, shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (mut term, mut hup) = match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(t), Ok(h)) => (t, h),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM/SIGHUP");
-                return;
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
             }
         };
+        // Each registered apart: SIGHUP failing must not leave SIGTERM handled by nobody.
+        let mut term = listen(SignalKind::terminate(), "SIGTERM");
+        let mut int = listen(SignalKind::interrupt(), "SIGINT");
+        let mut hup = listen(SignalKind::hangup(), "SIGHUP");
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
         loop {
             tokio::select! {
-                _ = term.recv() => {
+                _ = next(&mut term) => {
                     tracing::info!("SIGTERM: shutting down");
                     break;
                 }
-                _ = tokio::signal::ctrl_c() => {
+                _ = next(&mut int) => {
                     tracing::info!("SIGINT: shutting down");
                     break;
                 }
-                _ = hup.recv() => {
+                _ = next(&mut hup) => {
                     tracing::info!("SIGHUP: reloading config");
-                    let _ = agent.reload().await;
+                    // Not awaited here: a reload must not delay a SIGTERM behind it.
+                    let agent = Arc::clone(&agent);
+                    tokio::spawn(async move {
+                        let _ = agent.reload().await;
+                    });
                 }
                 _ = shutdown.cancelled() => return,
             }

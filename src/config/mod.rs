@@ -29,6 +29,9 @@ use crate::model::target::Target;
 /// The longest interval or timeout accepted.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The most cycles (`concurrency`) or ad-hoc probes (`probe.max_concurrent`) in flight.
+pub const MAX_IN_FLIGHT: usize = 65_536;
+
 /// The default listen address: one dual-stack socket on port 9469.
 pub const DEFAULT_LISTEN: &str = "[::]:9469";
 
@@ -212,6 +215,15 @@ impl Config {
             None => 256,
             Some(c) if c.value == 0 => {
                 p.add(line_of(c), "concurrency", "must be at least 1");
+                1
+            }
+            // A semaphore larger than this panics; no task runs that many cycles at once.
+            Some(c) if c.value > MAX_IN_FLIGHT => {
+                p.add(
+                    line_of(c),
+                    "concurrency",
+                    format!("`{}` is more than the {MAX_IN_FLIGHT} allowed", c.value),
+                );
                 1
             }
             Some(c) => c.value,

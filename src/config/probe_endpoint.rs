@@ -75,6 +75,18 @@ pub(super) fn build_probe_settings(
                 p.add(line_of(s), field, "must be at least 1");
                 default
             }
+            Some(s) if s.value > super::MAX_IN_FLIGHT => {
+                p.add(
+                    line_of(s),
+                    field,
+                    format!(
+                        "`{}` is more than the {} allowed",
+                        s.value,
+                        super::MAX_IN_FLIGHT
+                    ),
+                );
+                default
+            }
             Some(s) => s.value,
             None => default,
         };

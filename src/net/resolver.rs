@@ -141,7 +141,9 @@ impl DnsResolver {
                 _ => "no nameserver is configured: /etc/resolv.conf lists none; set resolver.nameservers"
                     .into(),
             };
-            tracing::warn!("DNS will not work: {why}");
+            // Once per process, not on every reload or VPC swap that rebuilds the resolver.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| tracing::warn!("DNS will not work: {why}"));
             why
         });
         let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());

@@ -52,6 +52,11 @@ pub struct Limits {
     pub reserve_header_timeout: Duration,
     /// The largest request head (line and headers) read; a bigger one gets 431.
     pub max_header_bytes: usize,
+    /// The longest a normal connection lives: then it is asked to close after its request in
+    /// flight, and dropped a little later. Bounds a client that never reads its answers.
+    pub lifetime: Duration,
+    /// The same for a reserve connection.
+    pub reserve_lifetime: Duration,
     /// How long shutdown waits for requests in flight.
     pub drain: Duration,
 }
@@ -64,7 +69,10 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             reserve_header_timeout: Duration::from_secs(1),
             max_header_bytes: 16 * 1024,
-            drain: Duration::from_millis(500),
+            lifetime: Duration::from_secs(60),
+            reserve_lifetime: Duration::from_secs(5),
+            // With the agent's own 800 ms, SIGTERM ends within a second.
+            drain: Duration::from_millis(150),
         }
     }
 }
@@ -126,17 +134,25 @@ pub async fn serve_with(
             .keep_alive(!tier_reserve);
         let service = TowerToHyperService::new(app.clone());
         let shutdown = shutdown.clone();
+        let lifetime = if tier_reserve {
+            limits.reserve_lifetime
+        } else {
+            limits.lifetime
+        };
+        let drain = limits.drain;
         connections.spawn(async move {
             let _permit = permit;
             let conn = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            // A client that stops reading leaves hyper waiting on a write for ever, holding
+            // the slot: every wait here ends.
+            let grace = tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.cancelled() => drain,
+                _ = tokio::time::sleep(lifetime) => Duration::from_secs(5),
+            };
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(grace, conn).await;
         });
     }
     connections.close();

@@ -255,3 +255,24 @@ fn intervals_under_a_second_are_refused() {
     }
     assert!(Config::from_yaml("interval: 1s\ntimeout: 500ms\n", "c.yml", None).is_ok());
 }
+
+/// In-flight bounds a semaphore can hold: larger values once passed check-config and then
+/// aborted the agent on the first `/probe` or reload.
+#[test]
+fn in_flight_bounds_are_capped() {
+    for (yaml, want) in [
+        (
+            "concurrency: 18446744073709551615\n",
+            "c.yml:1: concurrency: `18446744073709551615` is more than the 65536 allowed",
+        ),
+        (
+            "probe:\n  max_concurrent: 100000\n",
+            "c.yml:2: probe.max_concurrent: `100000` is more than the 65536 allowed",
+        ),
+    ] {
+        let e = Config::from_yaml(yaml, "c.yml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{yaml}: {e}");
+    }
+}

@@ -19,6 +19,8 @@ const LIMITS: Limits = Limits {
     header_timeout: Duration::from_secs(2),
     reserve_header_timeout: Duration::from_millis(300),
     max_header_bytes: 8192,
+    lifetime: Duration::from_secs(3),
+    reserve_lifetime: Duration::from_secs(1),
     drain: Duration::from_millis(200),
 };
 
@@ -181,4 +183,39 @@ async fn connections_over_the_cap_are_closed_at_once() {
         "a connection over the cap was kept"
     );
     drop(held);
+}
+
+#[tokio::test]
+async fn clients_that_never_read_lose_their_slots() {
+    let server = start().await;
+    // Every normal slot taken by a client that pipelines requests and never reads an answer:
+    // once the socket buffers fill, the server's writes wait on it.
+    let mut stuck = Vec::new();
+    for _ in 0..LIMITS.connections {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let burst = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.write_all(&burst)).await;
+        stuck.push(s);
+    }
+    // Past their lifetime and its grace the slots are free again: a new connection is a
+    // normal one (keep-alive: two requests on it), not a reserve one (closed after one).
+    tokio::time::sleep(LIMITS.lifetime + Duration::from_secs(6)).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let mut answers = String::new();
+    for _ in 0..2 {
+        s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .map_or(0, |r| r.unwrap_or(0));
+        answers.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(
+        answers.matches("HTTP/1.1 200").count(),
+        2,
+        "a normal slot was not freed: {answers}"
+    );
+    drop(stuck);
 }
