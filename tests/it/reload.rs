@@ -24,13 +24,7 @@ async fn reload_takes_the_token_and_refuses_bad_files_without_stopping() {
     let token = dir.path().join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let fifo = dir.path().join("token.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::support::mkfifo(&fifo);
     let cfg = dir.path().join("c.yml");
     let good = format!(
         "interval: 2s\ntimeout: 1s\nprobe:\n  token_file: {}\ntargets:\n  - {{ name: local, host: 127.0.0.1, port: 9, checks: [tcp], families: [ipv4] }}\n",

@@ -103,6 +103,12 @@ impl Tasks {
     }
 }
 
+/// Makes a FIFO at `path` (nobody writes to it): a file that blocks a reader that opens it.
+pub fn mkfifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+}
+
 /// The standard test zone: the hosts above, answering with the loopback addresses.
 pub fn standard_zone() -> Zone {
     let mut zone = Zone::default();
