@@ -290,6 +290,9 @@ fn check_config(file: PathBuf) -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<bool> {
+    // Registered before anything is loaded or logged: until then SIGHUP's default action would
+    // kill the process, and a test (or an operator) reacts to "config loaded" by sending one.
+    let signals = Signals::register();
     let source = ConfigSource::discover(args.config.clone());
     let config = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let listen = args.listen.unwrap_or(config.listen);
@@ -324,7 +327,11 @@ async fn run(args: RunArgs) -> Result<bool> {
         )));
     }
     let agent = Agent::start(source, config, options, shutdown.clone())?;
-    tokio::spawn(handle_signals(Arc::clone(&agent), shutdown.clone()));
+    tokio::spawn(handle_signals(
+        signals,
+        Arc::clone(&agent),
+        shutdown.clone(),
+    ));
     let served = dualprobe::serve::serve(listener, Arc::clone(&agent), shutdown).await;
     agent.stop(Duration::from_millis(800)).await;
     served?;
@@ -346,23 +353,50 @@ fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener>
     tokio::net::TcpListener::from_std(socket.into())
 }
 
+/// The signals the agent handles, each registered apart: SIGHUP failing must not leave SIGTERM
+/// handled by nobody.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for {name}");
+                    None
+                }
+            };
+            Signals {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                int: listen(SignalKind::interrupt(), "SIGINT"),
+                hup: listen(SignalKind::hangup(), "SIGHUP"),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
+
 /// The process's signals, handled here only: SIGHUP reloads the config (like Prometheus),
 /// SIGTERM and SIGINT stop the agent gracefully.
-async fn handle_signals(agent: Arc<Agent>, shutdown: CancellationToken) {
+async fn handle_signals(signals: Signals, agent: Arc<Agent>, shutdown: CancellationToken) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let listen = |kind: SignalKind, name: &str| match signal(kind) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for {name}");
-                None
-            }
-        };
-        // Each registered apart: SIGHUP failing must not leave SIGTERM handled by nobody.
-        let mut term = listen(SignalKind::terminate(), "SIGTERM");
-        let mut int = listen(SignalKind::interrupt(), "SIGINT");
-        let mut hup = listen(SignalKind::hangup(), "SIGHUP");
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = signals;
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
@@ -395,7 +429,7 @@ async fn handle_signals(agent: Arc<Agent>, shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     {
-        let _ = agent;
+        let _ = (signals, agent);
         let _ = tokio::signal::ctrl_c().await;
     }
     shutdown.cancel();

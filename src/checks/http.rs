@@ -1,12 +1,18 @@
-//! `http`: one request over the cycle's family with reqwest. The family is held through
-//! redirects: the client's resolver answers only the family's records, and a redirect to an IP
-//! literal of the other family is refused.
+//! `http`: one request over the cycle's family with reqwest, and the `http:` section of targets
+//! and modules (scheme, path, accepted statuses, redirects) that only this check reads. The
+//! family is held through redirects: the client's resolver answers only the family's records,
+//! and a redirect to an IP literal of the other family is refused.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
 
 use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
 
-use super::{Check, CheckContext};
+use super::{Check, CheckContext, Configure, line_of};
+use crate::model::check_kind::CheckKind;
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
 use crate::model::outcome::{CheckOutput, Measurement, Observations};
@@ -32,7 +38,209 @@ fn describe_status(status: i64) -> String {
 }
 
 /// The `http` check.
-pub(super) struct Http;
+pub struct Http;
+
+/// The `http:` section of a target or module, as serde reads it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    path: Option<String>,
+    scheme: Option<Spanned<String>>,
+    expect_status: Option<Vec<Spanned<StatusText>>>,
+    follow_redirects: Option<bool>,
+}
+
+/// `200` or `"2xx"`: read as text either way so one parser judges it.
+#[derive(Debug)]
+pub struct StatusText(String);
+
+impl<'de> Deserialize<'de> for StatusText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = StatusText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an HTTP status such as 200 or \"2xx\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// As written in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// One accepted HTTP status: an exact code or a class such as `2xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatcher {
+    /// Exactly this code.
+    Code(u16),
+    /// Any code of this hundred (2 for `2xx`).
+    Class(u16),
+}
+
+impl StatusMatcher {
+    /// Parses `200` or `2xx`.
+    pub fn parse(s: &str) -> Option<StatusMatcher> {
+        let s = s.trim();
+        if let Some(d) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+            let d: u16 = d.parse().ok()?;
+            (1..=5).contains(&d).then_some(StatusMatcher::Class(d))
+        } else {
+            let c: u16 = s.parse().ok()?;
+            (100..=599).contains(&c).then_some(StatusMatcher::Code(c))
+        }
+    }
+
+    /// True when `status` matches.
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            StatusMatcher::Code(c) => c == status,
+            StatusMatcher::Class(d) => status / 100 == d,
+        }
+    }
+}
+
+/// What the `http` check reads back from a target.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Set by `http.scheme` (or an ad-hoc URL); when unset, [`scheme`] derives it from the
+    /// chain and port, so a module's port override moves the scheme with it.
+    pub scheme: Option<Scheme>,
+    /// Request path (with query), starting with `/`.
+    pub path: String,
+    /// Accepted statuses (default `2xx`).
+    pub expect_status: Vec<StatusMatcher>,
+    /// Follow redirects (held to the same family).
+    pub follow_redirects: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            scheme: None,
+            path: "/".into(),
+            expect_status: vec![StatusMatcher::Class(2)],
+            follow_redirects: true,
+        }
+    }
+}
+
+/// `target`'s `http:` settings (the defaults when it has no section).
+pub fn settings(target: &Target) -> &Settings {
+    static DEFAULT: LazyLock<Settings> = LazyLock::new(Settings::default);
+    target
+        .settings
+        .get::<Settings>(CheckKind::Http)
+        .unwrap_or(&DEFAULT)
+}
+
+/// Replaces `target`'s request path (a `/probe?module=` request's own path).
+pub fn set_path(target: &mut Target, path: String) {
+    let mut s = settings(target).clone();
+    s.path = path;
+    target.settings.set(CheckKind::Http, Arc::new(s));
+}
+
+/// The scheme `target`'s request uses: `http.scheme` when set, else HTTPS when the chain has
+/// `tls` or the port is 443, else HTTP.
+pub fn scheme(target: &Target) -> Scheme {
+    settings(target).scheme.unwrap_or(
+        if target.checks.contains(&CheckKind::Tls) || target.port == 443 {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        },
+    )
+}
+
+impl Configure for Http {
+    type Raw = Raw;
+
+    fn configure(
+        raw: &Raw,
+        field: &str,
+        problem: &mut dyn FnMut(Option<u64>, String, String),
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let mut ok = true;
+        let scheme = match &raw.scheme {
+            None => None,
+            Some(s) if s.value == "http" => Some(Scheme::Http),
+            Some(s) if s.value == "https" => Some(Scheme::Https),
+            Some(s) => {
+                ok = false;
+                problem(
+                    line_of(s),
+                    format!("{field}.scheme"),
+                    format!("`{}` is not http or https", s.value),
+                );
+                None
+            }
+        };
+        let mut expect_status = Vec::new();
+        for (j, s) in raw.expect_status.iter().flatten().enumerate() {
+            match StatusMatcher::parse(&s.value.0) {
+                Some(m) => expect_status.push(m),
+                None => {
+                    ok = false;
+                    problem(
+                        line_of(s),
+                        format!("{field}.expect_status[{j}]"),
+                        format!("`{}` is not a status like 200 or \"2xx\"", s.value.0),
+                    );
+                }
+            }
+        }
+        if expect_status.is_empty() {
+            expect_status.push(StatusMatcher::Class(2));
+        }
+        let mut path = raw.path.clone().unwrap_or_else(|| "/".to_string());
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        let settings = Settings {
+            scheme,
+            path,
+            expect_status,
+            follow_redirects: raw.follow_redirects.unwrap_or(true),
+        };
+        ok.then(|| Arc::new(settings) as Arc<dyn Any + Send + Sync>)
+    }
+
+    /// A target with an `http:` section and no `tls` in its chain defaults to port 80, or 443
+    /// for `scheme: https`.
+    fn default_port(raw: &Raw) -> Option<u16> {
+        Some(match raw.scheme.as_ref().map(|s| s.value.as_str()) {
+            Some("https") => 443,
+            _ => 80,
+        })
+    }
+}
 
 impl Check for Http {
     fn measurements(&self) -> &'static [&'static Measurement] {
@@ -64,7 +272,9 @@ impl Check for Http {
             };
             let url = format!(
                 "{}://{url_host}:{}{}",
-                target.http.scheme, target.port, target.http.path
+                scheme(target).as_str(),
+                target.port,
+                settings(target).path
             );
             cx.debug(format!("GET {url} over {family}"));
             match client.get(&url).send().await {
@@ -89,7 +299,7 @@ impl Check for Http {
                         resp.url(),
                         resp.remote_addr()
                     ));
-                    if target.http.expect_status.iter().any(|m| m.matches(status)) {
+                    if settings(target).expect_status.iter().any(|m| m.matches(status)) {
                         CheckOutput::pass(obs)
                     } else {
                         CheckOutput::fail(Failure::new(
@@ -114,7 +324,7 @@ fn server_name_alias(target: &Target) -> Option<(String, Host)> {
         .as_deref()?
         .trim()
         .to_ascii_lowercase();
-    (target.http.scheme == "https" && !sn.is_empty() && Host::parse(&sn) != target.host)
+    (scheme(target) == Scheme::Https && !sn.is_empty() && Host::parse(&sn) != target.host)
         .then(|| (sn, target.host.clone()))
 }
 
@@ -128,7 +338,7 @@ pub fn build_client(
 ) -> Result<reqwest::Client, Failure> {
     let redirect_policy = {
         let policy = policy.clone();
-        let follow = target.http.follow_redirects;
+        let follow = settings(target).follow_redirects;
         reqwest::redirect::Policy::custom(move |attempt| {
             if !follow {
                 return attempt.stop();

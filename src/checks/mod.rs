@@ -49,6 +49,12 @@ pub trait Configure: Check {
         field: &str,
         problem: &mut dyn FnMut(Option<u64>, String, String),
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>>;
+
+    /// The port a target with this section defaults to when it sets none, has no `aws:`
+    /// endpoint and no `tls` in its chain (those mean 443); `None` leaves it to other kinds.
+    fn default_port(_raw: &Self::Raw) -> Option<u16> {
+        None
+    }
 }
 
 /// The 1-based line of a spanned config value, when known.

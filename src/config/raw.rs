@@ -2,7 +2,6 @@
 //! lines matter for error messages are `Spanned`.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -97,7 +96,6 @@ macro_rules! raw_targets {
             pub(super) timeout: Option<Spanned<String>>,
             pub(super) families: Option<Spanned<Vec<Family>>>,
             pub(super) addresses: Option<AddressSelection>,
-            pub(super) http: Option<RawHttp>,
             pub(super) tls: Option<RawTls>,
             pub(super) expect: Option<RawExpect>,
             pub(super) aws: Option<Spanned<RawAws>>,
@@ -117,7 +115,6 @@ macro_rules! raw_targets {
             pub(super) timeout: Option<Spanned<String>>,
             pub(super) families: Option<Spanned<Vec<Family>>>,
             pub(super) addresses: Option<AddressSelection>,
-            pub(super) http: Option<RawHttp>,
             pub(super) tls: Option<RawTls>,
             pub(super) expect: Option<RawExpect>,
             $($(
@@ -140,7 +137,6 @@ macro_rules! raw_targets {
                     timeout: self.timeout,
                     families: self.families,
                     addresses: self.addresses,
-                    http: self.http,
                     tls: self.tls,
                     expect: self.expect,
                     aws: None,
@@ -171,45 +167,23 @@ macro_rules! raw_targets {
                 )?)*
                 settings
             }
+
+            /// The port the first section that has a default port gives (see
+            /// `checks::Configure::default_port`).
+            pub(super) fn section_default_port(&self) -> Option<u16> {
+                $($(
+                    if let Some(p) = self.$section.as_ref().and_then(
+                        <crate::checks::$module::$variant as crate::checks::Configure>::default_port,
+                    ) {
+                        return Some(p);
+                    }
+                )?)*
+                None
+            }
         }
     };
 }
 crate::model::check_kind::check_kinds!(raw_targets);
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHttp {
-    pub(super) path: Option<String>,
-    pub(super) scheme: Option<Spanned<String>>,
-    pub(super) expect_status: Option<Vec<Spanned<StatusText>>>,
-    pub(super) follow_redirects: Option<bool>,
-}
-
-/// `200` or `"2xx"`: read as text either way so one parser judges it.
-#[derive(Debug)]
-pub(super) struct StatusText(pub(super) String);
-
-impl<'de> Deserialize<'de> for StatusText {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = StatusText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an HTTP status such as 200 or \"2xx\"")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StatusText, E> {
-                Ok(StatusText(v.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StatusText, E> {
-                Ok(StatusText(v.to_string()))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StatusText, E> {
-                Ok(StatusText(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,6 @@
 //! Turns one raw target (or module) into a validated [`Target`]: host and port (from `aws:` when
-//! set), checks in chain order, durations, families, HTTP and TLS settings, expectations, and
-//! each check kind's own validation.
+//! set), checks in chain order, durations, families, TLS settings, expectations, and
+//! each check kind's own section and validation.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,9 +18,7 @@ use crate::checks::check_for;
 use crate::model::aws::AwsService;
 use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::family::Family;
-use crate::model::target::{
-    Expectations, Host, HttpSettings, StatusMatcher, Target, TargetSource, TlsSettings,
-};
+use crate::model::target::{Expectations, Host, Target, TargetSource, TlsSettings};
 
 pub(super) struct TargetDefaults<'a> {
     pub(super) interval: Duration,
@@ -175,28 +173,7 @@ pub(super) fn build_target(
         }
     }
 
-    let raw_http = rt.http.as_ref();
     let has_tls = checks.contains(&CheckKind::Tls);
-    let scheme = match raw_http.and_then(|h| h.scheme.as_ref()) {
-        Some(s) if s.value == "http" => "http",
-        Some(s) if s.value == "https" => "https",
-        Some(s) => {
-            p.add(
-                line_of(s),
-                format!("{field}.http.scheme"),
-                format!("`{}` is not http or https", s.value),
-            );
-            "http"
-        }
-        None => {
-            let port = rt.port.as_ref().map(|p| p.value);
-            if has_tls || port == Some(443) {
-                "https"
-            } else {
-                "http"
-            }
-        }
-    };
     let port = match &rt.port {
         Some(pv) if pv.value == 0 => {
             p.add(line_of(pv), format!("{field}.port"), "must be 1-65535");
@@ -204,41 +181,8 @@ pub(super) fn build_target(
         }
         Some(pv) => pv.value,
         None if aws_endpoint.is_some() => aws_endpoint.as_ref().map_or(443, |(_, port)| *port),
-        None if scheme == "https" || has_tls => 443,
-        None if raw_http.is_some() => 80,
-        None => 443,
-    };
-    let mut expect_status = Vec::new();
-    for (j, s) in raw_http
-        .and_then(|h| h.expect_status.as_ref())
-        .map(|v| v.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        match StatusMatcher::parse(&s.value.0) {
-            Some(m) => expect_status.push(m),
-            None => p.add(
-                line_of(s),
-                format!("{field}.http.expect_status[{j}]"),
-                format!("`{}` is not a status like 200 or \"2xx\"", s.value.0),
-            ),
-        }
-    }
-    if expect_status.is_empty() {
-        expect_status.push(StatusMatcher::Class(2));
-    }
-    let mut path = raw_http
-        .and_then(|h| h.path.clone())
-        .unwrap_or_else(|| "/".to_string());
-    if !path.starts_with('/') {
-        path.insert(0, '/');
-    }
-    let http = HttpSettings {
-        scheme,
-        path,
-        expect_status,
-        follow_redirects: raw_http.and_then(|h| h.follow_redirects).unwrap_or(true),
+        None if has_tls => 443,
+        None => rt.section_default_port().unwrap_or(443),
     };
 
     let raw_tls = rt.tls.as_ref();
@@ -285,7 +229,6 @@ pub(super) fn build_target(
         interval,
         timeout,
         addresses: rt.addresses.unwrap_or_default(),
-        http,
         tls,
         expect,
         source: TargetSource::Config,

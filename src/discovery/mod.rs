@@ -15,8 +15,7 @@ use std::time::Duration;
 use crate::model::check_kind::CheckKind;
 use crate::model::family::Family;
 use crate::model::target::{
-    AddressSelection, CheckSettings, Expectations, Host, HttpSettings, StatusMatcher, Target,
-    TargetSource, TlsSettings,
+    AddressSelection, CheckSettings, Expectations, Host, Target, TargetSource, TlsSettings,
 };
 
 /// The `discovery:` section.
@@ -222,12 +221,6 @@ pub fn to_targets(
             interval: defaults.interval,
             timeout: defaults.timeout,
             addresses: AddressSelection::First,
-            http: HttpSettings {
-                scheme: "https",
-                path: "/".into(),
-                expect_status: vec![StatusMatcher::Class(2)],
-                follow_redirects: false,
-            },
             tls: TlsSettings {
                 server_name: None,
                 insecure_skip_verify: false,

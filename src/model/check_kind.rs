@@ -20,7 +20,7 @@ macro_rules! check_kinds {
             PrivateDns "private_dns" private_dns [private_dns],
             Tcp "tcp" tcp [],
             Tls "tls" tls [],
-            Http "http" http [],
+            Http "http" http [http],
             S3 "s3" s3 [],
             Ec2 "ec2" ec2 [],
         }

@@ -139,50 +139,6 @@ pub enum AddressSelection {
     All,
 }
 
-/// One accepted HTTP status: an exact code or a class such as `2xx`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusMatcher {
-    /// Exactly this code.
-    Code(u16),
-    /// Any code of this hundred (2 for `2xx`).
-    Class(u16),
-}
-
-impl StatusMatcher {
-    /// Parses `200` or `2xx`.
-    pub fn parse(s: &str) -> Option<StatusMatcher> {
-        let s = s.trim();
-        if let Some(d) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
-            let d: u16 = d.parse().ok()?;
-            (1..=5).contains(&d).then_some(StatusMatcher::Class(d))
-        } else {
-            let c: u16 = s.parse().ok()?;
-            (100..=599).contains(&c).then_some(StatusMatcher::Code(c))
-        }
-    }
-
-    /// True when `status` matches.
-    pub fn matches(self, status: u16) -> bool {
-        match self {
-            StatusMatcher::Code(c) => c == status,
-            StatusMatcher::Class(d) => status / 100 == d,
-        }
-    }
-}
-
-/// HTTP check settings.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// `http` or `https`.
-    pub scheme: &'static str,
-    /// Request path (with query).
-    pub path: String,
-    /// Accepted statuses (default `2xx`).
-    pub expect_status: Vec<StatusMatcher>,
-    /// Follow redirects (held to the same family).
-    pub follow_redirects: bool,
-}
-
 /// TLS settings, with the client configuration built once at load.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
@@ -239,8 +195,6 @@ pub struct Target {
     pub timeout: Duration,
     /// Which addresses connecting checks try.
     pub addresses: AddressSelection,
-    /// HTTP settings.
-    pub http: HttpSettings,
     /// TLS settings.
     pub tls: TlsSettings,
     /// Per-family expectations.

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checks::http;
 use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::family::Family;
 use crate::model::target::{
-    AddressSelection, Expectations, Host, HttpSettings, StatusMatcher, Target, TargetSource,
-    TlsSettings,
+    AddressSelection, Expectations, Host, Target, TargetSource, TlsSettings,
 };
 
 /// What an ad-hoc probe asks for.
@@ -184,7 +184,7 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
             return Err(AdhocError(format!("{ip} is an {} address", Family::of(ip))));
         }
     }
-    let target = Target {
+    let mut target = Target {
         name: req.target.trim().to_string(),
         host,
         port,
@@ -193,12 +193,6 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
         interval: req.timeout.saturating_mul(2),
         timeout: req.timeout,
         addresses: AddressSelection::First,
-        http: HttpSettings {
-            scheme,
-            path: path.unwrap_or_else(|| "/".into()),
-            expect_status: vec![StatusMatcher::Class(2), StatusMatcher::Class(3)],
-            follow_redirects: true,
-        },
         tls: TlsSettings {
             server_name: None,
             insecure_skip_verify: false,
@@ -210,6 +204,20 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
         allow_metadata_address: false,
         settings: Default::default(),
     };
+    // Any answer but a 4xx/5xx means the path works; the scheme is the request's, fixed.
+    target.settings.set(
+        CheckKind::Http,
+        Arc::new(http::Settings {
+            scheme: Some(if scheme == "https" {
+                http::Scheme::Https
+            } else {
+                http::Scheme::Http
+            }),
+            path: path.unwrap_or_else(|| "/".into()),
+            expect_status: vec![http::StatusMatcher::Class(2), http::StatusMatcher::Class(3)],
+            follow_redirects: true,
+        }),
+    );
     // A check that cannot run on an ad-hoc target (`s3` and `ec2` need an `aws:` block) is the
     // caller's mistake: a 400 naming it, not a failed probe.
     for k in &target.checks {

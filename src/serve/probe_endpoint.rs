@@ -231,7 +231,7 @@ fn resolve_target(
         t.name = name.to_string();
         t.port = port.unwrap_or(template.port);
         if let Some(p) = path {
-            t.http.path = p;
+            crate::checks::http::set_path(&mut t, p);
         }
         if let Host::Ip(ip) = host {
             t.checks

@@ -120,10 +120,11 @@ fn valid_fixture_loads_with_its_values() {
         ["dns", "tcp", "tls", "http"]
     );
     assert_eq!(web.expect.ipv6, Expect::Unreachable);
-    assert!(web.http.expect_status.iter().any(|m| m.matches(301)));
-    assert!(web.http.expect_status.iter().any(|m| m.matches(204)));
-    assert!(!web.http.expect_status.iter().any(|m| m.matches(302)));
-    assert_eq!(web.http.scheme, "https");
+    let http = dualprobe::checks::http::settings(web);
+    assert!(http.expect_status.iter().any(|m| m.matches(301)));
+    assert!(http.expect_status.iter().any(|m| m.matches(204)));
+    assert!(!http.expect_status.iter().any(|m| m.matches(302)));
+    assert_eq!(dualprobe::checks::http::scheme(web).as_str(), "https");
     let lit = c.target("literal").unwrap();
     assert_eq!(lit.host, Host::Ip("2001:db8::1".parse().unwrap()));
     // DNS is skipped for IP literals and only the literal's family is probed.
@@ -268,5 +269,77 @@ fn in_flight_bounds_are_capped() {
             .unwrap_err()
             .to_string();
         assert!(e.contains(want), "{yaml}: {e}");
+    }
+}
+
+/// The `http:` section is the `http` check's own (`checks/http.rs`), yet it still decides a
+/// target's default port, and the chain and port decide its default scheme.
+#[test]
+fn http_section_decides_default_port_and_scheme() {
+    use dualprobe::checks::http;
+    for (target, port, scheme) in [
+        // No section: 443, and 443 means https.
+        (
+            "{ name: t, host: a.test, checks: [dns, tcp, http] }",
+            443,
+            "https",
+        ),
+        // A section without a scheme: plain HTTP on 80.
+        (
+            "{ name: t, host: a.test, checks: [dns, tcp, http], http: { path: /x } }",
+            80,
+            "http",
+        ),
+        (
+            "{ name: t, host: a.test, checks: [tcp, http], http: { scheme: https } }",
+            443,
+            "https",
+        ),
+        // `tls` in the chain: 443 and https, whatever the section says of the port.
+        (
+            "{ name: t, host: a.test, checks: [tcp, tls, http], http: { path: / } }",
+            443,
+            "https",
+        ),
+        // An explicit port: http unless it is 443 or tls runs.
+        (
+            "{ name: t, host: a.test, port: 8080, checks: [tcp, http] }",
+            8080,
+            "http",
+        ),
+        (
+            "{ name: t, host: a.test, port: 8443, checks: [tcp, tls, http] }",
+            8443,
+            "https",
+        ),
+        (
+            "{ name: t, host: a.test, port: 8443, checks: [tcp, http], http: { scheme: https } }",
+            8443,
+            "https",
+        ),
+        // No http check, no section: the TLS port.
+        ("{ name: t, host: a.test }", 443, "https"),
+    ] {
+        let yaml = format!("targets:\n  - {target}\n");
+        let c = Config::from_yaml(&yaml, "c.yml", None).unwrap_or_else(|e| panic!("{target}: {e}"));
+        let t = c.target("t").unwrap();
+        assert_eq!(
+            (t.port, http::scheme(t).as_str()),
+            (port, scheme),
+            "{target}"
+        );
+    }
+    let e = Config::from_yaml(
+        "targets:\n  - name: t\n    host: a.test\n    http: { scheme: ftp, expect_status: [200, 99] }\n",
+        "c.yml",
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    for want in [
+        "c.yml:4: targets[0].http.scheme: `ftp` is not http or https",
+        "c.yml:4: targets[0].http.expect_status[1]: `99` is not a status like 200 or \"2xx\"",
+    ] {
+        assert!(e.contains(want), "{e}");
     }
 }

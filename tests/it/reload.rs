@@ -83,3 +83,25 @@ async fn reload_takes_the_token_and_refuses_bad_files_without_stopping() {
     assert_eq!(post(&url, None).await.0, 401);
     assert_eq!(post(&url, Some(TOKEN)).await.0, 200);
 }
+
+/// A SIGHUP the moment the agent says it is starting reloads it; it must not kill it (SIGHUP's
+/// default action) because the handler was not registered yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_right_at_start_reloads_instead_of_killing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(&cfg, "targets: []\n").unwrap();
+    let mut agent = AgentProc::start(&cfg, "info");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    agent.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.logs().contains("SIGHUP: reloading config") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(agent.running(), "SIGHUP killed the agent:\n{}", agent.logs());
+    assert!(agent.logs().contains("SIGHUP: reloading config"), "{}", agent.logs());
+}

@@ -27,7 +27,7 @@ async fn full_https_chain_passes_on_both_families() {
         "#,
         ca = lab.pki.ca_file_yaml()
     ));
-    assert_eq!(target.http.scheme, "https");
+    assert_eq!(dualprobe::checks::http::scheme(&target).as_str(), "https");
     for family in Family::ALL {
         let report = lab.run(&target, family).await;
         assert_eq!(
