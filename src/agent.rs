@@ -19,6 +19,7 @@ use crate::discovery::{
 };
 use crate::model::target::{Target, TargetSource};
 use crate::net::guard::{AdhocPolicy, MetadataGuard};
+use crate::net::own_listener::OwnListener;
 use crate::net::resolver::DnsResolver;
 use crate::report::emf::EmfSink;
 use crate::report::metrics::{BuildLabels, Metrics};
@@ -49,6 +50,7 @@ impl Generation {
     fn build(
         config: Arc<Config>,
         vpc_targets: Vec<Arc<Target>>,
+        own: Option<Arc<OwnListener>>,
         cancel: CancellationToken,
     ) -> Result<Generation, ReloadError> {
         let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
@@ -73,11 +75,13 @@ impl Generation {
         Ok(Generation {
             // Scheduled checks are guarded too: a configured target's server must not be able
             // to redirect them into the metadata services.
-            env: Arc::new(CheckEnv::with_policy(
-                resolver.clone(),
-                Arc::new(MetadataGuard),
-            )),
-            adhoc_env: Arc::new(CheckEnv::with_policy(resolver, adhoc_policy.clone())),
+            env: Arc::new(
+                CheckEnv::with_policy(resolver.clone(), Arc::new(MetadataGuard))
+                    .with_own_listener(own.clone()),
+            ),
+            adhoc_env: Arc::new(
+                CheckEnv::with_policy(resolver, adhoc_policy.clone()).with_own_listener(own),
+            ),
             adhoc_policy,
             config,
             targets,
@@ -129,6 +133,9 @@ pub struct RunOptions {
     pub sinks: Vec<Arc<dyn ReportSink>>,
     /// The EMF writer (`--emf`): cycle reports, the heartbeat and discovery attempts.
     pub emf: Option<Arc<EmfSink>>,
+    /// The bound listen socket's address: checks may not connect back into it, and `/probe`
+    /// refuses requests this agent's own checks send (see `net::own_listener`).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Shared agent state: what HTTP handlers and the reload path see.
@@ -150,6 +157,8 @@ pub struct Agent {
     /// The last attempt of each discovery source (status page, `dualprobe_discovery_*`).
     pub discovery: DiscoveryHealth,
     emf: Option<Arc<EmfSink>>,
+    /// This agent's listener and origin id (from `RunOptions::listen`).
+    pub own_listener: Option<Arc<OwnListener>>,
     current: RwLock<Arc<Generation>>,
     /// Serializes reloads and VPC swaps; holds when the last reload started and how it ended, so
     /// requests that queued behind a reload which started after them share its result.
@@ -179,9 +188,11 @@ impl Agent {
             sinks.push(Arc::clone(emf) as Arc<dyn ReportSink>);
         }
         let results = Arc::new(Results::new(metrics.clone(), sinks));
+        let own_listener = options.listen.map(|l| Arc::new(OwnListener::new(l)));
         let generation = Arc::new(Generation::build(
             Arc::new(config),
             Vec::new(),
+            own_listener.clone(),
             shutdown.child_token(),
         )?);
         let agent = Arc::new(Agent {
@@ -194,6 +205,7 @@ impl Agent {
             shutdown,
             discovery: DiscoveryHealth::default(),
             emf: options.emf.clone(),
+            own_listener,
             current: RwLock::new(Arc::clone(&generation)),
             reload_lock: tokio::sync::Mutex::new(None),
         });
@@ -318,8 +330,9 @@ impl Agent {
         // Building reads the CloudFormation template: off the runtime. The same `Arc<Config>`:
         // what hangs off the config (the `/probe` gate) survives a swap.
         let (config_copy, cancel) = (Arc::clone(config), self.shutdown.child_token());
+        let own = self.own_listener.clone();
         let built =
-            tokio::task::spawn_blocking(move || Generation::build(config_copy, vpc, cancel))
+            tokio::task::spawn_blocking(move || Generation::build(config_copy, vpc, own, cancel))
                 .await
                 .unwrap_or_else(|e| Err(ReloadError::Task(e.to_string())));
         match built {
@@ -434,6 +447,7 @@ impl Agent {
         let source = self.source.clone();
         let old_vpc = old.vpc_targets();
         let cancel = self.shutdown.child_token();
+        let own = self.own_listener.clone();
         let (loaded, cfn) = tokio::task::spawn_blocking(move || {
             // The template a failed build read, for discovery health.
             let mut cfn: Option<CloudFormationDiscovery> = None;
@@ -445,7 +459,7 @@ impl Agent {
                 } else {
                     Vec::new()
                 };
-                Generation::build(Arc::new(c), vpc, cancel)
+                Generation::build(Arc::new(c), vpc, own, cancel)
             });
             (loaded, cfn)
         })

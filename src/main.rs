@@ -299,7 +299,10 @@ async fn run(args: RunArgs) -> Result<bool> {
     let listener = bind_dual_stack(listen).with_context(|| format!("listening on {listen}"))?;
     tracing::info!(listen = %listener.local_addr()?, version = env!("CARGO_PKG_VERSION"), "dualprobe starting");
     let shutdown = CancellationToken::new();
-    let mut options = RunOptions::default();
+    let mut options = RunOptions {
+        listen: Some(listener.local_addr()?),
+        ..RunOptions::default()
+    };
     // ECS task metadata: labels on build_info (not on every series), addresses in the log.
     match dualprobe::aws::task_metadata::from_env().await {
         Ok(Some(m)) => {

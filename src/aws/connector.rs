@@ -108,6 +108,7 @@ impl AwsHttpClient {
             pool: opts.pool,
             redirect: reqwest::redirect::Policy::none(),
             alias: None,
+            origin: None,
         })
         .map_err(|f| {
             Failure::new(

@@ -4,13 +4,14 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use crate::model::failure::Failure;
 use crate::model::family::Family;
 use crate::model::target::{Target, TargetSource};
 use crate::net::guard::AddressPolicy;
+use crate::net::own_listener::OwnListener;
 use crate::net::resolver::DnsResolver;
 
 type ClientKey = (String, Family, &'static str);
@@ -21,6 +22,9 @@ pub struct CheckEnv {
     pub resolver: DnsResolver,
     /// Refuses addresses before anything is sent to them (`None` only for the CLI's own probes).
     pub policy: Option<Arc<dyn AddressPolicy>>,
+    /// The agent's own listen socket, which no check may connect to, and the origin id its HTTP
+    /// requests carry (`None` for the CLI's probes, which serve nothing).
+    pub own: Option<Arc<OwnListener>>,
     clients: Mutex<HashMap<ClientKey, Arc<dyn Any + Send + Sync>>>,
 }
 
@@ -30,6 +34,7 @@ impl CheckEnv {
         CheckEnv {
             resolver,
             policy: None,
+            own: None,
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -39,7 +44,22 @@ impl CheckEnv {
         CheckEnv {
             resolver,
             policy: Some(policy),
+            own: None,
             clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same, refusing connections to the agent's own listener too.
+    pub fn with_own_listener(mut self, own: Option<Arc<OwnListener>>) -> CheckEnv {
+        self.own = own;
+        self
+    }
+
+    /// Refuses `addr` when it is the agent's own listener.
+    pub fn check_socket(&self, addr: SocketAddr) -> Result<(), Failure> {
+        match &self.own {
+            Some(own) => own.check(addr),
+            None => Ok(()),
         }
     }
 

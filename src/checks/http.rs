@@ -5,21 +5,20 @@
 
 use std::any::Any;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{Check, CheckContext, Configure, line_of};
+use super::{Check, CheckContext, CheckEnv, Configure, line_of};
 use crate::model::check_kind::CheckKind;
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
 use crate::model::outcome::{CheckOutput, Measurement, Observations};
 use crate::model::target::{Host, Target};
-use crate::net::guard::AddressPolicy;
 use crate::net::http::{self, CarriedFailure, ClientOptions, Protocols, off_family};
-use crate::net::resolver::DnsResolver;
 
 /// The final response's status.
 static STATUS: Measurement = Measurement {
@@ -260,8 +259,13 @@ impl Check for Http {
             if let Some(f) = addresses.iter().find_map(|ip| off_family(*ip, family)) {
                 return CheckOutput::fail(f);
             }
+            for ip in &addresses {
+                if let Err(f) = cx.env.check_socket(SocketAddr::new(*ip, target.port)) {
+                    return CheckOutput::fail(f);
+                }
+            }
             let client = match cx.env.client(target, family, "http", || {
-                build_client(target, family, &cx.env.resolver, cx.env.policy.clone())
+                build_client(target, family, cx.env)
             }) {
                 Ok(c) => c,
                 Err(f) => return CheckOutput::fail(f),
@@ -333,9 +337,10 @@ fn server_name_alias(target: &Target) -> Option<(String, Host)> {
 pub fn build_client(
     target: &Target,
     family: Family,
-    resolver: &DnsResolver,
-    policy: Option<Arc<dyn AddressPolicy>>,
+    env: &CheckEnv,
 ) -> Result<reqwest::Client, Failure> {
+    let policy = env.policy.clone();
+    let own = env.own.clone();
     let redirect_policy = {
         let policy = policy.clone();
         let follow = settings(target).follow_redirects;
@@ -353,6 +358,13 @@ pub fn build_client(
             // Every hop passes the policy first: literals are guarded, names must be allowed.
             if let (Some(p), Some(h)) = (&policy, &host)
                 && let Err(f) = p.check_host(h)
+            {
+                return attempt.error(CarriedFailure(f));
+            }
+            // A hop back into this agent (its `/probe` would fan the request out again).
+            if let (Some(own), Some(Host::Ip(ip)), Some(port)) =
+                (&own, &host, attempt.url().port_or_known_default())
+                && let Err(f) = own.check(SocketAddr::new(*ip, port))
             {
                 return attempt.error(CarriedFailure(f));
             }
@@ -374,7 +386,7 @@ pub fn build_client(
     };
     http::build_client(ClientOptions {
         family: Some(family),
-        resolver: resolver.clone(),
+        resolver: env.resolver.clone(),
         policy,
         tls: Arc::clone(&target.tls.client_config),
         protocols: Protocols::Http2AndHttp1,
@@ -382,5 +394,6 @@ pub fn build_client(
         pool: false,
         redirect: redirect_policy,
         alias: server_name_alias(target),
+        origin: env.own.as_ref().map(|o| o.origin().to_string()),
     })
 }

@@ -200,7 +200,9 @@ impl<'a> CheckContext<'a> {
                 format!("no {} address", self.family),
             )
         })?;
-        tcp::connect(SocketAddr::new(first, self.target.port)).await
+        let addr = SocketAddr::new(first, self.target.port);
+        self.env.check_socket(addr)?;
+        tcp::connect(addr).await
     }
 }
 

@@ -28,6 +28,9 @@ impl Check for Tcp {
             let mut kept = None;
             for ip in addrs {
                 let sa = SocketAddr::new(ip, cx.target.port);
+                if let Err(f) = cx.env.check_socket(sa) {
+                    return CheckOutput::fail(f).with(obs);
+                }
                 match connect(sa).await {
                     Ok(stream) => {
                         cx.debug(format!("connected to {sa}"));

@@ -77,6 +77,9 @@ pub struct ClientOptions {
     /// A name the resolver answers with another host's addresses, like curl's `--resolve`:
     /// `tls.server_name` in the URL (SNI, Host header), the target's host on the wire.
     pub alias: Option<(String, Host)>,
+    /// The agent's origin id, sent in `x-dualprobe-origin` on every request (redirects too), so
+    /// that the agent's `/probe` can refuse its own checks.
+    pub origin: Option<String>,
 }
 
 /// Builds the client: pinned resolver, the given TLS configuration, no proxy from the
@@ -102,6 +105,15 @@ pub fn build_client(opts: ClientOptions) -> Result<reqwest::Client, Failure> {
         .user_agent(concat!("dualprobe/", env!("CARGO_PKG_VERSION")));
     if opts.protocols == Protocols::Http1Only {
         builder = builder.http1_only();
+    }
+    if let Some(origin) = opts
+        .origin
+        .as_deref()
+        .and_then(|o| reqwest::header::HeaderValue::from_str(o).ok())
+    {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(crate::net::own_listener::ORIGIN_HEADER, origin);
+        builder = builder.default_headers(headers);
     }
     if !opts.pool {
         builder = builder.pool_max_idle_per_host(0);

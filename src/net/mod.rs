@@ -1,8 +1,10 @@
 //! The network layer under every check: the family-aware resolver, TLS client configurations,
-//! the address policy (what may never be contacted), and the one family-pinned HTTP stack that
+//! the address policy (what may never be contacted), the agent's own listener (what no check
+//! may loop back into), and the one family-pinned HTTP stack that
 //! both the `http` check and the AWS connector use.
 
 pub mod guard;
 pub(crate) mod http;
+pub mod own_listener;
 pub mod resolver;
 pub(crate) mod tls;

@@ -50,20 +50,37 @@ impl Gates {
     }
 }
 
-/// Limits of `/probe` from one config's `probe:` section.
+/// Limits of `/probe` from one config's `probe:` section, one lane each for ad-hoc targets
+/// (and modules) and for configured targets: slow or many ad-hoc probes must not answer 429 to
+/// the blackbox-style jobs that scrape configured targets.
 pub struct ProbeGate {
+    adhoc: Lane,
+    configured: Lane,
+}
+
+/// A rate limit and an in-flight cap.
+struct Lane {
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
 }
 
-impl ProbeGate {
-    /// Limits from `probe:` settings.
-    pub fn new(s: &ProbeEndpointSettings) -> ProbeGate {
+impl Lane {
+    fn new(s: &ProbeEndpointSettings) -> Lane {
         let rate = NonZeroU32::new(s.rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(s.burst).unwrap_or(rate);
-        ProbeGate {
+        Lane {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             in_flight: Semaphore::new(s.max_concurrent),
+        }
+    }
+}
+
+impl ProbeGate {
+    /// Limits from `probe:` settings, applied to each lane apart.
+    pub fn new(s: &ProbeEndpointSettings) -> ProbeGate {
+        ProbeGate {
+            adhoc: Lane::new(s),
+            configured: Lane::new(s),
         }
     }
 }
@@ -269,21 +286,22 @@ pub async fn handle(
     let generation: Arc<Generation> = served.agent.current();
     let gate = served.gates.for_config(&generation.config);
     let settings = &generation.config.probe_endpoint;
+    // Our own check, sent back here by a redirect or a name that resolves to this task: running
+    // it would fan out again, without end.
+    if let Some(own) = &served.agent.own_listener
+        && headers
+            .get(crate::net::own_listener::ORIGIN_HEADER)
+            .is_some_and(|v| v.as_bytes() == own.origin().as_bytes())
+    {
+        tracing::warn!("/probe request from this agent's own check refused (a loop)");
+        return plain(
+            StatusCode::FORBIDDEN,
+            "refused: this request comes from this agent's own check (a loop back into /probe)",
+        );
+    }
     if let Err(r) = authorized(&headers, settings.token.as_deref()) {
         return *r;
     }
-    if gate.limiter.check().is_err() {
-        return plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limit: too many /probe requests",
-        );
-    }
-    let Ok(_permit) = gate.in_flight.try_acquire() else {
-        return plain(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many /probe requests in flight",
-        );
-    };
     let q = match parse_query(raw.as_deref()) {
         Ok(q) => q,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
@@ -305,6 +323,19 @@ pub async fn handle(
             }
             return plain(status, msg);
         }
+    };
+    let lane = if adhoc { &gate.adhoc } else { &gate.configured };
+    if lane.limiter.check().is_err() {
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit: too many /probe requests",
+        );
+    }
+    let Ok(_permit) = lane.in_flight.try_acquire() else {
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many /probe requests in flight",
+        );
     };
     let env = if adhoc {
         if let Err(f) = generation.adhoc_policy.check_host(&target.host) {

@@ -23,6 +23,7 @@ mod probe_prometheus;
 mod reload;
 mod resolv_conf;
 mod scheduler;
+mod self_loop;
 mod serve_limits;
 mod ssrf_netns;
 mod status_page_browser;
