@@ -108,6 +108,7 @@ impl AwsHttpClient {
             pool: opts.pool,
             redirect: reqwest::redirect::Policy::none(),
             alias: None,
+            alias_exempt: false,
             origin: None,
         })
         .map_err(|f| {

@@ -394,6 +394,7 @@ pub fn build_client(
         pool: false,
         redirect: redirect_policy,
         alias: server_name_alias(target),
+        alias_exempt: target.allow_metadata_address,
         origin: env.own.as_ref().map(|o| o.origin().to_string()),
     })
 }

@@ -90,6 +90,35 @@ pub(super) fn build_target(
         }
     }
 
+    // A guarded literal is refused on every cycle unless the target says so: say it once, here.
+    let allow_metadata_address = rt.allow_metadata_address.unwrap_or(false);
+    let host_line = rt.host.as_ref().and_then(line_of).or(line_of(&rt.name));
+    match &host {
+        Host::Ip(ip) if !allow_metadata_address => {
+            if let Some(why) = crate::net::guard::forbidden(*ip) {
+                p.add(
+                    host_line,
+                    format!("{field}.host"),
+                    format!(
+                        "{why}: no check may reach it unless the target says `allow_metadata_address: true`"
+                    ),
+                );
+            }
+        }
+        _ if allow_metadata_address
+            && !matches!(&host, Host::Ip(ip) if crate::net::guard::forbidden(*ip).is_some()) =>
+        {
+            p.add(
+                host_line,
+                format!("{field}.allow_metadata_address"),
+                format!(
+                    "only applies to a guarded IP literal host (the ECS agent at 169.254.170.2, the instance metadata service); `{host}` is not one"
+                ),
+            );
+        }
+        _ => {}
+    }
+
     let mut checks = Vec::new();
     match &rt.checks {
         None => {
@@ -233,7 +262,7 @@ pub(super) fn build_target(
         expect,
         source: TargetSource::Config,
         aws,
-        allow_metadata_address: rt.allow_metadata_address.unwrap_or(false),
+        allow_metadata_address,
         settings: rt.check_settings(field, &mut |line, field, message| {
             p.add(line, field, message)
         }),

@@ -77,6 +77,9 @@ pub struct ClientOptions {
     /// A name the resolver answers with another host's addresses, like curl's `--resolve`:
     /// `tls.server_name` in the URL (SNI, Host header), the target's host on the wire.
     pub alias: Option<(String, Host)>,
+    /// The alias's host is an IP literal its target checks on purpose (`allow_metadata_address`):
+    /// the policy does not refuse it (any other name, and every redirect, still is checked).
+    pub alias_exempt: bool,
     /// The agent's origin id, sent in `x-dualprobe-origin` on every request (redirects too), so
     /// that the agent's `/probe` can refuse its own checks.
     pub origin: Option<String>,
@@ -97,6 +100,7 @@ pub fn build_client(opts: ClientOptions) -> Result<reqwest::Client, Failure> {
             family: opts.family,
             policy: opts.policy,
             alias: opts.alias,
+            alias_exempt: opts.alias_exempt,
         }))
         .no_proxy()
         .redirect(opts.redirect)
@@ -130,6 +134,7 @@ struct PinnedResolver {
     family: Option<Family>,
     policy: Option<Arc<dyn AddressPolicy>>,
     alias: Option<(String, Host)>,
+    alias_exempt: bool,
 }
 
 impl Resolve for PinnedResolver {
@@ -138,12 +143,14 @@ impl Resolve for PinnedResolver {
         let family = self.family;
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
-        let lookup_host = self
+        let aliased = self
             .alias
             .as_ref()
             .filter(|(server_name, _)| server_name.eq_ignore_ascii_case(&host))
-            .map(|(_, target)| target.clone())
-            .unwrap_or_else(|| Host::Name(host.clone()));
+            .map(|(_, target)| target.clone());
+        let exempt = self.alias_exempt && matches!(aliased, Some(Host::Ip(_)));
+        let policy = if exempt { None } else { policy };
+        let lookup_host = aliased.unwrap_or_else(|| Host::Name(host.clone()));
         Box::pin(async move {
             let addresses: Vec<IpAddr> = match (&lookup_host, family) {
                 (Host::Ip(ip), _) => vec![*ip],

@@ -343,3 +343,39 @@ fn http_section_decides_default_port_and_scheme() {
         assert!(e.contains(want), "{e}");
     }
 }
+
+/// A guarded literal host fails at load, once, instead of as `forbidden` on every cycle; the
+/// flag that exempts it means nothing anywhere else, so it is refused there too.
+#[test]
+fn guarded_literals_need_the_flag_and_the_flag_needs_one() {
+    for (target, want) in [
+        (
+            "{ name: t, host: 169.254.170.2, port: 51678, checks: [tcp] }",
+            "c.yml:2: targets[0].host: 169.254.170.2 is the ECS task metadata and credentials endpoint (link-local): no check may reach it unless the target says `allow_metadata_address: true`",
+        ),
+        (
+            "{ name: t, host: \"[fd00:ec2::254]\", port: 80, checks: [tcp] }",
+            "c.yml:2: targets[0].host: fd00:ec2::254 is the instance metadata service over IPv6: no check may reach it unless the target says `allow_metadata_address: true`",
+        ),
+        (
+            "{ name: t, host: 2852039166, port: 80, checks: [tcp] }",
+            "c.yml:2: targets[0].host: 169.254.169.254 is the instance metadata service (link-local): no check may reach it unless the target says `allow_metadata_address: true`",
+        ),
+        (
+            "{ name: t, host: a.test, allow_metadata_address: true }",
+            "c.yml:2: targets[0].allow_metadata_address: only applies to a guarded IP literal host (the ECS agent at 169.254.170.2, the instance metadata service); `a.test` is not one",
+        ),
+        (
+            "{ name: t, host: 192.0.2.1, allow_metadata_address: true }",
+            "c.yml:2: targets[0].allow_metadata_address: only applies to a guarded IP literal host (the ECS agent at 169.254.170.2, the instance metadata service); `192.0.2.1` is not one",
+        ),
+    ] {
+        let yaml = format!("targets:\n  - {target}\n");
+        let e = Config::from_yaml(&yaml, "c.yml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{target}:\n{e}");
+    }
+    let ok = "targets:\n  - { name: t, host: 169.254.170.2, port: 51678, checks: [tcp], allow_metadata_address: true }\n";
+    assert!(Config::from_yaml(ok, "c.yml", None).is_ok());
+}

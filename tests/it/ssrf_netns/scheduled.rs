@@ -58,7 +58,7 @@ impl Scheduled {
             ));
         }
         yaml.push_str(
-            "  - { name: ecs-agent, host: 169.254.170.2, port: 51678, checks: [tcp], interval: 2s, timeout: 1s, allow_metadata_address: true }\n  - { name: ecs-agent-unflagged, host: 169.254.170.2, port: 51678, checks: [tcp], interval: 2s, timeout: 1s }\n",
+            "  - { name: ecs-agent, host: 169.254.170.2, port: 51678, checks: [tcp], interval: 2s, timeout: 1s, allow_metadata_address: true }\n  - { name: ecs-agent-alias, host: 169.254.170.2, port: 51678, checks: [http], interval: 2s, timeout: 1s, http: { scheme: https }, tls: { server_name: ecs.test }, allow_metadata_address: true }\n",
         );
         yaml
     }
@@ -84,11 +84,6 @@ impl Scheduled {
                         .to_string(),
                     "ecs-agent",
                 ),
-                (
-                    "dualprobe_probes_total{target=\"ecs-agent-unflagged\",check=\"tcp\",family=\"ipv4\",result=\"forbidden\"}"
-                        .to_string(),
-                    "ecs-agent-unflagged",
-                ),
             ])
             .collect();
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -97,6 +92,7 @@ impl Scheduled {
             if want
                 .iter()
                 .all(|(s, _)| sample(&metrics, s).is_some_and(|v| v >= 1.0))
+                && !alias_results(&metrics).is_empty()
             {
                 break;
             }
@@ -114,6 +110,18 @@ impl Scheduled {
                 }
             }
         }
+        // `tls.server_name` sends the request to a name the resolver aliases to the literal: the
+        // flag covers that name too (it connects, then fails TLS against the plain listener).
+        let alias = alias_results(&metrics);
+        if !alias.is_empty() && alias.iter().all(|l| !l.contains("result=\"forbidden\"")) {
+            passed += 1;
+            println!(
+                "ok   | the flagged https target with tls.server_name reached its literal: {alias:?}"
+            );
+        } else {
+            failed += 1;
+            println!("FAIL | the flagged https target with tls.server_name: {alias:?}");
+        }
         if self.ecs_agent.count.load(Ordering::SeqCst) > 0 {
             passed += 1;
             println!("ok   | the flagged ECS agent target connected to its literal address");
@@ -123,4 +131,13 @@ impl Scheduled {
         }
         (passed, failed)
     }
+}
+
+/// The `dualprobe_probes_total` lines of the flagged, aliased https target that counted a cycle.
+fn alias_results(metrics: &str) -> Vec<&str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("dualprobe_probes_total{target=\"ecs-agent-alias\""))
+        .filter(|l| !l.ends_with(" 0"))
+        .collect()
 }
