@@ -504,5 +504,13 @@ impl Agent {
         {
             tracing::warn!("some tasks did not stop within {grace:?}");
         }
+        // The last cycles' EMF lines are still queued for the writer thread: write them.
+        if let Some(emf) = self.emf.clone() {
+            let flushed =
+                tokio::task::spawn_blocking(move || emf.flush(Duration::from_millis(500))).await;
+            if !matches!(flushed, Ok(true)) {
+                tracing::warn!("EMF lines still queued at exit were not all written");
+            }
+        }
     }
 }

@@ -58,9 +58,17 @@ pub struct EmfSink {
     /// Lines go to a writer thread through this bounded queue: a stdout pipe that stops
     /// draining (awslogs blocked on CloudWatch Logs) must never stall the checks or the health
     /// check, so when the queue is full a batch is dropped and counted instead.
-    queue: std::sync::mpsc::SyncSender<Vec<u8>>,
+    queue: std::sync::mpsc::SyncSender<Item>,
     /// `dualprobe_emf_dropped_total`: batches dropped because the queue was full.
     dropped: prometheus_client::metrics::counter::Counter,
+}
+
+/// What the writer thread is sent.
+enum Item {
+    /// Lines to write in one `write_all`.
+    Batch(Vec<u8>),
+    /// Answer once everything queued before it is written (shutdown).
+    Flush(std::sync::mpsc::Sender<()>),
 }
 
 /// Batches (one cycle's lines, a heartbeat) the writer thread may fall behind by.
@@ -74,14 +82,21 @@ impl EmfSink {
 
     /// EMF to any writer (tests), written by a thread of its own.
     pub fn new(namespace: &str, task: EmfTask, mut out: Box<dyn Write + Send>) -> EmfSink {
-        let (queue, lines) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUE);
+        let (queue, lines) = std::sync::mpsc::sync_channel::<Item>(QUEUE);
         let spawned = std::thread::Builder::new()
             .name("emf-writer".into())
             .spawn(move || {
-                for batch in lines {
-                    // One write per batch keeps a cycle's lines together; a closed stdout is
-                    // not fatal.
-                    let _ = out.write_all(&batch).and_then(|_| out.flush());
+                for item in lines {
+                    match item {
+                        // One write per batch keeps a cycle's lines together; a closed stdout
+                        // is not fatal.
+                        Item::Batch(batch) => {
+                            let _ = out.write_all(&batch).and_then(|_| out.flush());
+                        }
+                        Item::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -107,9 +122,33 @@ impl EmfSink {
             let _ = serde_json::to_writer(&mut buf, d);
             buf.push(b'\n');
         }
-        if let Err(std::sync::mpsc::TrySendError::Full(_)) = self.queue.try_send(buf) {
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = self.queue.try_send(Item::Batch(buf)) {
             self.dropped.inc();
         }
+    }
+
+    /// Waits, at most `within`, until every line queued so far is written: the last cycles'
+    /// lines before the process exits. Blocking; false when stdout did not drain in time.
+    pub fn flush(&self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        let (done, written) = std::sync::mpsc::channel();
+        let mut item = Item::Flush(done);
+        loop {
+            match self.queue.try_send(item) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        written
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 
     /// Writes one heartbeat line.
@@ -292,5 +331,37 @@ mod tests {
             .expect("writing EMF blocked on a stdout that does not drain");
         // The writer thread holds one batch, the queue QUEUE; the rest are dropped.
         assert!(sink.dropped().get() >= 99, "{}", sink.dropped().get());
+        // At exit, a stdout that never drains costs the bounded wait, not a hang.
+        let started = std::time::Instant::now();
+        assert!(!sink.flush(Duration::from_millis(200)));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A slow stdout: every batch takes 2 ms to write.
+    struct Slow(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Slow {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(2));
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the last cycles queued before SIGTERM is written before the process exits.
+    #[test]
+    fn flush_waits_for_every_queued_line() {
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = EmfSink::new("dp", EmfTask::default(), Box::new(Slow(Arc::clone(&out))));
+        for _ in 0..200 {
+            sink.heartbeat();
+        }
+        assert!(sink.flush(Duration::from_secs(10)));
+        let lines = out.lock().unwrap().iter().filter(|b| **b == b'\n').count();
+        assert_eq!(lines, 200);
+        assert_eq!(sink.dropped().get(), 0);
     }
 }
