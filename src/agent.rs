@@ -43,6 +43,10 @@ pub struct Generation {
     cancel: CancellationToken,
     /// Endpoints `discovery.cloudformation` found for this generation (`None`: not configured).
     cfn_endpoints: Option<usize>,
+    /// What the last `DescribeVpcEndpoints` found, shadowed names included: a refresh compares
+    /// against this, not against `targets`, or a name an earlier source took would count as a
+    /// change on every refresh.
+    vpc_discovered: Vec<Arc<Target>>,
 }
 
 impl Generation {
@@ -54,6 +58,7 @@ impl Generation {
         cancel: CancellationToken,
     ) -> Result<Generation, ReloadError> {
         let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
+        let vpc_discovered = vpc_targets.clone();
         let mut targets = config.targets.clone();
         let cfn = discover_cloudformation_found(&config.discovery, &config.discovery_defaults())?;
         let cfn_endpoints = cfn.as_ref().map(|f| f.endpoints);
@@ -87,6 +92,7 @@ impl Generation {
             targets,
             cancel,
             cfn_endpoints,
+            vpc_discovered,
         })
     }
 
@@ -96,11 +102,7 @@ impl Generation {
     }
 
     fn vpc_targets(&self) -> Vec<Arc<Target>> {
-        self.targets
-            .iter()
-            .filter(|t| t.source == TargetSource::VpcEndpoints)
-            .cloned()
-            .collect()
+        self.vpc_discovered.clone()
     }
 }
 

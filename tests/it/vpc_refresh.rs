@@ -155,12 +155,21 @@ async fn run_against(
     server: &QueryApiServer,
     done: impl Fn(&str) -> bool,
 ) -> (Vec<String>, String, String) {
+    run_with(server, "", done).await
+}
+
+/// As [`run_against`] with `extra` appended to the config.
+async fn run_with(
+    server: &QueryApiServer,
+    extra: &str,
+    done: impl Fn(&str) -> bool,
+) -> (Vec<String>, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yml");
     std::fs::write(
         &cfg,
         format!(
-            "interval: 2s\ntimeout: 300ms\nresolver:\n  nameservers: [\"127.0.0.1:9\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: vpc-1a2b3c4d\n    region: us-east-1\n    dual_stack: false\n    refresh: 1s\n    endpoint_url: \"http://{}\"\n",
+            "interval: 2s\ntimeout: 300ms\nresolver:\n  nameservers: [\"127.0.0.1:9\"]\ndiscovery:\n  vpc_endpoints:\n    vpc_id: vpc-1a2b3c4d\n    region: us-east-1\n    dual_stack: false\n    refresh: 1s\n    endpoint_url: \"http://{}\"\n{extra}",
             server.addr
         ),
     )
@@ -296,5 +305,62 @@ async fn a_discovery_that_finds_nothing_is_visible() {
     assert!(
         page.contains("<span class=\"result\">found 0 endpoints</span> · last success <time"),
         "{page}"
+    );
+}
+
+/// A VPC endpoint shadowed by a CloudFormation target of the same name (`vpce-s3-gateway`:
+/// the earlier source wins) is still the same discovery: refreshes that find the same set swap
+/// nothing. Every refresh used to count it as a change and rebuild the generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadowed_endpoint_does_not_make_every_refresh_a_change() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let server = QueryApiServer::start(vec![
+        (
+            "DescribeVpcEndpoints",
+            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpc-endpoints.xml"))
+                .unwrap(),
+        ),
+        (
+            "DescribeVpcs",
+            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpcs.xml")).unwrap(),
+        ),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("t.yml");
+    std::fs::write(
+        &template,
+        "Resources:\n  S3Endpoint:\n    Type: AWS::EC2::VPCEndpoint\n    Properties:\n      VpcEndpointType: Gateway\n      ServiceName: !Sub com.amazonaws.${AWS::Region}.s3\n      VpcId: vpc-1a2b3c4d\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let (lines, metrics, _) = run_with(
+        &server,
+        &format!(
+            "  cloudformation: {{ template: {}, region: us-east-1 }}\n",
+            template.display()
+        ),
+        |_| started.elapsed() > Duration::from_secs(5),
+    )
+    .await;
+    let refreshes = server
+        .actions
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| *a == "DescribeVpcEndpoints")
+        .count();
+    assert!(refreshes >= 3, "{refreshes} refreshes in 5 s");
+    let changes = lines
+        .iter()
+        .filter(|l| l.contains("VPC endpoints changed"))
+        .count();
+    assert_eq!(
+        changes, 1,
+        "only the first discovery is a change:\n{lines:#?}"
+    );
+    assert!(
+        metrics.contains("dualprobe_target_info{target=\"vpce-s3-gateway\",host=\"s3.us-east-1.amazonaws.com\",port=\"443\",source=\"cloudformation\"} 1"),
+        "the CloudFormation target wins:\n{metrics}"
     );
 }
