@@ -5,7 +5,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
 use futures_util::future::BoxFuture;
@@ -17,7 +17,7 @@ use crate::model::check_kind::CheckKind;
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
 use crate::model::outcome::{CheckOutput, Measurement, Observations};
-use crate::model::target::{Host, Target};
+use crate::model::target::{AddressSelection, Host, Target};
 use crate::net::http::{self, CarriedFailure, ClientOptions, Protocols, off_family};
 
 /// The final response's status.
@@ -264,12 +264,6 @@ impl Check for Http {
                     return CheckOutput::fail(f);
                 }
             }
-            let client = match cx.env.client(target, family, "http", || {
-                build_client(target, family, cx.env)
-            }) {
-                Ok(c) => c,
-                Err(f) => return CheckOutput::fail(f),
-            };
             let url_host = match server_name_alias(target) {
                 Some((server_name, _)) => server_name,
                 None => target.host.url_host(),
@@ -280,42 +274,100 @@ impl Check for Http {
                 target.port,
                 settings(target).path
             );
-            cx.debug(format!("GET {url} over {family}"));
-            match client.get(&url).send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let obs = Observations {
-                        remote: resp.remote_addr(),
-                        ..Observations::default()
-                    }
-                    .measure(&STATUS, i64::from(status));
-                    if let Some(remote) = resp.remote_addr()
-                        && Family::of(remote.ip()) != family
-                    {
-                        return CheckOutput::fail(Failure::new(
-                            FailureReason::Other,
-                            format!("answered from {remote}, not over {family}"),
-                        ))
-                        .with(obs);
-                    }
-                    cx.debug(format!(
-                        "{} {status} from {:?}",
-                        resp.url(),
-                        resp.remote_addr()
-                    ));
-                    if settings(target).expect_status.iter().any(|m| m.matches(status)) {
-                        CheckOutput::pass(obs)
-                    } else {
-                        CheckOutput::fail(Failure::new(
-                            FailureReason::HttpStatus,
-                            format!("status {status} from {} is not an expected one", resp.url()),
-                        ))
-                        .with(obs)
-                    }
+            // `addresses: all`: one request pinned to each resolved address, all must pass.
+            let pins: Vec<Option<IpAddr>> = match (&target.host, target.addresses) {
+                (Host::Name(_), AddressSelection::All) if addresses.len() > 1 => {
+                    addresses.iter().copied().map(Some).collect()
                 }
-                Err(e) => CheckOutput::fail(http::classify(&e)),
+                _ => vec![None],
+            };
+            let mut passed = None;
+            for pin in pins {
+                let client = match pin {
+                    None => cx
+                        .env
+                        .client(target, family, "http", || {
+                            build_client(target, family, cx.env, None)
+                        })
+                        .map(|c| (*c).clone()),
+                    Some(ip) => build_client(target, family, cx.env, Some((url_host.clone(), ip))),
+                };
+                let client = match client {
+                    Ok(c) => c,
+                    Err(f) => return CheckOutput::fail(f),
+                };
+                let mut out = request(cx, &client, &url, pin).await;
+                if pin.is_some() {
+                    out.observations.addresses.clone_from(&addresses);
+                }
+                if out.result.is_err() {
+                    return out;
+                }
+                // The first address's answer stands for the check (status, remote).
+                passed.get_or_insert(out);
             }
+            passed.unwrap_or_else(|| {
+                CheckOutput::fail(Failure::new(FailureReason::Other, "no request was sent"))
+            })
         })
+    }
+}
+
+/// One GET of `url` (pinned to `pin` when set) and what its answer means.
+async fn request(
+    cx: &mut CheckContext<'_>,
+    client: &reqwest::Client,
+    url: &str,
+    pin: Option<IpAddr>,
+) -> CheckOutput {
+    let (target, family) = (cx.target, cx.family);
+    match pin {
+        Some(ip) => cx.debug(format!("GET {url} over {family}, to {ip}")),
+        None => cx.debug(format!("GET {url} over {family}")),
+    }
+    match client.get(url).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let obs = Observations {
+                remote: resp.remote_addr(),
+                ..Observations::default()
+            }
+            .measure(&STATUS, i64::from(status));
+            if let Some(remote) = resp.remote_addr()
+                && Family::of(remote.ip()) != family
+            {
+                return CheckOutput::fail(Failure::new(
+                    FailureReason::Other,
+                    format!("answered from {remote}, not over {family}"),
+                ))
+                .with(obs);
+            }
+            cx.debug(format!(
+                "{} {status} from {:?}",
+                resp.url(),
+                resp.remote_addr()
+            ));
+            if settings(target).expect_status.iter().any(|m| m.matches(status)) {
+                CheckOutput::pass(obs)
+            } else {
+                let at = pin.map(|ip| format!(" (at {ip})")).unwrap_or_default();
+                CheckOutput::fail(Failure::new(
+                    FailureReason::HttpStatus,
+                    format!(
+                        "status {status} from {}{at} is not an expected one",
+                        resp.url()
+                    ),
+                ))
+                .with(obs)
+            }
+        }
+        Err(e) => {
+            let mut f = http::classify(&e);
+            if let Some(ip) = pin {
+                f.detail = format!("{ip}: {}", f.detail);
+            }
+            CheckOutput::fail(f)
+        }
     }
 }
 
@@ -334,10 +386,12 @@ fn server_name_alias(target: &Target) -> Option<(String, Host)> {
 
 /// One client per (target, family): pinned resolver, the target's TLS roots, no proxy from the
 /// environment, no connection pooling (every probe opens a real connection).
+/// `pin` sends the request's name to one address (`addresses: all`), like curl's `--resolve`.
 pub fn build_client(
     target: &Target,
     family: Family,
     env: &CheckEnv,
+    pin: Option<(String, IpAddr)>,
 ) -> Result<reqwest::Client, Failure> {
     let policy = env.policy.clone();
     let own = env.own.clone();
@@ -393,8 +447,12 @@ pub fn build_client(
         timeout: target.timeout,
         pool: false,
         redirect: redirect_policy,
-        alias: server_name_alias(target),
-        alias_exempt: target.allow_metadata_address,
+        // A pinned address was resolved and guarded by the check already.
+        alias_exempt: pin.is_some() || target.allow_metadata_address,
+        alias: match pin {
+            Some((name, ip)) => Some((name, Host::Ip(ip))),
+            None => server_name_alias(target),
+        },
         origin: env.own.as_ref().map(|o| o.origin().to_string()),
     })
 }

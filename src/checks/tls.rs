@@ -1,6 +1,8 @@
 //! `tls`: a TLS handshake over the cycle's connection (SNI = host or `server_name`), recording
 //! the leaf certificate's expiry.
 
+use std::net::SocketAddr;
+
 use futures_util::future::BoxFuture;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
@@ -51,39 +53,83 @@ impl Check for Tls {
                     ));
                 }
             };
-            let stream = match cx.take_connection().await {
-                Ok(s) => s,
+            // `addresses: all`: a handshake with every address (the first over the connection
+            // `tcp` left), all must pass; the earliest expiry stands for the check.
+            let addresses = match cx.connect_addresses().await {
+                Ok(a) => a,
                 Err(f) => return CheckOutput::fail(f),
             };
-            let remote = stream.peer_addr().ok();
-            let connector = TlsConnector::from(cx.target.tls.client_config.clone());
-            match connector.connect(server_name, stream).await {
-                Ok(tls) => {
-                    let (_, session) = tls.get_ref();
-                    let not_after = session
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .and_then(crate::net::tls::not_after);
-                    cx.debug(format!(
-                        "TLS {:?} with {sni}, cert notAfter {not_after:?}",
-                        session.protocol_version()
-                    ));
-                    let obs = Observations {
-                        remote,
-                        ..Observations::default()
-                    };
-                    CheckOutput::pass(match not_after {
-                        Some(t) => obs.measure(&CERT_NOT_AFTER, t),
-                        None => obs,
-                    })
+            let mut obs = Observations {
+                addresses: if addresses.len() > 1 {
+                    addresses.clone()
+                } else {
+                    Vec::new()
+                },
+                ..Observations::default()
+            };
+            let mut earliest: Option<i64> = None;
+            for (i, ip) in addresses.iter().enumerate() {
+                let stream = if i == 0 {
+                    cx.take_connection().await
+                } else {
+                    let addr = SocketAddr::new(*ip, cx.target.port);
+                    match cx.env.check_socket(addr) {
+                        Ok(()) => super::tcp::connect(addr).await,
+                        Err(f) => Err(f),
+                    }
+                };
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(f) => return CheckOutput::fail(f).with(obs),
+                };
+                let remote = stream.peer_addr().ok();
+                obs.remote.get_or_insert_with(|| remote.unwrap_or(SocketAddr::new(*ip, 0)));
+                match handshake(cx, server_name.clone(), &sni, stream).await {
+                    Ok(not_after) => {
+                        earliest = match (earliest, not_after) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                    Err(mut f) => {
+                        if addresses.len() > 1 {
+                            f.detail = format!("{ip}: {}", f.detail);
+                        }
+                        obs.remote = remote;
+                        return CheckOutput::fail(f).with(obs);
+                    }
                 }
-                Err(e) => CheckOutput::fail(classify(&e)).with(Observations {
-                    remote,
-                    ..Observations::default()
-                }),
             }
+            CheckOutput::pass(match earliest {
+                Some(t) => obs.measure(&CERT_NOT_AFTER, t),
+                None => obs,
+            })
         })
     }
+}
+
+/// One handshake over `stream`; the leaf certificate's notAfter when it succeeds.
+async fn handshake(
+    cx: &mut CheckContext<'_>,
+    server_name: ServerName<'static>,
+    sni: &str,
+    stream: tokio::net::TcpStream,
+) -> Result<Option<i64>, Failure> {
+    let connector = TlsConnector::from(cx.target.tls.client_config.clone());
+    let tls = connector
+        .connect(server_name, stream)
+        .await
+        .map_err(|e| classify(&e))?;
+    let (_, session) = tls.get_ref();
+    let not_after = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::net::tls::not_after);
+    cx.debug(format!(
+        "TLS {:?} with {sni}, cert notAfter {not_after:?}",
+        session.protocol_version()
+    ));
+    Ok(not_after)
 }
 
 /// Certificate problems are `cert_invalid`; other handshake failures `tls_error`; a peer that

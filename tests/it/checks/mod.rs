@@ -5,6 +5,7 @@
 //! through `Config`, with the resolver pointed at the test DNS server, exactly as the binary
 //! builds them.
 
+mod addresses_all;
 mod aws;
 mod chain;
 mod dns;
