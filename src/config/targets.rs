@@ -79,7 +79,15 @@ pub(super) fn build_target(
         && !n.is_empty()
     {
         let line = rt.host.as_ref().and_then(line_of);
-        if n.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+        if n.contains('/') {
+            p.add(
+                line,
+                format!("{field}.host"),
+                format!(
+                    "`{n}` is not a host name or IP address (a host, not a URL: the path goes in `http.path`, the port in `port:`)"
+                ),
+            );
+        } else if n.contains(':') {
             p.add(
                 line,
                 format!("{field}.host"),

@@ -229,10 +229,16 @@ pub fn parse_template(text: &str) -> Result<Template, TemplateError> {
     })
 }
 
+/// How deep one evaluation may nest: `Ref`s, `Sub`s, `If`s and conditions that lead back to
+/// themselves (`Default: !Ref Self`) would otherwise recurse until the stack overflows.
+const MAX_EVAL_DEPTH: usize = 64;
+
 /// What `Ref`/`Sub` can see.
 struct Scope<'a> {
     template: &'a Template,
     region: &'a str,
+    /// The nesting of the evaluation under way (see [`MAX_EVAL_DEPTH`]).
+    depth: std::cell::Cell<usize>,
 }
 
 impl Scope<'_> {
@@ -267,8 +273,20 @@ impl Scope<'_> {
         self.string(p.get("Default")?)
     }
 
-    /// Evaluates a node to a string, when it can be known before deployment.
+    /// Evaluates a node to a string, when it can be known before deployment (and nests at most
+    /// [`MAX_EVAL_DEPTH`] deep).
     fn string(&self, node: &Node) -> Option<String> {
+        let depth = self.depth.get();
+        if depth >= MAX_EVAL_DEPTH {
+            return None;
+        }
+        self.depth.set(depth + 1);
+        let out = self.evaluate(node);
+        self.depth.set(depth);
+        out
+    }
+
+    fn evaluate(&self, node: &Node) -> Option<String> {
         match node {
             Node::Str(s) => Some(s.clone()),
             Node::Int(i) => Some(i.to_string()),
@@ -405,7 +423,11 @@ pub fn endpoints(
     template: &Template,
     region: &str,
 ) -> Result<Vec<TemplateEndpoint>, DiscoveryError> {
-    let scope = Scope { template, region };
+    let scope = Scope {
+        template,
+        region,
+        depth: std::cell::Cell::new(0),
+    };
     let mut out = Vec::new();
     for (id, ty, res) in &template.resources {
         if ty != "AWS::EC2::VPCEndpoint" {
@@ -416,12 +438,17 @@ pub fn endpoints(
             .and_then(Node::as_map)
             .cloned()
             .unwrap_or_default();
+        let bad = |what: &str| DiscoveryError::Template {
+            path: String::new(),
+            message: format!("{id}: {what}"),
+        };
         let service_name = props
             .get("ServiceName")
-            .and_then(|n| scope.string(n))
-            .ok_or_else(|| DiscoveryError::Template {
-                path: String::new(),
-                message: format!("{id}: ServiceName cannot be evaluated before deployment"),
+            .ok_or_else(|| bad("has no ServiceName"))
+            .and_then(|n| {
+                scope
+                    .string(n)
+                    .ok_or_else(|| bad("ServiceName cannot be evaluated before deployment"))
             })?;
         let kind = match props
             .get("VpcEndpointType")

@@ -179,9 +179,14 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
     families.sort();
     families.dedup();
     if let Host::Ip(ip) = host {
+        let asked: Vec<&str> = families.iter().map(|f| f.as_str()).collect();
+        let asked = asked.join(" or ");
         families.retain(|f| *f == Family::of(ip));
         if families.is_empty() {
-            return Err(AdhocError(format!("{ip} is an {} address", Family::of(ip))));
+            return Err(AdhocError(format!(
+                "{ip} is an {} address, not probed over {asked}",
+                Family::of(ip)
+            )));
         }
     }
     let mut target = Target {

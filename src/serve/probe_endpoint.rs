@@ -136,7 +136,13 @@ fn parse_query(raw: Option<&str>) -> Result<ProbeQuery, String> {
             "module" => q.module = Some(v),
             "timeout" => q.timeout = Some(v),
             "format" => q.format = Some(v),
-            "debug" => q.debug = matches!(v.as_str(), "true" | "1" | "yes"),
+            "debug" => {
+                q.debug = match v.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" | "" => false,
+                    other => return Err(format!("debug `{other}` is not true or false")),
+                }
+            }
             _ => {} // blackbox_exporter ignores unknown parameters too
         }
     }

@@ -8,6 +8,7 @@ mod support_aws;
 
 mod aws_config;
 mod aws_metadata;
+mod bad_input;
 mod binary;
 mod checks;
 mod config;

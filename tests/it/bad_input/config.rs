@@ -1,0 +1,204 @@
+//! Config rows, top level and targets: `Config::from_yaml(text, "c.yml", None)` must fail with
+//! exactly these `FILE:LINE: field: problem` lines. The sections (aws, http, tls, private_dns,
+//! discovery, probe, modules) are in `config_sections.rs`.
+
+use dualprobe::config::Config;
+
+use super::{Row, check_table, row};
+
+/// The error text of loading `yaml`, or a marker when it loads.
+pub fn load_error(yaml: &str) -> String {
+    match Config::from_yaml(yaml, "c.yml", None) {
+        Ok(_) => "<loaded without error>".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Every check name, as the unknown-check message lists them.
+pub const KNOWN_CHECKS: &str = "dns, private_dns, tcp, tls, http, s3, ec2";
+
+/// `targets:` with one target `a` on `a.test`, then `extra` (lines at the target's indent).
+pub fn target(extra: &str) -> String {
+    format!("targets:\n  - name: a\n    host: a.test\n{extra}")
+}
+
+// Not a config error, by design: a guarded IP literal (`host: 169.254.169.254`) without
+// `allow_metadata_address` loads, and its checks fail `forbidden` at run time
+// (`ssrf_netns/scheduled.rs` holds the unflagged `ecs-agent-unflagged` target to that).
+
+fn rows() -> Vec<Row> {
+    let long_name = format!("{}test", "abcdefghi.".repeat(25));
+    let long_label = format!("{}.test", "a".repeat(64));
+    vec![
+        row("empty document", "  \n", "c.yml: the document is empty"),
+        row(
+            "listen not an address",
+            "listen: localhost:9469\n",
+            "c.yml:1: listen: `localhost:9469` is not an address like [::]:9469 or 0.0.0.0:9469",
+        ),
+        row(
+            "interval under 1s",
+            "interval: 500ms\ntimeout: 100ms\n",
+            "c.yml:1: interval: `500ms` is shorter than the 1s minimum",
+        ),
+        row(
+            "interval zero",
+            "interval: 0s\n",
+            "c.yml:1: interval: must be greater than zero",
+        ),
+        row(
+            "timeout over 7d",
+            "interval: 8d\ntimeout: 8d\n",
+            "c.yml:1: interval: `8d` is longer than 7d\nc.yml:2: timeout: `8d` is longer than 7d",
+        ),
+        row(
+            "timeout not a duration",
+            "timeout: soon\n",
+            "c.yml:1: timeout: `soon` is not a duration (expected number at 0); write e.g. 15s, 500ms, 1m",
+        ),
+        row(
+            "timeout equal to interval",
+            "interval: 10s\ntimeout: 10s\n",
+            "c.yml:2: timeout: must be less than interval (10s >= 10s)",
+        ),
+        row(
+            "no families",
+            "families: []\n",
+            "c.yml:1: families: must name at least one of ipv4, ipv6",
+        ),
+        row(
+            "concurrency zero",
+            "concurrency: 0\n",
+            "c.yml:1: concurrency: must be at least 1",
+        ),
+        row(
+            "concurrency too big",
+            "concurrency: 65537\n",
+            "c.yml:1: concurrency: `65537` is more than the 65536 allowed",
+        ),
+        row(
+            "nameserver not an address",
+            "resolver:\n  nameservers: [\"127.0.0.1:53\", \"dns.test\"]\n",
+            "c.yml:2: resolver.nameservers[1]: `dns.test` is not an address like 127.0.0.1:53 or [::1]:5353",
+        ),
+        row(
+            "empty target name",
+            "targets:\n  - name: \" \"\n    host: a.test\n",
+            "c.yml:2: targets[0].name: must not be empty",
+        ),
+        row(
+            "duplicate target names",
+            format!("{}  - name: a\n    host: b.test\n", target("")),
+            "c.yml:4: targets[1].name: `a` is used by an earlier target; names must be unique",
+        ),
+        row(
+            "host missing",
+            "targets:\n  - name: a\n",
+            "c.yml:2: targets[0].host: is required",
+        ),
+        row(
+            "host empty",
+            "targets:\n  - name: a\n    host: \"\"\n",
+            "c.yml:3: targets[0].host: must not be empty",
+        ),
+        row(
+            "host with a port",
+            "targets:\n  - name: a\n    host: a.test:443\n",
+            "c.yml:3: targets[0].host: `a.test:443` is not a host name or IP address (put the port in `port:`)",
+        ),
+        // Fixed: this and the next row said "(put the port in `port:`)" for any `/` or space.
+        row(
+            "host is a URL",
+            "targets:\n  - name: a\n    host: https://a.test/x\n",
+            "c.yml:3: targets[0].host: `https://a.test/x` is not a host name or IP address (a host, not a URL: the path goes in `http.path`, the port in `port:`)",
+        ),
+        row(
+            "host with a space",
+            "targets:\n  - name: a\n    host: a b.test\n",
+            "c.yml:3: targets[0].host: `a b.test` is not a host name (` ` is not allowed in one)",
+        ),
+        row(
+            "host with a question mark",
+            "targets:\n  - name: a\n    host: 169.254.169.254?.x.test\n",
+            "c.yml:3: targets[0].host: `169.254.169.254?.x.test` is not a host name (`?` is not allowed in one)",
+        ),
+        row(
+            "host too long",
+            format!("targets:\n  - name: a\n    host: {long_name}\n"),
+            format!(
+                "c.yml:3: targets[0].host: `{long_name}` is not a host name (1 to 253 characters)"
+            ),
+        ),
+        row(
+            "host label too long",
+            format!("targets:\n  - name: a\n    host: {long_label}\n"),
+            format!(
+                "c.yml:3: targets[0].host: `{long_label}` is not a host name (each label 1 to 63 characters)"
+            ),
+        ),
+        row(
+            "port zero",
+            target("    port: 0\n"),
+            "c.yml:4: targets[0].port: must be 1-65535",
+        ),
+        row(
+            "no checks",
+            target("    checks: []\n"),
+            "c.yml:4: targets[0].checks: must name at least one check",
+        ),
+        row(
+            "unknown check",
+            target("    checks: [dns, icmp]\n"),
+            format!(
+                "c.yml:4: targets[0].checks[1]: unknown check `icmp`; known checks: {KNOWN_CHECKS}"
+            ),
+        ),
+        row(
+            "check listed twice",
+            target("    checks: [tcp, dns, tcp]\n"),
+            "c.yml:4: targets[0].checks[2]: `tcp` is listed twice",
+        ),
+        row(
+            "target interval under 1s",
+            target("    interval: 999ms\n    timeout: 100ms\n"),
+            "c.yml:4: targets[0].interval: `999ms` is shorter than the 1s minimum",
+        ),
+        row(
+            "target timeout above its interval",
+            target("    interval: 2s\n    timeout: 3s\n"),
+            "c.yml:5: targets[0].timeout: must be less than interval (3s >= 2s)",
+        ),
+        row(
+            "target timeout above the default interval",
+            target("    timeout: 20s\n"),
+            "c.yml:4: targets[0].timeout: must be less than interval (20s >= 15s)",
+        ),
+        row(
+            "target families empty",
+            target("    families: []\n"),
+            "c.yml:4: targets[0].families: must name at least one of ipv4, ipv6",
+        ),
+        row(
+            "IPv4 literal probed over IPv6 only",
+            "targets:\n  - name: a\n    host: 192.0.2.1\n    families: [ipv6]\n",
+            "c.yml:4: targets[0].families: 192.0.2.1 is an ipv4 address but that family is not probed",
+        ),
+        row(
+            "IPv6 literal with IPv4 the only default family",
+            "families: [ipv4]\ntargets:\n  - name: a\n    host: \"[2001:db8::1]\"\n",
+            "c.yml:3: targets[0].families: 2001:db8::1 is an ipv6 address but that family is not probed",
+        ),
+        row(
+            "s3 check without aws",
+            target("    checks: [dns, tcp, s3]\n"),
+            "c.yml:2: targets[0].checks: s3: needs an `aws: { service: s3, region: ... }` block",
+        ),
+    ]
+}
+
+#[test]
+fn config_rows_have_their_exact_errors() {
+    let rows = rows();
+    assert!(rows.len() >= 20, "{} rows", rows.len());
+    check_table("config", &rows, |r| load_error(&r.input));
+}
