@@ -296,6 +296,9 @@ impl Check for Http {
                     Ok(c) => c,
                     Err(f) => return CheckOutput::fail(f),
                 };
+                if let Some(ip) = pin.or(addresses.first().copied()) {
+                    cx.attempting(SocketAddr::new(ip, target.port));
+                }
                 let mut out = request(cx, &client, &url, pin).await;
                 if pin.is_some() {
                     out.observations.addresses.clone_from(&addresses);

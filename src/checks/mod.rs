@@ -108,6 +108,8 @@ pub struct CheckContext<'a> {
     addresses: Option<Vec<IpAddr>>,
     connection: Option<TcpStream>,
     debug: Option<Vec<String>>,
+    /// The address the running check is talking to: what a timeout names.
+    attempting: Option<SocketAddr>,
 }
 
 impl<'a> CheckContext<'a> {
@@ -121,6 +123,7 @@ impl<'a> CheckContext<'a> {
             addresses: None,
             connection: None,
             debug: debug.then(Vec::new),
+            attempting: None,
         }
     }
 
@@ -131,6 +134,12 @@ impl<'a> CheckContext<'a> {
         if let Some(lines) = &mut self.debug {
             lines.push(line);
         }
+    }
+
+    /// Notes the address the check is about to talk to, so that a deadline passing there is
+    /// reported with it (and with every address the check had).
+    pub fn attempting(&mut self, addr: SocketAddr) {
+        self.attempting = Some(addr);
     }
 
     /// Stores what the `dns` check resolved, for later checks.
@@ -202,6 +211,7 @@ impl<'a> CheckContext<'a> {
         })?;
         let addr = SocketAddr::new(first, self.target.port);
         self.env.check_socket(addr)?;
+        self.attempting = Some(addr);
         tcp::connect(addr).await
     }
 }
@@ -249,12 +259,25 @@ pub async fn run_cycle_until(
                 .min(d.saturating_duration_since(tokio::time::Instant::now())),
             None => cx.timeout,
         };
+        cx.attempting = None;
         let output = match tokio::time::timeout(timeout, check_for(kind).run(&mut cx)).await {
             Ok(output) => output,
-            Err(_) => CheckOutput::fail(Failure::new(
-                FailureReason::Timeout,
-                format!("no answer within {}", humantime::format_duration(timeout)),
-            )),
+            Err(_) => {
+                let within = humantime::format_duration(timeout);
+                let detail = match cx.attempting {
+                    Some(addr) => format!("no answer from {addr} within {within}"),
+                    None => format!("no answer within {within}"),
+                };
+                // What the check had got to: its addresses, when it was connecting.
+                let observations = match (cx.attempting, &cx.addresses) {
+                    (Some(_), Some(addrs)) => Observations {
+                        addresses: addrs.clone(),
+                        ..Observations::default()
+                    },
+                    _ => Observations::default(),
+                };
+                CheckOutput::fail(Failure::new(FailureReason::Timeout, detail)).with(observations)
+            }
         };
         let duration = start.elapsed();
         if let Err(f) = &output.result {

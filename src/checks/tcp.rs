@@ -31,6 +31,7 @@ impl Check for Tcp {
                 if let Err(f) = cx.env.check_socket(sa) {
                     return CheckOutput::fail(f).with(obs);
                 }
+                cx.attempting(sa);
                 match connect(sa).await {
                     Ok(stream) => {
                         cx.debug(format!("connected to {sa}"));

@@ -74,7 +74,10 @@ impl Check for Tls {
                 } else {
                     let addr = SocketAddr::new(*ip, cx.target.port);
                     match cx.env.check_socket(addr) {
-                        Ok(()) => super::tcp::connect(addr).await,
+                        Ok(()) => {
+                            cx.attempting(addr);
+                            super::tcp::connect(addr).await
+                        }
                         Err(f) => Err(f),
                     }
                 };
@@ -83,6 +86,9 @@ impl Check for Tls {
                     Err(f) => return CheckOutput::fail(f).with(obs),
                 };
                 let remote = stream.peer_addr().ok();
+                if let Some(r) = remote {
+                    cx.attempting(r);
+                }
                 obs.remote.get_or_insert_with(|| remote.unwrap_or(SocketAddr::new(*ip, 0)));
                 match handshake(cx, server_name.clone(), &sni, stream).await {
                     Ok(not_after) => {

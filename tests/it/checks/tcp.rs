@@ -5,7 +5,8 @@ use dualprobe::model::family::Family;
 
 use super::{SHORT, assert_deadline_honoured};
 use crate::support::{
-    DUAL_HOST, Lab, NeverAccepting, TWICE_HOST, closed_port, labels, loopback, outcome, show,
+    DUAL_HOST, Lab, NeverAccepting, TWICE_HOST, closed_port, detail, labels, loopback, outcome,
+    show,
 };
 
 #[tokio::test]
@@ -109,5 +110,16 @@ async fn addresses_all_fails_when_one_address_fails() {
             show(&report)
         );
         assert_deadline_honoured(outcome(&report, "tcp"), SHORT);
+        // The timeout keeps what the check had: both addresses, and the one it waited on.
+        assert_eq!(
+            outcome(&report, "tcp").observations.addresses,
+            [loopback(family), loopback(family)]
+        );
+        let at = std::net::SocketAddr::new(loopback(family), all.port());
+        assert!(
+            detail(&report, "tcp").starts_with(&format!("no answer from {at} within ")),
+            "{}",
+            show(&report)
+        );
     }
 }
