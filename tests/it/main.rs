@@ -6,6 +6,7 @@ mod agent_proc;
 mod support;
 mod support_aws;
 
+mod abuse;
 mod aws_config;
 mod aws_metadata;
 mod binary;
@@ -21,6 +22,7 @@ mod probe_endpoint;
 mod probe_load;
 mod probe_prometheus;
 mod reload;
+mod reload_load;
 mod resolv_conf;
 mod scheduler;
 mod serve_limits;
