@@ -25,7 +25,22 @@ pub struct AgentProc {
 impl AgentProc {
     /// Starts `dualprobe run --config FILE` with `DUALPROBE_LOG=log_filter`.
     pub fn start(config: &Path, log_filter: &str) -> AgentProc {
-        let mut child = Command::new(BIN)
+        AgentProc::start_wrapped(config, log_filter, &[])
+    }
+
+    /// [`AgentProc::start`] through `wrapper`, a command that ends by exec'ing its arguments in
+    /// the same process (`prlimit --nofile=N:N --`, a shell that joins a cgroup first), so
+    /// [`AgentProc::pid`] is the agent's.
+    pub fn start_wrapped(config: &Path, log_filter: &str, wrapper: &[String]) -> AgentProc {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])

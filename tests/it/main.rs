@@ -6,6 +6,7 @@ mod agent_proc;
 mod support;
 mod support_aws;
 
+mod abuse;
 mod aws_config;
 mod aws_metadata;
 mod bad_input;
@@ -22,6 +23,7 @@ mod probe_endpoint;
 mod probe_load;
 mod probe_prometheus;
 mod reload;
+mod reload_load;
 mod resolv_conf;
 mod scheduler;
 mod self_loop;
