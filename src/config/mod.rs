@@ -7,6 +7,8 @@ mod probe_endpoint;
 mod problems;
 mod raw;
 mod targets;
+mod yaml;
+mod yaml_tree;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 pub use probe_endpoint::ProbeEndpointSettings;
 pub use problems::{ConfigError, Problem, parse_nameserver};
+pub use yaml::{MAX_ALIAS_EVENTS, MAX_DEPTH, MAX_NODES};
 
 use problems::{
     Problems, families_or_problem, is_region_name, line_of, parse_duration, parse_interval,
@@ -115,6 +118,14 @@ impl ConfigSource {
     }
 }
 
+/// Whether field path `field` is `parent` or inside it (`targets[0].http` is inside
+/// `targets[0]`; `targets[10]` is not).
+fn is_within(field: &str, parent: &str) -> bool {
+    field
+        .strip_prefix(parent)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
 /// The embedded default: the S3 and EC2 dual-stack endpoints of `AWS_REGION` (else
 /// `AWS_DEFAULT_REGION`, else us-east-1), over both families. Any HTTP answer proves the path,
 /// so 4xx (unsigned requests) counts as success.
@@ -152,23 +163,19 @@ impl Config {
         origin: &str,
         base_dir: Option<&Path>,
     ) -> Result<Config, ConfigError> {
-        let mut raw: RawConfig = if text.trim().is_empty() {
+        if text.trim().is_empty() {
             return Err(ConfigError::single(
                 origin,
                 None,
                 "",
                 "the document is empty".into(),
             ));
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| {
-                let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
-                let message = e.render_with_options(serde_saphyr::render_options! {
-                    snippets: serde_saphyr::SnippetMode::Off,
-                    formatter: &serde_saphyr::UserMessageFormatter,
-                });
-                ConfigError::single(origin, line, "", message)
-            })?
-        };
+        }
+        let (mut raw, type_errors): (RawConfig, Vec<Problem>) =
+            yaml::read(text).map_err(|problems| ConfigError {
+                origin: origin.to_string(),
+                problems,
+            })?;
         let mut p = Problems(Vec::new());
 
         let listen = match &raw.listen {
@@ -254,8 +261,19 @@ impl Config {
         };
         let mut seen = HashSet::new();
         let mut targets = Vec::with_capacity(raw.targets.len());
-        for (i, rt) in raw.targets.iter().enumerate() {
+        for (i, slot) in raw.targets.iter().enumerate() {
             let field = format!("targets[{i}]");
+            let Some(rt) = &slot.value else {
+                // A target the reader blanked out has its type error reported already.
+                if !type_errors.iter().any(|t| is_within(&t.field, &field)) {
+                    p.add(
+                        line_of(slot),
+                        field,
+                        "is empty; a target needs at least `name` and `host`",
+                    );
+                }
+                continue;
+            };
             if !seen.insert(rt.name.value.clone()) {
                 p.add(
                     line_of(&rt.name),
@@ -286,7 +304,12 @@ impl Config {
             }
         }
 
+        // A field with a type error is absent from `raw`: what validation says of its absence
+        // (`is required`) is noise.
+        p.0.retain(|q| !type_errors.iter().any(|t| is_within(&q.field, &t.field)));
+        p.0.extend(type_errors);
         if !p.0.is_empty() {
+            p.0.sort_by_key(|q| q.line.unwrap_or(0));
             return Err(ConfigError {
                 origin: origin.to_string(),
                 problems: p.0,

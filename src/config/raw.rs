@@ -19,8 +19,9 @@ pub(super) struct RawConfig {
     pub(super) families: Option<Spanned<Vec<Family>>>,
     pub(super) concurrency: Option<Spanned<usize>>,
     pub(super) resolver: Option<RawResolver>,
+    /// `None` only for an item the reader blanked out after a type error (or a user's `~`).
     #[serde(default)]
-    pub(super) targets: Vec<RawTarget>,
+    pub(super) targets: Vec<Spanned<Option<RawTarget>>>,
     pub(super) discovery: Option<RawDiscovery>,
     pub(super) probe: Option<RawProbe>,
     pub(super) modules: Option<HashMap<Spanned<String>, RawModule>>,

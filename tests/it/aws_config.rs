@@ -36,7 +36,10 @@ const EXPECTED: &[(&str, &str)] = &[
         "invalid-aws-operation.yaml",
         ":6: targets[0].aws.operation: unknown operation `TerminateInstances`; known: DescribeRegions",
     ),
-    ("invalid-aws-unknown-key.yaml", ":5: unknown field `regoin`"),
+    (
+        "invalid-aws-unknown-key.yaml",
+        ":5: targets[0].aws.regoin: unknown field `regoin`; known fields: service, region, dual_stack, endpoint_url, operation",
+    ),
     (
         "invalid-aws-private-dns-cidr.yaml",
         ":6: targets[0].private_dns.cidrs[1]: `2600:1f18::/560` is not a CIDR",
@@ -59,7 +62,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ),
     (
         "invalid-discovery-unknown-key.yaml",
-        ":5: unknown field `vpc_endpoint`",
+        ":5: discovery.vpc_endpoint: unknown field `vpc_endpoint`; known fields: cloudformation, vpc_endpoints",
     ),
 ];
 

@@ -10,7 +10,10 @@ use dualprobe::model::target::{Expect, Host};
 
 /// (fixture, the line the error must contain).
 const EXPECTED: &[(&str, &str)] = &[
-    ("invalid-unknown-key.yaml", ":5: unknown field `prot`"),
+    (
+        "invalid-unknown-key.yaml",
+        ":5: targets[0].prot: unknown field `prot`; known fields: name, host, port, ",
+    ),
     (
         "invalid-timeout-not-below-interval.yaml",
         ":2: timeout: must be less than interval (5s >= 5s)",
@@ -31,7 +34,10 @@ const EXPECTED: &[(&str, &str)] = &[
         "invalid-duration.yaml",
         ":1: interval: `fifteen seconds` is not a duration",
     ),
-    ("invalid-family.yaml", ":1: unknown variant `ipv5`"),
+    (
+        "invalid-family.yaml",
+        ":1: families[1]: `ipv5` is not one of ipv4, ipv6",
+    ),
     (
         "invalid-interval-too-long.yaml",
         ":1: interval: `500000000y` is longer than 7d",
@@ -56,7 +62,10 @@ const EXPECTED: &[(&str, &str)] = &[
         "invalid-listen.yaml",
         ":1: listen: `localhost` is not an address like [::]:9469 or 0.0.0.0:9469",
     ),
-    ("invalid-yaml-syntax.yaml", ":3"),
+    (
+        "invalid-yaml-syntax.yaml",
+        ":3: YAML syntax error at column 11: unclosed bracket '['",
+    ),
     (
         "invalid-literal-family.yaml",
         ":4: targets[0].families: 192.0.2.10 is an ipv4 address but that family is not probed",
@@ -378,4 +387,172 @@ fn guarded_literals_need_the_flag_and_the_flag_needs_one() {
     }
     let ok = "targets:\n  - { name: t, host: 169.254.170.2, port: 51678, checks: [tcp], allow_metadata_address: true }\n";
     assert!(Config::from_yaml(ok, "c.yml", None).is_ok());
+}
+
+/// Type errors (a value of the wrong kind, an unknown key) name the field path and the bad
+/// value, and never hide the other problems of the document: each row's whole error text.
+#[test]
+fn type_errors_name_their_field_and_value_and_hide_nothing() {
+    let t = "targets:\n  - name: web\n    host: web.test\n";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{t}    port: abc\n"),
+            "c.yml:4: targets[0].port: `abc` is not a port (1-65535)",
+        ),
+        (
+            format!("{t}    port: 70000\n"),
+            "c.yml:4: targets[0].port: `70000` is not a port (1-65535)",
+        ),
+        (
+            format!("{t}    families: ipv4\n"),
+            "c.yml:4: targets[0].families: expected a list, found `ipv4`",
+        ),
+        (
+            "families: [ipv4, ipv5]\n".into(),
+            "c.yml:1: families[1]: `ipv5` is not one of ipv4, ipv6",
+        ),
+        (
+            format!("{t}    checks: dns\n"),
+            "c.yml:4: targets[0].checks: expected a list, found `dns`",
+        ),
+        (
+            format!("{t}    interval: 30\n"),
+            "c.yml:4: targets[0].interval: `30` is not a duration (time unit needed, for example 30sec or 30ms); write e.g. 15s, 500ms, 1m",
+        ),
+        (
+            format!("{t}    prot: 443\n"),
+            "c.yml:4: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http",
+        ),
+        (
+            format!("intervall: 15s\n{t}"),
+            "c.yml:1: intervall: unknown field `intervall`; known fields: listen, interval, timeout, families, concurrency, resolver, targets, discovery, probe, modules",
+        ),
+        (
+            format!("{t}    http: {{ pth: /x }}\n"),
+            "c.yml:4: targets[0].http.pth: unknown field `pth`; known fields: path, scheme, expect_status, follow_redirects",
+        ),
+        (
+            format!("{t}    expect: {{ ipv4: maybe }}\n"),
+            "c.yml:4: targets[0].expect.ipv4: `maybe` is not one of reachable, unreachable, any",
+        ),
+        (
+            format!("{t}    allow_metadata_address: sure\n"),
+            "c.yml:4: targets[0].allow_metadata_address: `sure` is not true or false",
+        ),
+        (
+            "concurrency: lots\n".into(),
+            "c.yml:1: concurrency: `lots` is not a whole number (0 or more)",
+        ),
+        // The issue's case: a type error, an unknown key on the next line, and a semantic
+        // error in the next target, all at once, in line order.
+        (
+            format!(
+                "{t}    port: abc\n    prot: 1\n  - name: db\n    host: db.test\n    checks: [icmp]\n"
+            ),
+            "c.yml:4: targets[0].port: `abc` is not a port (1-65535)\n\
+             c.yml:5: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http\n\
+             c.yml:8: targets[1].checks[0]: unknown check `icmp`; known checks: dns, private_dns, tcp, tls, http, s3, ec2",
+        ),
+        // A type error in a module, a semantic one at the top.
+        (
+            "timeout: 20s\nmodules:\n  m: { port: x, checks: [tcp] }\n".into(),
+            "c.yml:1: timeout: must be less than interval (20s >= 15s)\n\
+             c.yml:3: modules.m.port: `x` is not a port (1-65535)",
+        ),
+        // A target that is not a mapping keeps the next one's index.
+        (
+            "targets:\n  - web.test\n  - { name: b, host: b.test, port: 0 }\n".into(),
+            "c.yml:2: targets[0]: expected a mapping (key: value), found `web.test`\n\
+             c.yml:3: targets[1].port: must be 1-65535",
+        ),
+        // A missing name, and a value of the wrong type in a flow mapping.
+        (
+            "targets:\n  - { host: a.test }\n  - { name: b, host: [b.test], port: 80 }\n".into(),
+            "c.yml:2: targets[0].name: is required\n\
+             c.yml:3: targets[1].host: expected a single value, found a list",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let got = Config::from_yaml(yaml, "c.yml", None)
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{yaml}"))
+            .to_string();
+        assert_eq!(&got, want, "\n{yaml}");
+    }
+}
+
+/// Syntax errors stop reading: reported alone, with the line and the column.
+#[test]
+fn syntax_errors_give_line_and_column() {
+    for (yaml, want) in [
+        (
+            "targets:\n  - name: web\n    host: \"web.test\n",
+            "c.yml:3: YAML syntax error at column 11: unclosed quote",
+        ),
+        (
+            "targets:\n  - name: web\n   host: web.test\n",
+            "c.yml:3: YAML syntax error at column 4: while parsing a block collection, did not find expected '-' indicator",
+        ),
+    ] {
+        let got = Config::from_yaml(yaml, "c.yml", None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, want, "\n{yaml}");
+    }
+}
+
+/// An alias bomb ("billion laughs") and a deeply nested document are refused quickly with the
+/// limit named, never a hang or a stack overflow (the loader runs on a 2 MiB stack, a spawned
+/// thread's default).
+#[test]
+fn alias_bombs_and_deep_nesting_hit_named_limits() {
+    // Merges make it type-correct: every level is a target, ten times the one before.
+    let mut bomb = String::from("targets:\n  - &a0 { name: a, host: a.test }\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        bomb += &format!("  - &a{i} {{ <<: [{refs}] }}\n");
+    }
+    let aliases = format!(
+        "aliases bring in more than {} YAML events (the limit, against alias bombs)",
+        dualprobe::config::MAX_ALIAS_EVENTS
+    );
+    let depth = format!(
+        "the document nests lists and mappings deeper than {} levels (the limit)",
+        dualprobe::config::MAX_DEPTH
+    );
+    let block: String = (1..3000)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
+    let cases = [
+        (bomb.clone(), aliases.clone()),
+        // After a type error, the re-reads hit the same limit.
+        (format!("concurrency: x\n{bomb}"), aliases.clone()),
+        (
+            format!("targets: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+            depth.clone(),
+        ),
+        (format!("x:\n{block}"), depth.clone()),
+        (
+            format!("targets:\n  {}x\n", "- ".repeat(3000)),
+            depth.clone(),
+        ),
+    ];
+    for (yaml, want) in cases {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let doc = yaml.clone();
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let r = Config::from_yaml(&doc, "c.yml", None).map(|_| ());
+                let _ = tx.send((r, started.elapsed()));
+            })
+            .unwrap();
+        let (got, took) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("loading hung or crashed: {}", &yaml[..60]));
+        let e = got.unwrap_err().to_string();
+        assert!(e.contains(&want), "want {want}\ngot  {e}");
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+    }
 }

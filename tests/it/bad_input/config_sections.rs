@@ -117,7 +117,8 @@ fn rows() -> Vec<Row> {
         row(
             "cloudformation bad region",
             "discovery:\n  cloudformation:\n    template: /nonexistent/t.yml\n    region: Mars\n",
-            "c.yml:4: discovery.cloudformation.region: `Mars` is not a region name like us-east-1\nc.yml:3: discovery.cloudformation.template: cannot read /nonexistent/t.yml: No such file or directory (os error 2)",
+            // In line order.
+            "c.yml:3: discovery.cloudformation.template: cannot read /nonexistent/t.yml: No such file or directory (os error 2)\nc.yml:4: discovery.cloudformation.region: `Mars` is not a region name like us-east-1",
         ),
         row(
             "vpc_id malformed",
