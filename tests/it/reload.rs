@@ -102,6 +102,14 @@ async fn sighup_right_at_start_reloads_instead_of_killing() {
     while !agent.logs().contains("SIGHUP: reloading config") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(agent.running(), "SIGHUP killed the agent:\n{}", agent.logs());
-    assert!(agent.logs().contains("SIGHUP: reloading config"), "{}", agent.logs());
+    assert!(
+        agent.running(),
+        "SIGHUP killed the agent:\n{}",
+        agent.logs()
+    );
+    assert!(
+        agent.logs().contains("SIGHUP: reloading config"),
+        "{}",
+        agent.logs()
+    );
 }
