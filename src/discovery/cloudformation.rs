@@ -6,6 +6,7 @@
 //! evaluated by the same code. Only what a service name needs is evaluated: `Ref` to parameters
 //! (their `Default`) and pseudo parameters, `Sub`, `Join`, `Select`, `If` with `Conditions`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -233,7 +234,18 @@ pub fn parse_template(text: &str) -> Result<Template, TemplateError> {
 struct Scope<'a> {
     template: &'a Template,
     region: &'a str,
+    /// Parameter and condition lookups still allowed (see [`Scope::named`]).
+    budget: Cell<u32>,
+    /// Parameter and condition lookups in progress.
+    depth: Cell<u32>,
 }
+
+/// Lookups one template's evaluation may make, and how deep they may nest. Parameters' defaults
+/// and conditions can name each other in cycles (`Default: !Ref P` inside `P`, a condition in its
+/// own `Fn::If`) and in chains that double the work at each step: bounded, such a template is
+/// one that "cannot be evaluated", not a stack overflow or a hang.
+const LOOKUP_BUDGET: u32 = 10_000;
+const LOOKUP_DEPTH: u32 = 64;
 
 impl Scope<'_> {
     fn pseudo(&self, name: &str) -> Option<String> {
@@ -264,7 +276,21 @@ impl Scope<'_> {
             return Some(v);
         }
         let p = self.template.parameters.get(name)?.as_map()?;
-        self.string(p.get("Default")?)
+        self.named(|| self.string(p.get("Default")?))
+    }
+
+    /// Runs one parameter or condition lookup within the budget and depth (`None` past them).
+    fn named<T>(&self, f: impl FnOnce() -> Option<T>) -> Option<T> {
+        let (left, depth) = (self.budget.get(), self.depth.get());
+        if left == 0 || depth >= LOOKUP_DEPTH {
+            self.budget.set(0);
+            return None;
+        }
+        self.budget.set(left - 1);
+        self.depth.set(depth + 1);
+        let out = f();
+        self.depth.set(depth);
+        out
     }
 
     /// Evaluates a node to a string, when it can be known before deployment.
@@ -351,7 +377,7 @@ impl Scope<'_> {
 
     /// Evaluates a named condition with the parameters' defaults.
     fn condition(&self, name: &str) -> Option<bool> {
-        self.truth(self.template.conditions.get(name)?, 0)
+        self.named(|| self.truth(self.template.conditions.get(name)?, 0))
     }
 
     fn truth(&self, node: &Node, depth: usize) -> Option<bool> {
@@ -375,7 +401,9 @@ impl Scope<'_> {
             "Or" => items(arg)?
                 .iter()
                 .try_fold(false, |acc, n| Some(acc | self.truth(n, depth + 1)?)),
-            "Condition" => self.truth(self.template.conditions.get(arg.as_str()?)?, depth + 1),
+            "Condition" => {
+                self.named(|| self.truth(self.template.conditions.get(arg.as_str()?)?, depth + 1))
+            }
             _ => None,
         }
     }
@@ -405,7 +433,12 @@ pub fn endpoints(
     template: &Template,
     region: &str,
 ) -> Result<Vec<TemplateEndpoint>, DiscoveryError> {
-    let scope = Scope { template, region };
+    let scope = Scope {
+        template,
+        region,
+        budget: Cell::new(LOOKUP_BUDGET),
+        depth: Cell::new(0),
+    };
     let mut out = Vec::new();
     for (id, ty, res) in &template.resources {
         if ty != "AWS::EC2::VPCEndpoint" {
