@@ -6,6 +6,8 @@
 #   unit      cargo test: unit tests and the one integration crate tests/it (checks, config,
 #             scheduler, binary end to end, /probe, the HTTP server's limits, AWS on moto,
 #             discovery, the guard table, the SSRF table in a network namespace)
+#   fuzz      the AFL++ fuzz targets of fuzz/ (cargo-afl), 20 s each from their seed corpus,
+#             build included ~6 min on 2 cores; fails on any crash or hang (scripts/fuzz.sh)
 #   metrics   promtool check metrics on a live /metrics
 #   release   the static-pie release binary (scripts/build-release.sh), the same the image ships
 #   image     the image built around that binary (buildah), run as the task definition runs it
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 stages=("$@")
-((${#stages[@]})) || stages=(lint unit metrics release image deploy netns bench)
+((${#stages[@]})) || stages=(lint unit fuzz metrics release image deploy netns bench)
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 step() { printf '\n=== %s\n' "$*"; }
 
@@ -38,6 +40,11 @@ fi
 if want unit; then
   step "cargo test"
   cargo test --all-targets --locked
+fi
+
+if want fuzz; then
+  step "fuzz: every outside-input parser under AFL++ for a bounded time (scripts/fuzz.sh)"
+  scripts/fuzz.sh
 fi
 
 if want metrics; then
