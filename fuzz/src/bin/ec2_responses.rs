@@ -52,7 +52,10 @@ fn main() {
         .build()
         .expect("runtime");
 
+    // The closure must be unwind safe; a panic ends the process, so no state outlives one.
+    let shared = std::panic::AssertUnwindSafe((canned, client, rt));
     afl::fuzz!(|data: &[u8]| {
+        let (canned, client, rt) = &*shared;
         let Some((&first, body)) = data.split_first() else {
             return;
         };

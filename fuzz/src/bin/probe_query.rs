@@ -25,7 +25,10 @@ modules:
 
 fn main() {
     let config = Config::from_yaml(CONFIG, "fuzz.yaml", None).expect("the fuzz config is valid");
+    // The closure must be unwind safe; the config is only read, and a panic ends the process.
+    let shared = std::panic::AssertUnwindSafe(&config);
     afl::fuzz!(|data: &[u8]| {
+        let config: &Config = *shared;
         let Ok(s) = std::str::from_utf8(data) else {
             return;
         };
@@ -33,7 +36,7 @@ fn main() {
             Some((q, h)) => (q, Some(h)),
             None => (s, None),
         };
-        let Ok(r) = dualprobe::fuzzing::probe_request(&config, query, header) else {
+        let Ok(r) = dualprobe::fuzzing::probe_request(config, query, header) else {
             return;
         };
         let t = &r.target;
