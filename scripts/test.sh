@@ -6,6 +6,9 @@
 #   unit      cargo test: unit tests and the one integration crate tests/it (checks, config,
 #             scheduler, binary end to end, /probe, the HTTP server's limits, AWS on moto,
 #             discovery, the guard table, the SSRF table in a network namespace)
+#   fuzz      the AFL++ fuzz targets of fuzz/ (cargo-afl), 20 s each from their seed corpus;
+#             fails on any crash or hang (scripts/fuzz.sh). NOT in the default list yet: its
+#             instrumented build has not completed on a CI-sized machine (see README, Fuzzing)
 #   metrics   promtool check metrics on a live /metrics
 #   release   the static-pie release binary (scripts/build-release.sh), the same the image ships
 #   image     the image built around that binary (buildah), run as the task definition runs it
@@ -24,7 +27,7 @@ stages=("$@")
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 step() { printf '\n=== %s\n' "$*"; }
 
-scripts/install-test-deps.sh
+DUALPROBE_STAGES="${stages[*]}" scripts/install-test-deps.sh
 
 if want lint; then
   step "structure: layer order, import cycles, files over 700 lines (scripts/check-structure.py)"
@@ -37,7 +40,16 @@ fi
 
 if want unit; then
   step "cargo test"
-  cargo test --all-targets --locked
+  # The abuse and reload-load tests open tens of thousands of connections: alone, after the
+  # rest, so they neither disturb timing-sensitive tests nor are disturbed by them.
+  cargo test --all-targets --locked -- --skip abuse:: --skip reload_load::
+  step "cargo test: abuse and reload under load, one at a time"
+  cargo test --locked --test it -- --test-threads=1 abuse:: reload_load::
+fi
+
+if want fuzz; then
+  step "fuzz: every outside-input parser under AFL++ for a bounded time (scripts/fuzz.sh)"
+  scripts/fuzz.sh
 fi
 
 if want metrics; then

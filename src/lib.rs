@@ -36,3 +36,7 @@ pub mod agent;
 
 /// The HTTP surface.
 pub mod serve;
+
+/// The entry points of the fuzz targets (`fuzz/`) that are not public API: hidden, for them only.
+#[doc(hidden)]
+pub mod fuzzing;

@@ -6,6 +6,7 @@
 //! evaluated by the same code. Only what a service name needs is evaluated: `Ref` to parameters
 //! (their `Default`) and pseudo parameters, `Sub`, `Join`, `Select`, `If` with `Conditions`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -229,16 +230,25 @@ pub fn parse_template(text: &str) -> Result<Template, TemplateError> {
     })
 }
 
-/// How deep one evaluation may nest: `Ref`s, `Sub`s, `If`s and conditions that lead back to
-/// themselves (`Default: !Ref Self`) would otherwise recurse until the stack overflows.
+/// How deep one evaluation may nest, how many parameter and condition lookups one template's
+/// evaluation may make, and how deep those may nest. Parameters' defaults and conditions can name
+/// each other in cycles (`Default: !Ref P` inside `P`, a condition in its own `Fn::If`) and in
+/// chains that double the work at each step: bounded, such a template is one that "cannot be
+/// evaluated", not a stack overflow or a hang.
 const MAX_EVAL_DEPTH: usize = 64;
+const LOOKUP_BUDGET: u32 = 10_000;
+const LOOKUP_DEPTH: u32 = 64;
 
 /// What `Ref`/`Sub` can see.
 struct Scope<'a> {
     template: &'a Template,
     region: &'a str,
     /// The nesting of the evaluation under way (see [`MAX_EVAL_DEPTH`]).
-    depth: std::cell::Cell<usize>,
+    depth: Cell<usize>,
+    /// Parameter and condition lookups still allowed (see [`Scope::named`]).
+    budget: Cell<u32>,
+    /// Parameter and condition lookups in progress.
+    lookup_depth: Cell<u32>,
 }
 
 impl Scope<'_> {
@@ -270,7 +280,21 @@ impl Scope<'_> {
             return Some(v);
         }
         let p = self.template.parameters.get(name)?.as_map()?;
-        self.string(p.get("Default")?)
+        self.named(|| self.string(p.get("Default")?))
+    }
+
+    /// Runs one parameter or condition lookup within the budget and depth (`None` past them).
+    fn named<T>(&self, f: impl FnOnce() -> Option<T>) -> Option<T> {
+        let (left, depth) = (self.budget.get(), self.lookup_depth.get());
+        if left == 0 || depth >= LOOKUP_DEPTH {
+            self.budget.set(0);
+            return None;
+        }
+        self.budget.set(left - 1);
+        self.lookup_depth.set(depth + 1);
+        let out = f();
+        self.lookup_depth.set(depth);
+        out
     }
 
     /// Evaluates a node to a string, when it can be known before deployment (and nests at most
@@ -369,7 +393,7 @@ impl Scope<'_> {
 
     /// Evaluates a named condition with the parameters' defaults.
     fn condition(&self, name: &str) -> Option<bool> {
-        self.truth(self.template.conditions.get(name)?, 0)
+        self.named(|| self.truth(self.template.conditions.get(name)?, 0))
     }
 
     fn truth(&self, node: &Node, depth: usize) -> Option<bool> {
@@ -393,7 +417,9 @@ impl Scope<'_> {
             "Or" => items(arg)?
                 .iter()
                 .try_fold(false, |acc, n| Some(acc | self.truth(n, depth + 1)?)),
-            "Condition" => self.truth(self.template.conditions.get(arg.as_str()?)?, depth + 1),
+            "Condition" => {
+                self.named(|| self.truth(self.template.conditions.get(arg.as_str()?)?, depth + 1))
+            }
             _ => None,
         }
     }
@@ -426,7 +452,9 @@ pub fn endpoints(
     let scope = Scope {
         template,
         region,
-        depth: std::cell::Cell::new(0),
+        depth: Cell::new(0),
+        budget: Cell::new(LOOKUP_BUDGET),
+        lookup_depth: Cell::new(0),
     };
     let mut out = Vec::new();
     for (id, ty, res) in &template.resources {
@@ -574,100 +602,5 @@ pub fn discover_template_file(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const YAML: &str = r#"
-Parameters:
-  Enable: { Type: String, Default: "true" }
-  Svc: { Type: String, Default: kms }
-Conditions:
-  IsOn: !Equals [!Ref Enable, "true"]
-  IsOff: !Not [!Condition IsOn]
-Resources:
-  A:
-    Type: AWS::EC2::VPCEndpoint
-    Properties:
-      ServiceName: !Sub com.amazonaws.${AWS::Region}.logs
-      VpcEndpointType: Interface
-      PrivateDnsEnabled: true
-      IpAddressType: dualstack
-  B:
-    Type: AWS::EC2::VPCEndpoint
-    Condition: IsOn
-    Properties:
-      ServiceName: !Join ["", ["com.amazonaws.", !Ref "AWS::Region", ".", !Ref Svc]]
-      VpcEndpointType: Interface
-      PrivateDnsEnabled: true
-  C:
-    Type: AWS::EC2::VPCEndpoint
-    Condition: IsOff
-    Properties:
-      ServiceName: !If [IsOn, !Sub "com.amazonaws.${AWS::Region}.s3", "com.amazonaws.x.y"]
-  D:
-    Type: AWS::EC2::VPCEndpoint
-    Properties:
-      ServiceName: { "Fn::Sub": [ "com.amazonaws.${R}.sts", { R: !Ref "AWS::Region" } ] }
-      VpcEndpointType: Interface
-  Other:
-    Type: AWS::EC2::VPC
-    Properties: { CidrBlock: !Select [0, !Cidr [10.0.0.0/16, 4, 14]] }
-"#;
-
-    #[test]
-    fn short_and_long_forms_evaluate() {
-        let t = parse_template(YAML).unwrap();
-        let eps = endpoints(&t, "eu-west-1").unwrap();
-        let names: Vec<&str> = eps.iter().map(|e| e.service_name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "com.amazonaws.eu-west-1.logs",
-                "com.amazonaws.eu-west-1.kms",
-                "com.amazonaws.eu-west-1.s3",
-                "com.amazonaws.eu-west-1.sts"
-            ]
-        );
-        assert_eq!(eps[0].families, vec![Family::Ipv4, Family::Ipv6]);
-        assert_eq!(eps[1].condition.as_deref(), Some("IsOn"));
-        assert_eq!(eps[1].condition_default, Some(true));
-        assert_eq!(eps[2].condition_default, Some(false));
-        assert_eq!(eps[2].kind, EndpointKind::Gateway);
-        assert!(!eps[3].private_dns);
-
-        let found = discover_in_template(YAML, "eu-west-1").unwrap();
-        let hosts: Vec<&str> = found.iter().map(|d| d.host.as_str()).collect();
-        // D has private DNS off: no name a task would use.
-        assert_eq!(
-            hosts,
-            [
-                "logs.eu-west-1.amazonaws.com",
-                "kms.eu-west-1.amazonaws.com",
-                "s3.eu-west-1.amazonaws.com"
-            ]
-        );
-        assert_eq!(found[2].families, vec![Family::Ipv4]);
-        assert!(!found[2].check_private);
-    }
-
-    #[test]
-    fn json_templates_parse() {
-        let json = r#"{"Resources": {"E": {"Type": "AWS::EC2::VPCEndpoint", "Properties": {
-            "ServiceName": {"Fn::Join": ["", ["com.amazonaws.", {"Ref": "AWS::Region"}, ".ecr.api"]]},
-            "VpcEndpointType": "Interface", "PrivateDnsEnabled": true}}}}"#;
-        let found = discover_in_template(json, "us-west-2").unwrap();
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].host, "api.ecr.us-west-2.amazonaws.com");
-        assert_eq!(found[0].name, "vpce-ecr-api");
-    }
-
-    #[test]
-    fn bad_templates_are_errors_not_panics() {
-        assert!(parse_template("Resources: [1, 2]").is_err());
-        assert!(parse_template("a: [unclosed").is_err());
-        assert!(parse_template("{\"x\": 1").is_err());
-        assert!(parse_template("Foo: 1").is_err());
-        let unknown = "Resources:\n  E:\n    Type: AWS::EC2::VPCEndpoint\n    Properties:\n      ServiceName: !ImportValue Other\n";
-        assert!(discover_in_template(unknown, "us-east-1").is_err());
-    }
-}
+#[path = "cloudformation_tests.rs"]
+mod tests;

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use aws_sdk_ec2::types::{Filter, IpAddressType, VpcEndpoint, VpcEndpointType};
+use aws_sdk_ec2::types::{Filter, IpAddressType, Vpc, VpcEndpoint, VpcEndpointType};
 use aws_sdk_s3::config::SharedCredentialsProvider;
 
 use super::{
@@ -123,24 +123,30 @@ impl VpcEndpointsClient {
             .send()
             .await
             .map_err(|e| api("ec2:DescribeVpcs", errors::classify(&e)))?;
-        let mut cidrs = Vec::new();
-        for vpc in vpcs.vpcs.unwrap_or_default() {
-            for a in vpc.cidr_block_association_set.unwrap_or_default() {
-                cidrs.extend(a.cidr_block.and_then(|c| c.parse::<ipnet::IpNet>().ok()));
-            }
-            for a in vpc.ipv6_cidr_block_association_set.unwrap_or_default() {
-                cidrs.extend(
-                    a.ipv6_cidr_block
-                        .and_then(|c| c.parse::<ipnet::IpNet>().ok()),
-                );
-            }
-        }
+        let cidrs = vpc_cidrs(&vpcs.vpcs.unwrap_or_default());
         let mut found = from_endpoints(&endpoints);
         for d in &mut found {
             d.cidrs = cidrs.clone();
         }
         Ok(found)
     }
+}
+
+/// The IPv4 and IPv6 CIDRs of `DescribeVpcs` items (unparsable blocks skipped).
+pub fn vpc_cidrs(vpcs: &[Vpc]) -> Vec<ipnet::IpNet> {
+    let mut cidrs = Vec::new();
+    for vpc in vpcs {
+        for a in vpc.cidr_block_association_set() {
+            cidrs.extend(a.cidr_block().and_then(|c| c.parse::<ipnet::IpNet>().ok()));
+        }
+        for a in vpc.ipv6_cidr_block_association_set() {
+            cidrs.extend(
+                a.ipv6_cidr_block()
+                    .and_then(|c| c.parse::<ipnet::IpNet>().ok()),
+            );
+        }
+    }
+    cidrs
 }
 
 /// Turns `DescribeVpcEndpoints` items into names to probe (see the module doc). Endpoints not

@@ -11,7 +11,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 
 use crate::model::failure::{Failure, FailureReason};
@@ -174,15 +174,7 @@ impl DnsResolver {
         };
         match self.inner.lookup(query.as_str(), rtype).await {
             Ok(lookup) => {
-                let addresses: Vec<IpAddr> = lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::A(a) if family == Family::Ipv4 => Some(IpAddr::V4(a.0)),
-                        RData::AAAA(a) if family == Family::Ipv6 => Some(IpAddr::V6(a.0)),
-                        _ => None,
-                    })
-                    .collect();
+                let addresses = addresses_of(lookup.answers(), family);
                 if addresses.is_empty() {
                     Err(LookupError::NoData {
                         name: name.to_string(),
@@ -195,6 +187,19 @@ impl DnsResolver {
             Err(e) => Err(classify(name, rtype, e)),
         }
     }
+}
+
+/// The addresses of `family` among a response's answer records, in the server's order: A
+/// records for IPv4, AAAA for IPv6; CNAMEs and any other type or family are skipped.
+pub fn addresses_of(answers: &[Record], family: Family) -> Vec<IpAddr> {
+    answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) if family == Family::Ipv4 => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) if family == Family::Ipv6 => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// NXDOMAIN and NODATA both arrive as `NoRecordsFound`; the response code tells them apart.

@@ -115,17 +115,17 @@ pub(crate) fn authorized(headers: &HeaderMap, token: Option<&str>) -> Result<(),
 
 /// A parsed `/probe` query.
 #[derive(Debug, Default)]
-struct ProbeQuery {
-    target: Option<String>,
-    checks: Vec<String>,
-    family: Option<String>,
-    module: Option<String>,
-    timeout: Option<String>,
-    format: Option<String>,
-    debug: bool,
+pub(crate) struct ProbeQuery {
+    pub(crate) target: Option<String>,
+    pub(crate) checks: Vec<String>,
+    pub(crate) family: Option<String>,
+    pub(crate) module: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) format: Option<String>,
+    pub(crate) debug: bool,
 }
 
-fn parse_query(raw: Option<&str>) -> Result<ProbeQuery, String> {
+pub(crate) fn parse_query(raw: Option<&str>) -> Result<ProbeQuery, String> {
     let mut q = ProbeQuery::default();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let v = v.into_owned();
@@ -163,7 +163,7 @@ fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// The deadline: the scrape timeout header minus the offset, or `timeout=`, capped by config.
-fn probe_timeout(
+pub(crate) fn probe_timeout(
     headers: &HeaderMap,
     param: Option<&str>,
     s: &ProbeEndpointSettings,
@@ -204,7 +204,7 @@ fn probe_timeout(
     Ok(t)
 }
 
-fn families_param(v: Option<&str>) -> Result<Option<Vec<Family>>, String> {
+pub(crate) fn families_param(v: Option<&str>) -> Result<Option<Vec<Family>>, String> {
     match v.map(str::trim) {
         None | Some("") | Some("both") | Some("any") => Ok(None),
         Some(f) => Family::parse(f)
@@ -213,10 +213,12 @@ fn families_param(v: Option<&str>) -> Result<Option<Vec<Family>>, String> {
     }
 }
 
-/// Which target a request resolves to, and whether it is ad hoc (guarded).
-fn resolve_target(
+/// Which target a request resolves to, and whether it is ad hoc (guarded). `targets` are the
+/// generation's (configured and discovered): a name among them is that target.
+pub(crate) fn resolve_target(
     q: &ProbeQuery,
-    generation: &Generation,
+    config: &Config,
+    targets: &[Arc<Target>],
     families: &Option<Vec<Family>>,
     timeout: Duration,
 ) -> Result<(Arc<Target>, bool), (StatusCode, String)> {
@@ -226,8 +228,7 @@ fn resolve_target(
         .as_deref()
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| bad("the `target` parameter is required".into()))?;
-    let config: &Config = &generation.config;
-    if let Some(t) = generation.target(name) {
+    if let Some(t) = targets.iter().find(|t| t.name == name) {
         let mut t = (**t).clone();
         if let Some(f) = families {
             t.families.retain(|x| f.contains(x));
@@ -320,7 +321,13 @@ pub async fn handle(
         Ok(f) => f,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e),
     };
-    let (target, adhoc) = match resolve_target(&q, &generation, &families, timeout) {
+    let (target, adhoc) = match resolve_target(
+        &q,
+        &generation.config,
+        &generation.targets,
+        &families,
+        timeout,
+    ) {
         Ok(t) => t,
         Err((status, msg)) => {
             if status == StatusCode::FORBIDDEN {

@@ -15,6 +15,7 @@ mod checks;
 mod config;
 mod discovery;
 mod emf;
+mod fuzz_regressions;
 mod guard_table;
 mod healthcheck;
 mod logs;
