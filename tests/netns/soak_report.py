@@ -191,7 +191,10 @@ def table(rows, minutes):
     out = ["| minute | VmRSS MiB | RssAnon MiB | open fds | threads | series | /metrics KiB | failing pairs | CPU s |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     pts = [r for r in rows if r.get("vmrss_kib") is not None]
-    for m in range(0, minutes + 1, step):
+    marks = list(range(0, minutes + 1, step))
+    if marks[-1] != minutes:
+        marks.append(minutes)  # and the end of the run
+    for m in marks:
         r = min(pts, key=lambda r: abs(r["t_s"] - 60 * m))
         if abs(r["t_s"] - 60 * m) > 20:
             continue
@@ -230,7 +233,7 @@ def latency_summary(events):
         rmax = [e["recover_max_s"] for e in es if e.get("recover_max_s") is not None]
         fails = sum(1 for e in es if not e.get("ok"))
         lines.append(f"- {kind}: {len(es)} times, {fails} failed; slowest pair reflected it after "
-                     f"{statistics.median(dmax) if dmax else '-'} s (median over faults), "
+                     f"{round(statistics.median(dmax), 2) if dmax else '-'} s (median over faults), "
                      f"{max(dmax, default='-')} s (worst); recovered within {max(rmax, default='-')} s (worst)")
     return "\n".join(lines)
 
