@@ -198,6 +198,8 @@ class Target:
 
 
 class Suite:
+    services_seconds = 3600  # how long the listeners live (services.py --max-seconds)
+
     def __init__(self, args):
         self.args = args
         self.pid = os.getpid()
@@ -265,7 +267,7 @@ class Suite:
                 "no tls check)")
             return
         w = self.work
-        names = ["web.dualstack.test", "api.vpce-svc.test", S3_NAME, f"*.{S3_NAME}", EC2_NAME]
+        names = self.cert_names()
         with open(f"{w}/ext.cnf", "w") as f:
             f.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
                     "extendedKeyUsage=serverAuth\nsubjectAltName="
@@ -281,6 +283,10 @@ class Suite:
              "-CAkey", f"{w}/ca.key", "-CAcreateserial", "-out", f"{w}/srv.pem", "-days", "2",
              "-extfile", f"{w}/ext.cnf"])
         self.tls = True
+
+    def cert_names(self):
+        """The server certificate's DNS names (tests/netns/soak.py adds its own)."""
+        return ["web.dualstack.test", "api.vpce-svc.test", S3_NAME, f"*.{S3_NAME}", EC2_NAME]
 
     def build_topology(self):
         t, a = self.ns_t, self.ns_a
@@ -343,6 +349,15 @@ table inet dp_vpc {{
 """)
 
     def write_hosts(self, aaaa=True):
+        lines = self.host_lines(aaaa)
+        path = f"{self.work}/hosts"
+        with open(path + ".tmp", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(path + ".tmp", 0o644)
+        os.replace(path + ".tmp", path)
+
+    def host_lines(self, aaaa=True):
+        """The resolver's hosts file, one `ADDRESS NAME` a line (tests/netns/soak.py adds its own)."""
         lines = [
             f"{WEB4} web.dualstack.test",
             f"{LEGACY4} legacy.v4only.test",
@@ -353,11 +368,7 @@ table inet dp_vpc {{
         ]
         if aaaa:
             lines += [f"{WEB6} web.dualstack.test", f"{S3_6} {S3_NAME}"]
-        path = f"{self.work}/hosts"
-        with open(path + ".tmp", "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.chmod(path + ".tmp", 0o644)
-        os.replace(path + ".tmp", path)
+        return lines
 
     def start_dnsmasq(self):
         w = self.work
@@ -397,7 +408,7 @@ table inet dp_vpc {{
 
     def start_services(self):
         cmd = ["ip", "netns", "exec", self.ns_a, sys.executable, f"{HERE}/services.py",
-               "--max-seconds", "3600"]
+               "--max-seconds", str(self.services_seconds)]
         if self.tls:
             cmd += ["--cert", f"{self.work}/srv.pem", "--key", f"{self.work}/srv.key"]
         p = self.procs["services"] = Proc("services", cmd, f"{self.work}/services.log")
