@@ -43,7 +43,8 @@ if want unit; then
   step "cargo test"
   # The abuse and reload-load tests open tens of thousands of connections: alone, after the
   # rest, so they neither disturb timing-sensitive tests nor are disturbed by them.
-  cargo test --all-targets --locked -- --skip abuse:: --skip reload_load::
+  cargo test --locked --lib --bins --tests -- --skip abuse:: --skip reload_load::
+  cargo test --locked --benches
   step "cargo test: abuse and reload under load, one at a time"
   cargo test --locked --test it -- --test-threads=1 abuse:: reload_load::
 fi

@@ -1,7 +1,8 @@
 //! The entry points the fuzz targets (`fuzz/`) drive that are not public API: the `/probe`
 //! request's parsing and target resolution, and the conversion of `DescribeVpcEndpoints` /
-//! `DescribeVpcs` items and the classification of failed SDK calls. Hidden from the docs and not for embedders; it exists so the targets run
-//! the very code the agent runs, without widening the library's public surface.
+//! `DescribeVpcs` items and the classification of failed SDK calls. Hidden from the docs and not
+//! for embedders: it exists so the targets run the very code the agent runs, without widening
+//! the library's public surface.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,34 +27,28 @@ pub struct ProbeRequest {
     pub timeout: Duration,
 }
 
-/// The `/probe` handler's steps from the raw query (and the scrape timeout header) to the target,
-/// in its order: query, timeout, family, target, and for ad-hoc targets the policy. An `Err` is
-/// the status and message the handler answers with.
+/// The `/probe` handler's own steps (`probe_endpoint::resolve_request`) from the raw query (and
+/// the scrape timeout header) to the target. An `Err` is the status and message the handler
+/// answers with.
 pub fn probe_request(
     config: &Config,
     query: &str,
     scrape_timeout: Option<&str>,
 ) -> Result<ProbeRequest, (u16, String)> {
-    let bad = |e: String| (400, e);
     let mut headers = HeaderMap::new();
     if let Some(v) = scrape_timeout.and_then(|v| HeaderValue::from_str(v).ok()) {
         headers.insert("x-prometheus-scrape-timeout-seconds", v);
     }
-    let settings = &config.probe_endpoint;
-    let q = probe_endpoint::parse_query(Some(query)).map_err(bad)?;
-    let timeout =
-        probe_endpoint::probe_timeout(&headers, q.timeout.as_deref(), settings).map_err(bad)?;
-    let families = probe_endpoint::families_param(q.family.as_deref()).map_err(bad)?;
-    let (target, adhoc) =
-        probe_endpoint::resolve_target(&q, config, &config.targets, &families, timeout)
-            .map_err(|(s, m)| (s.as_u16(), m))?;
-    if adhoc {
-        let policy = crate::net::guard::AdhocPolicy {
-            allow: settings.allow.clone(),
-        };
-        crate::net::guard::AddressPolicy::check_host(&policy, &target.host)
-            .map_err(|f| (403, f.detail))?;
-    }
+    let policy = crate::net::guard::AdhocPolicy {
+        allow: config.probe_endpoint.allow.clone(),
+    };
+    let probe_endpoint::Resolved {
+        target,
+        adhoc,
+        timeout,
+        ..
+    } = probe_endpoint::resolve_request(config, &config.targets, &policy, &headers, Some(query))
+        .map_err(|(s, m)| (s.as_u16(), m))?;
     Ok(ProbeRequest {
         target,
         adhoc,

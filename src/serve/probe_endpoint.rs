@@ -125,7 +125,7 @@ pub(crate) struct ProbeQuery {
     pub(crate) debug: bool,
 }
 
-pub(crate) fn parse_query(raw: Option<&str>) -> Result<ProbeQuery, String> {
+fn parse_query(raw: Option<&str>) -> Result<ProbeQuery, String> {
     let mut q = ProbeQuery::default();
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let v = v.into_owned();
@@ -163,7 +163,7 @@ fn plain(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// The deadline: the scrape timeout header minus the offset, or `timeout=`, capped by config.
-pub(crate) fn probe_timeout(
+fn probe_timeout(
     headers: &HeaderMap,
     param: Option<&str>,
     s: &ProbeEndpointSettings,
@@ -204,7 +204,7 @@ pub(crate) fn probe_timeout(
     Ok(t)
 }
 
-pub(crate) fn families_param(v: Option<&str>) -> Result<Option<Vec<Family>>, String> {
+fn families_param(v: Option<&str>) -> Result<Option<Vec<Family>>, String> {
     match v.map(str::trim) {
         None | Some("") | Some("both") | Some("any") => Ok(None),
         Some(f) => Family::parse(f)
@@ -215,7 +215,7 @@ pub(crate) fn families_param(v: Option<&str>) -> Result<Option<Vec<Family>>, Str
 
 /// Which target a request resolves to, and whether it is ad hoc (guarded). `targets` are the
 /// generation's (configured and discovered): a name among them is that target.
-pub(crate) fn resolve_target(
+fn resolve_target(
     q: &ProbeQuery,
     config: &Config,
     targets: &[Arc<Target>],
@@ -284,6 +284,47 @@ pub(crate) fn resolve_target(
     Ok((t, true))
 }
 
+/// A `/probe` request resolved to what it would probe, before any limit applies or any socket
+/// opens: the steps the handler and the fuzz target (`crate::fuzzing`) share.
+pub(crate) struct Resolved {
+    /// The parsed query.
+    pub(crate) q: ProbeQuery,
+    /// What to probe.
+    pub(crate) target: Arc<Target>,
+    /// Not a configured target: held to `probe.allow` and the metadata guard.
+    pub(crate) adhoc: bool,
+    /// The probe's deadline.
+    pub(crate) timeout: Duration,
+}
+
+/// Query, deadline, family, target and, for an ad-hoc target, `policy`, in that order; an `Err`
+/// is the status and message to answer.
+pub(crate) fn resolve_request(
+    config: &Config,
+    targets: &[Arc<Target>],
+    policy: &dyn AddressPolicy,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<Resolved, (StatusCode, String)> {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, e);
+    let q = parse_query(raw).map_err(bad)?;
+    let timeout =
+        probe_timeout(headers, q.timeout.as_deref(), &config.probe_endpoint).map_err(bad)?;
+    let families = families_param(q.family.as_deref()).map_err(bad)?;
+    let (target, adhoc) = resolve_target(&q, config, targets, &families, timeout)?;
+    if adhoc {
+        policy
+            .check_host(&target.host)
+            .map_err(|f| (StatusCode::FORBIDDEN, f.detail))?;
+    }
+    Ok(Resolved {
+        q,
+        target,
+        adhoc,
+        timeout,
+    })
+}
+
 /// `GET /probe`.
 pub async fn handle(
     State(served): State<Arc<Served>>,
@@ -309,29 +350,25 @@ pub async fn handle(
     if let Err(r) = authorized(&headers, settings.token.as_deref()) {
         return *r;
     }
-    let q = match parse_query(raw.as_deref()) {
-        Ok(q) => q,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, e),
-    };
-    let timeout = match probe_timeout(&headers, q.timeout.as_deref(), settings) {
-        Ok(t) => t,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, e),
-    };
-    let families = match families_param(q.family.as_deref()) {
-        Ok(f) => f,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, e),
-    };
-    let (target, adhoc) = match resolve_target(
-        &q,
+    let Resolved {
+        q,
+        target,
+        adhoc,
+        timeout,
+    } = match resolve_request(
         &generation.config,
         &generation.targets,
-        &families,
-        timeout,
+        generation.adhoc_policy.as_ref(),
+        &headers,
+        raw.as_deref(),
     ) {
-        Ok(t) => t,
+        Ok(r) => r,
         Err((status, msg)) => {
             if status == StatusCode::FORBIDDEN {
-                let asked = q.target.as_deref().unwrap_or_default();
+                let asked = parse_query(raw.as_deref())
+                    .ok()
+                    .and_then(|q| q.target)
+                    .unwrap_or_default();
                 tracing::warn!(target = %asked, reason = %msg, "ad-hoc probe refused");
             }
             return plain(status, msg);
@@ -351,10 +388,6 @@ pub async fn handle(
         );
     };
     let env = if adhoc {
-        if let Err(f) = generation.adhoc_policy.check_host(&target.host) {
-            tracing::warn!(target = %target.name, reason = %f.detail, "ad-hoc probe refused");
-            return plain(StatusCode::FORBIDDEN, f.detail);
-        }
         &generation.adhoc_env
     } else {
         &generation.env

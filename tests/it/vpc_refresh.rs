@@ -10,21 +10,23 @@ use std::time::{Duration, Instant};
 
 use crate::support_aws::QueryApiServer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_probes_the_vpc_endpoints_it_discovers() {
+/// The EC2 query API answering with the fixtures (`tests/data/ec2-describe-*.xml`).
+async fn fixture_server() -> QueryApiServer {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let server = QueryApiServer::start(vec![
+    let read = |f: &str| std::fs::read_to_string(root.join("tests/data").join(f)).unwrap();
+    QueryApiServer::start(vec![
         (
             "DescribeVpcEndpoints",
-            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpc-endpoints.xml"))
-                .unwrap(),
+            read("ec2-describe-vpc-endpoints.xml"),
         ),
-        (
-            "DescribeVpcs",
-            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpcs.xml")).unwrap(),
-        ),
+        ("DescribeVpcs", read("ec2-describe-vpcs.xml")),
     ])
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_probes_the_vpc_endpoints_it_discovers() {
+    let server = fixture_server().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -313,19 +315,7 @@ async fn a_discovery_that_finds_nothing_is_visible() {
 /// nothing. Every refresh used to count it as a change and rebuild the generation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadowed_endpoint_does_not_make_every_refresh_a_change() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let server = QueryApiServer::start(vec![
-        (
-            "DescribeVpcEndpoints",
-            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpc-endpoints.xml"))
-                .unwrap(),
-        ),
-        (
-            "DescribeVpcs",
-            std::fs::read_to_string(root.join("tests/data/ec2-describe-vpcs.xml")).unwrap(),
-        ),
-    ])
-    .await;
+    let server = fixture_server().await;
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("t.yml");
     std::fs::write(
