@@ -118,7 +118,7 @@ impl World {
 fn bad(kind: usize, good: &str) -> (Option<String>, &'static str) {
     let first_tcp = |with: &str| good.replacen("checks: [tcp]", with, 1);
     match kind % 12 {
-        0 => (Some(format!("{good}  - {{ name: broken\n")), "line"),
+        0 => (Some(format!("{good}  - {{ name: broken\n")), "YAML syntax error at column"),
         1 => (
             Some(format!("bogus_key: 1\n{good}")),
             "unknown field `bogus_key`",
@@ -146,7 +146,7 @@ fn bad(kind: usize, good: &str) -> (Option<String>, &'static str) {
             Some(format!(
                 "{good}  - {{ name: big, host: 127.0.0.1, port: 70000, checks: [tcp] }}\n"
             )),
-            "invalid u16",
+            "`70000` is not a port (1-65535)",
         ),
         8 => (
             Some(good.replace("interval: 1s", "interval: 100ms")),
@@ -154,7 +154,7 @@ fn bad(kind: usize, good: &str) -> (Option<String>, &'static str) {
         ),
         9 => (
             Some(good.replacen("families: [ipv4]", "families: [ipv5]", 1)),
-            "unknown variant `ipv5`",
+            "`ipv5` is not one of ipv4, ipv6",
         ),
         10 => (
             Some(good.replacen("host: 127.0.0.1", "host: \"bad?host\"", 1)),
