@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::agent_proc::{AgentProc, get, must};
 use crate::reload_load::footprint;
+use crate::support::is_root;
 use crate::support::{
     DUAL_HOST, DnsServer, Tasks, standard_zone, tcp_listener_pair, with_free_port,
 };
@@ -23,17 +24,6 @@ use crate::support::{
 const MEMORY_LIMIT: u64 = 64 << 20;
 /// Each health sample must be answered within this.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|v| v.split_whitespace().next() == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// Raises this test process's open-file limit to `n` (the client side of the abuse needs
 /// thousands of sockets; CI's default soft limit is 1024).

@@ -118,7 +118,10 @@ impl World {
 fn bad(kind: usize, good: &str) -> (Option<String>, &'static str) {
     let first_tcp = |with: &str| good.replacen("checks: [tcp]", with, 1);
     match kind % 12 {
-        0 => (Some(format!("{good}  - {{ name: broken\n")), "YAML syntax error at column"),
+        0 => (
+            Some(format!("{good}  - {{ name: broken\n")),
+            "YAML syntax error at column",
+        ),
         1 => (
             Some(format!("bogus_key: 1\n{good}")),
             "unknown field `bogus_key`",

@@ -7,14 +7,7 @@
 use std::process::Command;
 
 use crate::agent_proc::BIN;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-    })
-}
+use crate::support::is_root;
 
 #[test]
 fn dns_checks_say_no_nameserver_is_configured() {

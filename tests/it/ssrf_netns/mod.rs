@@ -18,6 +18,7 @@
 mod inner;
 mod scheduled;
 
+use crate::support::is_root;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
@@ -53,17 +54,6 @@ fn skip(why: &str) {
         std::env::var_os("CI").is_none(),
         "SKIPPED is a failure under CI: {why}"
     );
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {

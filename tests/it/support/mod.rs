@@ -45,6 +45,15 @@ pub const SERVFAIL_HOST: &str = "servfail.test";
 /// Never answered: lookups time out.
 pub const SILENT_HOST: &str = "silent.test";
 
+/// True when the test runs with effective UID 0 (network namespaces, cgroups, `unshare`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|v| v.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
 /// The loopback address of `family`: the only address of that family tests may use.
 pub fn loopback(family: Family) -> IpAddr {
     match family {
