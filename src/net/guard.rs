@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::model::failure::{Failure, FailureReason};
-use crate::model::nat64::{self as rfc6052, Via};
+use crate::model::nat64 as rfc6052;
 use crate::model::target::Host;
 use crate::net::nat64::Nat64Table;
 
@@ -50,16 +50,23 @@ pub fn forbidden(ip: IpAddr) -> Option<String> {
 /// [`forbidden`], and also an IPv6 address that `nat64` reads as synthesized from a forbidden
 /// IPv4 address (under a configured or discovered prefix).
 pub fn forbidden_with(ip: IpAddr, nat64: &Nat64Table) -> Option<String> {
-    if let Some(why) = forbidden(ip) {
+    // The learned readings first, only for the words: they name the prefix.
+    if let IpAddr::V6(v6) = ip
+        && let Some(why) = nat64
+            .guard_readings(v6)
+            .into_iter()
+            .find_map(|(prefix, ipv4)| {
+                forbidden_v4(ipv4)
+                    .map(|why| format!("{ip} is NAT64 ({prefix}) for {ipv4}, which is {why}"))
+            })
+    {
         return Some(why);
     }
-    let IpAddr::V6(v6) = ip else { return None };
-    match nat64.classify(v6) {
-        Via::Nat64 { prefix, ipv4 } => forbidden_v4(ipv4)
-            .map(|why| format!("{ip} is NAT64 ({prefix}) for {ipv4}, which is {why}")),
-        Via::Native => None,
-    }
+    forbidden(ip)
 }
+
+const IMDS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+const ECS_METADATA: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
 
 fn forbidden_v4(v4: Ipv4Addr) -> Option<&'static str> {
     let o = v4.octets();
@@ -137,6 +144,12 @@ fn embedded_v4(v6: Ipv6Addr) -> Vec<(Ipv4Addr, &'static str)> {
     if s[0] == 0x2002 {
         let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
         return vec![(v4, "6to4 (2002::/16) for")];
+    }
+    // Any /96 NAT64 prefix, learned or not yet (a DNS64 that appeared after the last discovery
+    // round): the metadata addresses in the last 32 bits are refused everywhere. A native
+    // address ending so is a one-in-2^31 accident; a synthesized one is the metadata service.
+    if [IMDS, ECS_METADATA].contains(&low) {
+        return vec![(low, "a possible NAT64 (/96) form of")];
     }
     Vec::new()
 }
@@ -283,8 +296,12 @@ impl AddressPolicy for AdhocPolicy {
             ));
         }
         if let Host::Ip(IpAddr::V6(v6)) = host
-            && let Via::Nat64 { prefix, ipv4 } = self.guard.nat64.classify(*v6)
-            && !self.allow.allows(&Host::Ip(IpAddr::V4(ipv4)))
+            && let Some((prefix, ipv4)) = self
+                .guard
+                .nat64
+                .guard_readings(*v6)
+                .into_iter()
+                .find(|(_, v4)| !self.allow.allows(&Host::Ip(IpAddr::V4(*v4))))
         {
             return Err(Failure::new(
                 FailureReason::Forbidden,

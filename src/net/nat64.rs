@@ -22,6 +22,10 @@ pub const DISCOVERY_NAME: &str = "ipv4only.arpa";
 pub struct Nat64Table {
     configured: Arc<[Ipv6Net]>,
     discovered: Arc<RwLock<Vec<Ipv6Net>>>,
+    /// Every prefix discovery ever learned in this process, for the guard only: a DNS64
+    /// switched off and on again can answer a synthesized AAAA before the next round has
+    /// re-learned its prefix, and a forgotten prefix must not reopen its forms.
+    ever: Arc<RwLock<Vec<Ipv6Net>>>,
 }
 
 impl Nat64Table {
@@ -30,6 +34,7 @@ impl Nat64Table {
         Nat64Table {
             configured: configured.into(),
             discovered: Arc::default(),
+            ever: Arc::default(),
         }
     }
 
@@ -38,15 +43,36 @@ impl Nat64Table {
         Nat64Table {
             configured: configured.into(),
             discovered: Arc::clone(&self.discovered),
+            ever: Arc::clone(&self.ever),
         }
     }
 
     /// Replaces what discovery found; true when that changed anything.
     pub fn set_discovered(&self, prefixes: Vec<Ipv6Net>) -> bool {
+        {
+            let mut ever = self.ever.write().expect("nat64 table lock");
+            for p in &prefixes {
+                if !ever.contains(p) {
+                    ever.push(*p);
+                }
+            }
+        }
         let mut g = self.discovered.write().expect("nat64 table lock");
         let changed = *g != prefixes;
         *g = prefixes;
         changed
+    }
+
+    /// Every reading of `addr` as a synthesized address the guard must consider: under the
+    /// well-known prefix, each configured one and each one discovery ever learned (not just the
+    /// longest match, and not only the current ones), as (prefix, IPv4 address).
+    pub fn guard_readings(&self, addr: Ipv6Addr) -> Vec<(Ipv6Net, std::net::Ipv4Addr)> {
+        let ever = self.ever.read().expect("nat64 table lock");
+        std::iter::once(&nat64::WELL_KNOWN)
+            .chain(self.configured.iter())
+            .chain(ever.iter())
+            .filter_map(|&p| nat64::extract(p, addr).map(|v4| (p, v4)))
+            .collect()
     }
 
     /// Every known prefix once: well-known first, then configured, then discovered (a prefix

@@ -221,6 +221,7 @@ fn resolve_target(
     targets: &[Arc<Target>],
     families: &Option<Vec<Family>>,
     timeout: Duration,
+    policy: &dyn AddressPolicy,
 ) -> Result<(Arc<Target>, bool), (StatusCode, String)> {
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     let name = q
@@ -240,10 +241,11 @@ fn resolve_target(
     }
     // The metadata guard comes first: a forbidden literal is refused (403) whatever else the
     // request says, even when it would also be malformed for the family or module asked.
+    // The policy's own rules: NAT64 forms under the agent's learned prefixes included.
     if let Ok((Host::Ip(ip), ..)) = adhoc::split_target(name)
-        && let Some(why) = crate::net::guard::forbidden(ip)
+        && let Err(f) = policy.check(ip)
     {
-        return Err((StatusCode::FORBIDDEN, format!("refused: {why}")));
+        return Err((StatusCode::FORBIDDEN, f.detail));
     }
     if let Some(m) = &q.module {
         let template = config
@@ -311,7 +313,7 @@ pub(crate) fn resolve_request(
     let timeout =
         probe_timeout(headers, q.timeout.as_deref(), &config.probe_endpoint).map_err(bad)?;
     let families = families_param(q.family.as_deref()).map_err(bad)?;
-    let (target, adhoc) = resolve_target(&q, config, targets, &families, timeout)?;
+    let (target, adhoc) = resolve_target(&q, config, targets, &families, timeout, policy)?;
     if adhoc {
         policy
             .check_host(&target.host)

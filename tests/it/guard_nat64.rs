@@ -23,8 +23,9 @@ fn learned() -> Nat64Table {
 #[rustfmt::skip]
 const LEARNED_ROWS: &[(&str, Want, Want)] = &[
     // (address, with the learned prefixes, with none learned)
-    ("2001:db8:64::a9fe:a9fe", Forbidden("NAT64 (2001:db8:64::/96) for 169.254.169.254, which is the instance metadata"), Allowed),
-    ("2001:db8:64::169.254.170.2", Forbidden("for 169.254.170.2, which is the ECS task metadata"), Allowed),
+    // The metadata addresses in the last 32 bits are refused under any /96, learned or not.
+    ("2001:db8:64::a9fe:a9fe", Forbidden("NAT64 (2001:db8:64::/96) for 169.254.169.254, which is the instance metadata"), Forbidden("a possible NAT64 (/96) form of 169.254.169.254")),
+    ("2001:db8:64::169.254.170.2", Forbidden("for 169.254.170.2, which is the ECS task metadata"), Forbidden("a possible NAT64 (/96) form of 169.254.170.2")),
     ("2001:db8:64::a9fe:1", Forbidden("link-local (169.254.0.0/16)"), Allowed),
     ("2001:db8:64::e000:1", Forbidden("multicast"), Allowed),
     ("2001:db8:64::c633:640a", Allowed, Allowed),
@@ -139,4 +140,30 @@ fn via_assertions_match_paths() {
     let native = t.classify("2001:db8:100::10".parse().unwrap());
     assert!(ViaKind::Nat64.matches(nat) && !ViaKind::Native.matches(nat));
     assert!(ViaKind::Native.matches(native) && !ViaKind::Nat64.matches(native));
+}
+
+/// A prefix discovery learned and then forgot (DNS64 switched off) still refuses its forms: a
+/// DNS64 switched back on can answer a synthesized AAAA before the next round re-learns the
+/// prefix (found by the netns suite's scenario 9). Classification follows the current prefixes.
+#[test]
+fn a_forgotten_prefix_still_refuses() {
+    let t = Nat64Table::default();
+    t.set_discovered(vec!["2001:db8:64::/96".parse().unwrap()]);
+    t.set_discovered(Vec::new());
+    let link_local = ip("2001:db8:64::a9fe:102");
+    assert_eq!(
+        t.classify("2001:db8:64::a9fe:102".parse().unwrap())
+            .as_str(),
+        "native"
+    );
+    let got = forbidden_with(link_local, &t);
+    if let Err(e) = judge(
+        Forbidden("NAT64 (2001:db8:64::/96) for 169.254.1.2, which is link-local"),
+        got.as_deref(),
+    ) {
+        panic!("{e}");
+    }
+    // A reload (new configured prefixes) keeps the memory: it is the agent's, not the config's.
+    let reloaded = t.with_configured(&[]);
+    assert!(forbidden_with(link_local, &reloaded).is_some());
 }

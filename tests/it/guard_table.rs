@@ -87,7 +87,12 @@ const ADDRESSES: &[(&str, Want)] = &[
     ("64:ff9b:1::a9fe:a9fe", Forbidden("local-use NAT64 (64:ff9b:1::/48) for 169.254.169.254")),
     ("64:ff9b:1:ffff::169.254.169.254", Forbidden("local-use NAT64")),
     ("64:ff9b:1::192.0.2.1", Allowed),
-    ("64:ff9b:2::a9fe:a9fe", Allowed),
+    ("64:ff9b:2::a9fe:a9fd", Allowed),
+    // The metadata addresses in the last 32 bits of any address: what a NAT64 /96 translator
+    // would reach, whether or not its prefix is known yet.
+    ("64:ff9b:2::a9fe:a9fe", Forbidden("a possible NAT64 (/96) form of 169.254.169.254")),
+    ("2001:db8:99::a9fe:aa02", Forbidden("a possible NAT64 (/96) form of 169.254.170.2, which is the ECS task metadata")),
+    ("2001:db8:99::a9fe:a9ff", Allowed),
     // ...and RFC 6052's /48 layout (bits 48-63 and 72-87), with or without suffix bits (a
     // translator may ignore them).
     // (Its /64 reading, 169.254.0.x, is link-local too: the first forbidden reading is named.)

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dualprobe::model::family::Family;
 
-use super::{ECS, IMDS, IMDS6};
+use super::{ECS, IMDS, IMDS6, NAT64_IMDS6};
 use crate::agent_proc::{AgentProc, get, sample};
 use crate::support::{DUAL_HOST, DnsServer, standard_zone, tcp_listener_pair, with_free_port};
 
@@ -208,6 +208,13 @@ async fn table() -> (usize, usize) {
             "169.254.169.254",
         ),
         ("ll6.test", vec![], vec![ll6], "fe80::1"),
+        // Under the configured prefix only: a learned prefix makes its forms forbidden too.
+        (
+            "nat64cfg.test",
+            vec![],
+            vec![NAT64_IMDS6],
+            "(2001:db8:64::/96) for 169.254.169.254",
+        ),
         ("zero.test", vec![Ipv4Addr::UNSPECIFIED], vec![], "0.0.0.0"),
         (
             "zero8.test",
@@ -273,6 +280,14 @@ async fn table() -> (usize, usize) {
         ("[64:ff9b::a9fe:a9fe]", "169.254.169.254"),
         ("[64:ff9b::169.254.169.254]", "169.254.169.254"),
         ("[64:ff9b:1::a9fe:a9fe]", "169.254.169.254"),
+        (
+            "[2001:db8:64::a9fe:a9fe]",
+            "(2001:db8:64::/96) for 169.254.169.254",
+        ),
+        (
+            "[2001:db8:64::169.254.170.2]",
+            "(2001:db8:64::/96) for 169.254.170.2",
+        ),
         ("[2002:a9fe:a9fe::]", "169.254.169.254"),
         ("[fd00:ec2::254]", "fd00:ec2::254"),
         ("[fd00:ec2:0:0:0:0:0:254]", "fd00:ec2::254"),
@@ -323,7 +338,12 @@ async fn table() -> (usize, usize) {
     // Counting listeners on every metadata address, on every port the table can reach, and
     // on loopback 80/443, where a connect to 0.0.0.0 or :: would land.
     let mut counters = Vec::new();
-    for a in [IpAddr::V4(IMDS), IpAddr::V4(ECS), IpAddr::V6(IMDS6)] {
+    for a in [
+        IMDS.into(),
+        ECS.into(),
+        IMDS6.into(),
+        IpAddr::V6(NAT64_IMDS6),
+    ] {
         for p in [80, 443, http_port] {
             counters.push(Counter::bind(SocketAddr::new(a, p)).await);
         }
@@ -350,6 +370,7 @@ async fn table() -> (usize, usize) {
             r#"timeout: 2s
 resolver:
   nameservers: ["{ns}"]
+  nat64_prefixes: ["2001:db8:64::/96"]
 probe:
   allow: ["*.test", "127.0.0.0/8", "::1/128", "169.254.0.0/16", "fd00::/8", "fe80::/10", "0.0.0.0/0", "::/0"]
   max_concurrent: 64

@@ -27,6 +27,9 @@ const INNER: &str = "DP_SSRF_INNER";
 const IMDS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 const ECS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
 const IMDS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+/// The agent runs with `resolver.nat64_prefixes: [2001:db8:64::/96]`: this is IMDS under it.
+const NAT64_IMDS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x64, 0, 0, 0, 0xa9fe, 0xa9fe);
+const NAT64_IMDS: &str = "2001:db8:64::a9fe:a9fe/128";
 
 #[test]
 fn ssrf_table_in_a_network_namespace() {
@@ -118,6 +121,10 @@ fn outer() {
             "dev",
             "lo",
             "nodad",
+        ],
+        // Where a translator with the configured NAT64 prefix would send IMDS: counted too.
+        vec![
+            "-n", &name, "-6", "addr", "add", NAT64_IMDS, "dev", "lo", "nodad",
         ],
     ];
     for args in &setup {
