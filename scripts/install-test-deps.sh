@@ -6,6 +6,9 @@
 #   blackbox_exporter         Debian "prometheus-blackbox-exporter": the benchmark's baseline
 #   dnsmasq                   Debian "dnsmasq-base": DNS in the network-namespace suite, bench, IAM check
 #   nft, ip                   Debian "nftables", "iproute2": the network-namespace suite
+#   tayga                     Debian "tayga": the NAT64 of the netns NAT64 suite (tests/netns/nat64.py)
+#   unbound                   Debian "unbound": the DNS64 resolver of the same suite (run in the
+#                             foreground from a temp config; the package's service is not used)
 #   chromium                  Debian "chromium": the status page in a real headless browser
 #   wrk                       Debian "wrk": burst load on /probe
 #   moto_server               PyPI "moto[server]": a real S3/EC2/IAM API peer (scripts/check-iam.py
@@ -29,7 +32,7 @@ need=()
 for pair in prometheus:prometheus promtool:prometheus prometheus-blackbox-exporter:prometheus-blackbox-exporter \
             dnsmasq:dnsmasq-base nft:nftables ip:iproute2 chromium:chromium wrk:wrk curl:curl \
             readelf:binutils openssl:openssl buildah:buildah podman:podman runc:runc \
-            tini-static:tini pgrep:procps; do
+            tini-static:tini pgrep:procps tayga:tayga unbound:unbound; do
   cmd="${pair%%:*}" pkg="${pair#*:}"
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
