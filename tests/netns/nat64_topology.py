@@ -74,6 +74,15 @@ def dns_query(server, name, qtype, timeout=1.0):
     return flags & 0xF, out
 
 
+def pid_alive(pid):
+    """A process that exists and is not a zombie (a killed run can stay one until reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _skip_name(d, i):
     while d[i]:
         if d[i] & 0xC0 == 0xC0:
@@ -124,7 +133,7 @@ class Nat64Suite(Suite):
         """Deletes namespaces of earlier runs of this suite whose process is gone."""
         for line in run(["ip", "netns", "list"], check=False).splitlines():
             m = self.STALE.match(line)
-            if not m or os.path.exists(f"/proc/{m.group(1)}"):
+            if not m or pid_alive(int(m.group(1))):
                 continue
             name = line.split()[0]
             log(f"note: removing namespace {name} left by an earlier run (pid {m.group(1)} is gone)")
@@ -246,7 +255,7 @@ table inet dp_guard {{
                f"--conf-file={w}/dnsmasq.conf", "--no-resolv", "--no-hosts", "--bind-interfaces",
                f"--listen-address={UP_S4}", f"--listen-address={UP_S6}"]
         self.procs["dnsmasq"] = Proc("dnsmasq", cmd, f"{w}/dnsmasq.log", stdin_pipe=False)
-        if not self.poll(lambda: self.in_ns(self.ns_r, dns_query, UP_S4, f"v4only.{DOMAIN}", 1)
+        if not self.poll(lambda: self.in_ns(self.ns_r, dns_query, UP_S4, f"v4only.{DOMAIN}", 1, 0.3)
                          == (0, [V4ONLY4]), 10, self.procs["dnsmasq"]):
             raise SuiteError(f"dnsmasq did not answer; see {w}/dnsmasq.log")
 
@@ -276,7 +285,7 @@ table inet dp_guard {{
 
         def through():
             try:
-                return tcp_get(V4ONLY6, timeout=1).startswith("HTTP/1.1 200")
+                return tcp_get(V4ONLY6, timeout=0.3).startswith("HTTP/1.1 200")
             except OSError:
                 return False
         if not self.poll(lambda: self.in_ns(self.ns_t, through, timeout=5), 10, self.procs["tayga"]):
@@ -333,13 +342,13 @@ forward-zone:
         cmd = ["ip", "netns", "exec", self.ns_r, "unbound", "-d", "-c", f"{w}/unbound.conf"]
         p = self.procs["unbound"] = Proc("unbound", cmd, f"{w}/unbound.log", stdin_pipe=False)
         want = (0, [V4ONLY6]) if dns64 else (0, [])
-        if not self.poll(lambda: self.aaaa(f"v4only.{DOMAIN}") == want, 10, p):
+        if not self.poll(lambda: self.aaaa(f"v4only.{DOMAIN}", 0.3) == want, 10, p):
             raise SuiteError(f"unbound (dns64={dns64}) did not answer {want}; see {w}/unbound.log")
         self.dns64 = dns64
 
-    def aaaa(self, name):
+    def aaaa(self, name, timeout=1.0):
         """(rcode, addresses) of an AAAA query to the DNS64, from the task namespace."""
-        return self.in_ns(self.ns_t, dns_query, DNS64_6, name, 28)
+        return self.in_ns(self.ns_t, dns_query, DNS64_6, name, 28, timeout)
 
     def poll(self, cond, seconds, proc=None):
         end = time.monotonic() + seconds
