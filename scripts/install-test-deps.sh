@@ -40,8 +40,21 @@ done
 dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}"
+  # The tests run every peer themselves: no package's service is started by this install
+  # (unbound's would also point the machine's resolv.conf at itself). A policy-rc.d that denies
+  # starts, for the install only, where the machine has none of its own.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need[@]}"
+  if [[ -n "$made_policy" ]]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 if ! command -v moto_server >/dev/null 2>&1; then
