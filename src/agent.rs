@@ -19,6 +19,7 @@ use crate::discovery::{
 };
 use crate::model::target::{Target, TargetSource};
 use crate::net::guard::{AdhocPolicy, MetadataGuard};
+use crate::net::nat64::{Discovery, Nat64Table};
 use crate::net::own_listener::OwnListener;
 use crate::net::resolver::DnsResolver;
 use crate::report::emf::EmfSink;
@@ -37,6 +38,9 @@ pub struct Generation {
     pub env: Arc<CheckEnv>,
     /// Probe resources for ad-hoc `/probe` targets: the same resolver under [`AdhocPolicy`].
     pub adhoc_env: Arc<CheckEnv>,
+    /// The NAT64 prefixes this generation knows: its config's, and what discovery learned
+    /// (shared with every generation of the agent).
+    pub nat64: Nat64Table,
     /// What ad-hoc targets may reach.
     pub adhoc_policy: Arc<AdhocPolicy>,
     /// Stops this generation's scheduler tasks.
@@ -55,9 +59,14 @@ impl Generation {
         config: Arc<Config>,
         vpc_targets: Vec<Arc<Target>>,
         own: Option<Arc<OwnListener>>,
+        nat64: &Nat64Table,
         cancel: CancellationToken,
     ) -> Result<Generation, ReloadError> {
         let resolver = DnsResolver::new(&config.nameservers, config.timeout)?;
+        let nat64 = nat64.with_configured(&config.nat64.prefixes);
+        let guard = MetadataGuard {
+            nat64: nat64.clone(),
+        };
         let vpc_discovered = vpc_targets.clone();
         let mut targets = config.targets.clone();
         let cfn = discover_cloudformation_found(&config.discovery, &config.discovery_defaults())?;
@@ -76,17 +85,22 @@ impl Generation {
         }
         let adhoc_policy = Arc::new(AdhocPolicy {
             allow: config.probe_endpoint.allow.clone(),
+            guard: guard.clone(),
         });
         Ok(Generation {
             // Scheduled checks are guarded too: a configured target's server must not be able
             // to redirect them into the metadata services.
             env: Arc::new(
-                CheckEnv::with_policy(resolver.clone(), Arc::new(MetadataGuard))
-                    .with_own_listener(own.clone()),
+                CheckEnv::with_policy(resolver.clone(), Arc::new(guard))
+                    .with_own_listener(own.clone())
+                    .with_nat64(nat64.clone()),
             ),
             adhoc_env: Arc::new(
-                CheckEnv::with_policy(resolver, adhoc_policy.clone()).with_own_listener(own),
+                CheckEnv::with_policy(resolver, adhoc_policy.clone())
+                    .with_own_listener(own)
+                    .with_nat64(nat64.clone()),
             ),
+            nat64,
             adhoc_policy,
             config,
             targets,
@@ -161,6 +175,8 @@ pub struct Agent {
     emf: Option<Arc<EmfSink>>,
     /// This agent's listener and origin id (from `RunOptions::listen`).
     pub own_listener: Option<Arc<OwnListener>>,
+    /// Holds what NAT64 discovery learned, for every generation (each adds its config's).
+    nat64: Nat64Table,
     current: RwLock<Arc<Generation>>,
     /// Serializes reloads and VPC swaps; holds when the last reload started and how it ended, so
     /// requests that queued behind a reload which started after them share its result.
@@ -191,10 +207,12 @@ impl Agent {
         }
         let results = Arc::new(Results::new(metrics.clone(), sinks));
         let own_listener = options.listen.map(|l| Arc::new(OwnListener::new(l)));
+        let nat64 = Nat64Table::default();
         let generation = Arc::new(Generation::build(
             Arc::new(config),
             Vec::new(),
             own_listener.clone(),
+            &nat64,
             shutdown.child_token(),
         )?);
         let agent = Arc::new(Agent {
@@ -208,6 +226,7 @@ impl Agent {
             discovery: DiscoveryHealth::default(),
             emf: options.emf.clone(),
             own_listener,
+            nat64,
             current: RwLock::new(Arc::clone(&generation)),
             reload_lock: tokio::sync::Mutex::new(None),
         });
@@ -237,8 +256,82 @@ impl Agent {
             readiness: Arc::clone(&self.readiness),
             run: scheduler::real_cycle(),
         };
-        scheduler::spawn(&g.targets, deps, &self.tracker, g.cancel.clone());
+        if g.config.nat64.discovery {
+            self.spawn_nat64_discovery(g, deps);
+        } else {
+            // Discovery off (or turned off by this reload): nothing learned stands.
+            if self.nat64.set_discovered(Vec::new()) {
+                tracing::info!("NAT64 discovery is off; discovered prefixes forgotten");
+            }
+            self.metrics.set_nat64_prefixes(&g.nat64.known());
+            scheduler::spawn(&g.targets, deps, &self.tracker, g.cancel.clone());
+        }
         self.spawn_vpc_refresh(g, vpc_refresh_waits);
+    }
+
+    /// RFC 7050 discovery every `resolver.nat64_refresh` while `g` lives. Its scheduler starts
+    /// after the first round (at most one timeout), so no first cycle calls a synthesized
+    /// address native for want of its prefix.
+    fn spawn_nat64_discovery(self: &Arc<Self>, g: &Generation, deps: SchedulerDeps) {
+        let agent = Arc::clone(self);
+        let (targets, table) = (g.targets.clone(), g.nat64.clone());
+        let resolver = g.env.resolver.clone();
+        let (cancel, refresh, first_wait) =
+            (g.cancel.clone(), g.config.nat64.refresh, g.config.timeout);
+        let tracker = self.tracker.clone();
+        self.tracker.spawn(async move {
+            let mut deps = Some(deps);
+            loop {
+                let round = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    r = tokio::time::timeout(first_wait, crate::net::nat64::discover(&resolver)) => r,
+                };
+                let round = round.unwrap_or_else(|_| {
+                    Discovery::Failed(crate::net::resolver::LookupError::Timeout {
+                        name: crate::net::nat64::DISCOVERY_NAME.to_string(),
+                    })
+                });
+                agent.apply_nat64(&table, round);
+                if let Some(deps) = deps.take() {
+                    scheduler::spawn(&targets, deps, &tracker, cancel.clone());
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(refresh) => {}
+                }
+            }
+        });
+    }
+
+    /// What one discovery round means for the shared table, the metric and the log: a failed
+    /// round keeps what was known.
+    fn apply_nat64(&self, table: &Nat64Table, round: Discovery) {
+        match round {
+            Discovery::Found { prefixes, ignored } => {
+                if !ignored.is_empty() {
+                    tracing::warn!(
+                        ?ignored,
+                        "ipv4only.arpa answered addresses that reveal no RFC 6052 NAT64 prefix"
+                    );
+                }
+                let shown: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+                if self.nat64.set_discovered(prefixes) {
+                    tracing::info!(prefixes = ?shown, "NAT64 prefixes discovered (RFC 7050)");
+                }
+            }
+            Discovery::NoDns64 => {
+                if self.nat64.set_discovered(Vec::new()) {
+                    tracing::info!(
+                        "ipv4only.arpa has no AAAA: no DNS64, discovered prefixes forgotten"
+                    );
+                }
+            }
+            Discovery::Failed(e) => {
+                tracing::warn!(error = %e, "NAT64 discovery failed; keeping the prefixes known before");
+            }
+        }
+        self.metrics.set_nat64_prefixes(&table.known());
     }
 
     /// Re-discovers VPC endpoints every `refresh` while this generation lives; a changed set
@@ -332,11 +425,12 @@ impl Agent {
         // Building reads the CloudFormation template: off the runtime. The same `Arc<Config>`:
         // what hangs off the config (the `/probe` gate) survives a swap.
         let (config_copy, cancel) = (Arc::clone(config), self.shutdown.child_token());
-        let own = self.own_listener.clone();
-        let built =
-            tokio::task::spawn_blocking(move || Generation::build(config_copy, vpc, own, cancel))
-                .await
-                .unwrap_or_else(|e| Err(ReloadError::Task(e.to_string())));
+        let (own, nat64) = (self.own_listener.clone(), self.nat64.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            Generation::build(config_copy, vpc, own, &nat64, cancel)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ReloadError::Task(e.to_string())));
         match built {
             Ok(new) => {
                 let cfn = config.discovery.cloudformation.as_ref();
@@ -449,7 +543,7 @@ impl Agent {
         let source = self.source.clone();
         let old_vpc = old.vpc_targets();
         let cancel = self.shutdown.child_token();
-        let own = self.own_listener.clone();
+        let (own, nat64) = (self.own_listener.clone(), self.nat64.clone());
         let (loaded, cfn) = tokio::task::spawn_blocking(move || {
             // The template a failed build read, for discovery health.
             let mut cfn: Option<CloudFormationDiscovery> = None;
@@ -461,7 +555,7 @@ impl Agent {
                 } else {
                     Vec::new()
                 };
-                Generation::build(Arc::new(c), vpc, own, cancel)
+                Generation::build(Arc::new(c), vpc, own, &nat64, cancel)
             });
             (loaded, cfn)
         })

@@ -41,6 +41,7 @@ pub fn probe_request(
     }
     let policy = crate::net::guard::AdhocPolicy {
         allow: config.probe_endpoint.allow.clone(),
+        guard: Default::default(),
     };
     let probe_endpoint::Resolved {
         target,

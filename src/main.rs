@@ -15,6 +15,7 @@ use dualprobe::checks::run_cycle;
 use dualprobe::config::{ConfigSource, parse_nameserver};
 use dualprobe::model::family::Family;
 use dualprobe::model::outcome::CycleReport;
+use dualprobe::net::nat64::Nat64Table;
 use dualprobe::net::resolver::DnsResolver;
 use dualprobe::serve::adhoc::{self, AdhocRequest};
 use tokio_util::sync::CancellationToken;
@@ -481,7 +482,23 @@ async fn probe_command(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool>
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    let env = CheckEnv::new(DnsResolver::new(&nameservers, target.timeout)?);
+    let resolver = DnsResolver::new(&nameservers, target.timeout)?;
+    // The config's NAT64 prefixes, and one discovery round when it asks for discovery, so the
+    // table says whether each IPv6 address was native or synthesized.
+    let nat64 = Nat64Table::new(config.as_ref().map_or(&[][..], |c| &c.nat64.prefixes));
+    if config.as_ref().is_some_and(|c| c.nat64.discovery) && target.families.contains(&Family::Ipv6)
+    {
+        match dualprobe::net::nat64::discover(&resolver).await {
+            dualprobe::net::nat64::Discovery::Found { prefixes, .. } => {
+                nat64.set_discovered(prefixes);
+            }
+            dualprobe::net::nat64::Discovery::NoDns64 => {}
+            dualprobe::net::nat64::Discovery::Failed(e) => {
+                eprintln!("NAT64 discovery failed: {e}");
+            }
+        }
+    }
+    let env = CheckEnv::new(resolver).with_nat64(nat64);
     let mut reports = Vec::new();
     for &f in &target.families {
         reports.push(run_cycle(&target, f, &env, false).await);
@@ -540,12 +557,19 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
             Some(false) => "EXPECTATION NOT MET",
             None => "not judged",
         };
+        let mut said = Vec::new();
+        if let Some(p) = &r.ipv6_path {
+            said.push(format!("via {}: {p}", p.via.as_str()));
+        }
+        if let Some(v) = &r.expectation_violation {
+            said.push(format!("{}: {}", v.reason, v.detail));
+        }
         rows.push([
             r.family.to_string(),
             "=".into(),
             verdict.into(),
             String::new(),
-            String::new(),
+            said.join("; "),
         ]);
     }
     let widths: Vec<usize> = (0..4)

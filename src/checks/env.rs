@@ -11,6 +11,7 @@ use crate::model::failure::Failure;
 use crate::model::family::Family;
 use crate::model::target::{Target, TargetSource};
 use crate::net::guard::AddressPolicy;
+use crate::net::nat64::Nat64Table;
 use crate::net::own_listener::OwnListener;
 use crate::net::resolver::DnsResolver;
 
@@ -25,6 +26,9 @@ pub struct CheckEnv {
     /// The agent's own listen socket, which no check may connect to, and the origin id its HTTP
     /// requests carry (`None` for the CLI's probes, which serve nothing).
     pub own: Option<Arc<OwnListener>>,
+    /// The NAT64 prefixes of the IPv6 path: which addresses are synthesized (the `via` of an
+    /// IPv6 cycle, `nat64_unreachable`). Shared with the guard and across generations.
+    pub nat64: Nat64Table,
     clients: Mutex<HashMap<ClientKey, Arc<dyn Any + Send + Sync>>>,
 }
 
@@ -35,6 +39,7 @@ impl CheckEnv {
             resolver,
             policy: None,
             own: None,
+            nat64: Nat64Table::default(),
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -45,6 +50,7 @@ impl CheckEnv {
             resolver,
             policy: Some(policy),
             own: None,
+            nat64: Nat64Table::default(),
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -52,6 +58,12 @@ impl CheckEnv {
     /// The same, refusing connections to the agent's own listener too.
     pub fn with_own_listener(mut self, own: Option<Arc<OwnListener>>) -> CheckEnv {
         self.own = own;
+        self
+    }
+
+    /// The same, classifying IPv6 addresses under `nat64`'s prefixes.
+    pub fn with_nat64(mut self, nat64: Nat64Table) -> CheckEnv {
+        self.nat64 = nat64;
         self
     }
 

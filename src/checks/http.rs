@@ -366,6 +366,12 @@ async fn request(
         }
         Err(e) => {
             let mut f = http::classify(&e);
+            // A connect that failed at a synthesized address: the NAT64 path is what broke.
+            if e.is_connect()
+                && let Some(ip) = pin.or(cx.attempting_ip())
+            {
+                f = cx.nat64_failure(SocketAddr::new(ip, target.port), f);
+            }
             if let Some(ip) = pin {
                 f.detail = format!("{ip}: {}", f.detail);
             }

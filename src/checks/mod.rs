@@ -5,6 +5,7 @@
 
 mod aws_call;
 mod env;
+mod judge;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,12 +15,14 @@ use futures_util::future::BoxFuture;
 use tokio::net::TcpStream;
 
 pub use env::CheckEnv;
+pub use judge::{Verdict, judge};
 
 use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
+use crate::model::nat64::{Ipv6Path, Via};
 use crate::model::outcome::{CheckOutput, CycleReport, Measurement, Observations, Outcome};
-use crate::model::target::{AddressSelection, Expect, Host, Target};
+use crate::model::target::{AddressSelection, Host, Target};
 
 macro_rules! register_checks {
     ($($variant:ident $name:literal $module:ident [$($section:ident)?],)*) => {
@@ -110,6 +113,9 @@ pub struct CheckContext<'a> {
     debug: Option<Vec<String>>,
     /// The address the running check is talking to: what a timeout names.
     attempting: Option<SocketAddr>,
+    /// The address a TCP connect is under way to: a deadline passing there, at a synthesized
+    /// address, is `nat64_unreachable`, not a plain timeout.
+    connecting: Option<SocketAddr>,
 }
 
 impl<'a> CheckContext<'a> {
@@ -124,6 +130,39 @@ impl<'a> CheckContext<'a> {
             connection: None,
             debug: debug.then(Vec::new),
             attempting: None,
+            connecting: None,
+        }
+    }
+
+    /// Opens a TCP connection to `addr` for a check: refused when it is the agent's own
+    /// listener; a connect to a NAT64-synthesized address that times out or finds no route is
+    /// `nat64_unreachable`, naming the IPv4 address behind it.
+    pub async fn connect(&mut self, addr: SocketAddr) -> Result<TcpStream, Failure> {
+        self.env.check_socket(addr)?;
+        self.attempting = Some(addr);
+        self.connecting = Some(addr);
+        let result = tcp::connect(addr).await;
+        self.connecting = None;
+        result.map_err(|f| self.nat64_failure(addr, f))
+    }
+
+    /// `f` as `nat64_unreachable` when it is a timeout or no route to a synthesized address.
+    pub fn nat64_failure(&self, addr: SocketAddr, f: Failure) -> Failure {
+        if !matches!(
+            f.reason,
+            FailureReason::Timeout | FailureReason::Unreachable
+        ) {
+            return f;
+        }
+        match self.env.nat64.classify_ip(addr.ip()) {
+            Some(Via::Nat64 { prefix, ipv4 }) => Failure::new(
+                FailureReason::Nat64Unreachable,
+                format!(
+                    "{} (a NAT64 address for {ipv4} under {prefix}: the path through the NAT64 translator does not connect)",
+                    f.detail
+                ),
+            ),
+            _ => f,
         }
     }
 
@@ -140,6 +179,11 @@ impl<'a> CheckContext<'a> {
     /// reported with it (and with every address the check had).
     pub fn attempting(&mut self, addr: SocketAddr) {
         self.attempting = Some(addr);
+    }
+
+    /// The address [`CheckContext::attempting`] last named.
+    pub fn attempting_ip(&self) -> Option<IpAddr> {
+        self.attempting.map(|a| a.ip())
     }
 
     /// Stores what the `dns` check resolved, for later checks.
@@ -209,10 +253,7 @@ impl<'a> CheckContext<'a> {
                 format!("no {} address", self.family),
             )
         })?;
-        let addr = SocketAddr::new(first, self.target.port);
-        self.env.check_socket(addr)?;
-        self.attempting = Some(addr);
-        tcp::connect(addr).await
+        self.connect(SocketAddr::new(first, self.target.port)).await
     }
 }
 
@@ -260,6 +301,7 @@ pub async fn run_cycle_until(
             None => cx.timeout,
         };
         cx.attempting = None;
+        cx.connecting = None;
         let output = match tokio::time::timeout(timeout, check_for(kind).run(&mut cx)).await {
             Ok(output) => output,
             Err(_) => {
@@ -276,7 +318,12 @@ pub async fn run_cycle_until(
                     },
                     _ => Observations::default(),
                 };
-                CheckOutput::fail(Failure::new(FailureReason::Timeout, detail)).with(observations)
+                let failure = Failure::new(FailureReason::Timeout, detail);
+                let failure = match cx.connecting {
+                    Some(addr) => cx.nat64_failure(addr, failure),
+                    None => failure,
+                };
+                CheckOutput::fail(failure).with(observations)
             }
         };
         let duration = start.elapsed();
@@ -293,33 +340,51 @@ pub async fn run_cycle_until(
             observations: output.observations,
         });
     }
-    let expectation_met = judge(target.expect.for_family(family), &checks);
+    let ipv6_path = ipv6_path(family, &checks, cx.addresses.as_deref(), env);
+    let verdict = judge(
+        target.expect.for_family(family),
+        target.expect.via_for(family),
+        &checks,
+        ipv6_path.as_ref(),
+    );
     CycleReport {
         target: Arc::clone(target),
         family,
         checks,
-        expectation_met,
+        expectation_met: verdict.met,
+        expectation_violation: verdict.violation,
+        ipv6_path,
         finished_at: SystemTime::now(),
         debug: cx.debug.unwrap_or_default(),
     }
 }
 
-/// `reachable`: every check passed. `unreachable`: nothing above name resolution passed (and if
-/// only resolution was configured, it failed). `any`: not judged.
-pub fn judge(expect: Expect, checks: &[Outcome]) -> Option<bool> {
-    match expect {
-        Expect::Any => None,
-        Expect::Reachable => Some(checks.iter().all(Outcome::passed)),
-        Expect::Unreachable => {
-            let above: Vec<&Outcome> = checks
-                .iter()
-                .filter(|o| check_for(o.check).layer() > Layer::Resolve)
-                .collect();
-            if above.is_empty() {
-                Some(!checks.iter().all(Outcome::passed))
-            } else {
-                Some(above.iter().all(|o| !o.passed()))
-            }
-        }
+/// The IPv6 path a cycle used: the first peer a check connected to, else the first address
+/// resolved or tried, classified under the agent's NAT64 prefixes. `None` for IPv4 cycles and
+/// cycles that never had an address.
+fn ipv6_path(
+    family: Family,
+    checks: &[Outcome],
+    resolved: Option<&[IpAddr]>,
+    env: &CheckEnv,
+) -> Option<Ipv6Path> {
+    if family != Family::Ipv6 {
+        return None;
     }
+    let used = checks
+        .iter()
+        .find_map(|o| o.observations.remote.map(|r| r.ip()))
+        .or_else(|| resolved.and_then(|a| a.first().copied()))
+        .or_else(|| {
+            checks
+                .iter()
+                .find_map(|o| o.observations.addresses.first().copied())
+        })?;
+    let IpAddr::V6(address) = used else {
+        return None;
+    };
+    Some(Ipv6Path {
+        address,
+        via: env.nat64.classify_ip(used)?,
+    })
 }

@@ -28,11 +28,7 @@ impl Check for Tcp {
             let mut kept = None;
             for ip in addrs {
                 let sa = SocketAddr::new(ip, cx.target.port);
-                if let Err(f) = cx.env.check_socket(sa) {
-                    return CheckOutput::fail(f).with(obs);
-                }
-                cx.attempting(sa);
-                match connect(sa).await {
+                match cx.connect(sa).await {
                     Ok(stream) => {
                         cx.debug(format!("connected to {sa}"));
                         obs.remote.get_or_insert(sa);

@@ -72,14 +72,7 @@ impl Check for Tls {
                 let stream = if i == 0 {
                     cx.take_connection().await
                 } else {
-                    let addr = SocketAddr::new(*ip, cx.target.port);
-                    match cx.env.check_socket(addr) {
-                        Ok(()) => {
-                            cx.attempting(addr);
-                            super::tcp::connect(addr).await
-                        }
-                        Err(f) => Err(f),
-                    }
+                    cx.connect(SocketAddr::new(*ip, cx.target.port)).await
                 };
                 let stream = match stream {
                     Ok(s) => s,

@@ -55,6 +55,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Nameservers (empty: `/etc/resolv.conf`).
     pub nameservers: Vec<SocketAddr>,
+    /// The NAT64 prefixes config names and how discovery learns more (`resolver.nat64_*`).
+    pub nat64: Nat64Settings,
     /// Targets, in config order.
     pub targets: Vec<Arc<Target>>,
     /// Where more targets come from (`discovery:`).
@@ -63,6 +65,32 @@ pub struct Config {
     pub probe_endpoint: ProbeEndpointSettings,
     /// Named modules for `/probe?module=NAME`: target templates without a host.
     pub modules: HashMap<String, Arc<Target>>,
+}
+
+/// `resolver.nat64_prefixes`, `nat64_discovery`, `nat64_refresh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nat64Settings {
+    /// Prefixes known without asking DNS (the well-known 64:ff9b::/96 is always known).
+    pub prefixes: Vec<ipnet::Ipv6Net>,
+    /// Whether to learn prefixes from `ipv4only.arpa` (RFC 7050) through the resolver. Off by
+    /// default: AWS's DNS64 synthesizes under the well-known prefix, which is always known, and
+    /// with discovery on the first cycles wait for its first answer.
+    pub discovery: bool,
+    /// How often discovery asks again (a DNS64 can be switched on or off under a running task).
+    pub refresh: Duration,
+}
+
+/// How often NAT64 discovery asks by default: one AAAA query per five minutes.
+pub const DEFAULT_NAT64_REFRESH: Duration = Duration::from_secs(300);
+
+impl Default for Nat64Settings {
+    fn default() -> Nat64Settings {
+        Nat64Settings {
+            prefixes: Vec::new(),
+            discovery: false,
+            refresh: DEFAULT_NAT64_REFRESH,
+        }
+    }
 }
 
 /// Where the config comes from.
@@ -236,7 +264,9 @@ impl Config {
             Some(c) => c.value,
         };
         let mut nameservers = Vec::new();
+        let mut nat64 = Nat64Settings::default();
         if let Some(r) = &raw.resolver {
+            nat64 = nat64_settings(&mut p, r);
             for (i, ns) in r.nameservers.iter().enumerate() {
                 match parse_nameserver(&ns.value) {
                     Some(a) => nameservers.push(a),
@@ -323,6 +353,7 @@ impl Config {
             families,
             concurrency,
             nameservers,
+            nat64,
             targets,
             discovery,
             probe_endpoint: probe,
@@ -344,4 +375,45 @@ impl Config {
     pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.name == name)
     }
+}
+
+/// `resolver.nat64_*`: every prefix an RFC 6052 one outside the special ranges; the refresh at
+/// least a second.
+fn nat64_settings(p: &mut Problems, r: &raw::RawResolver) -> Nat64Settings {
+    let mut out = Nat64Settings {
+        discovery: r.nat64_discovery.unwrap_or(false),
+        ..Nat64Settings::default()
+    };
+    for (i, s) in r.nat64_prefixes.iter().enumerate() {
+        let field = format!("resolver.nat64_prefixes[{i}]");
+        match s.value.trim().parse::<ipnet::Ipv6Net>() {
+            Ok(net) => match crate::model::nat64::check_prefix(net) {
+                Ok(()) if out.prefixes.contains(&net) => {
+                    p.add(line_of(s), field, format!("`{net}` is listed twice"))
+                }
+                Ok(()) => out.prefixes.push(net),
+                Err(e) => p.add(line_of(s), field, format!("`{}` {e}", s.value)),
+            },
+            Err(_) => p.add(
+                line_of(s),
+                field,
+                format!("`{}` is not an IPv6 prefix like 64:ff9b::/96", s.value),
+            ),
+        }
+    }
+    if let Some(d) = parse_duration(p, &r.nat64_refresh, "resolver.nat64_refresh") {
+        if d < Duration::from_secs(1) {
+            p.add(
+                r.nat64_refresh.as_ref().and_then(line_of),
+                "resolver.nat64_refresh",
+                format!(
+                    "`{}` is shorter than the 1s minimum",
+                    r.nat64_refresh.as_ref().map_or("", |s| s.value.as_str())
+                ),
+            );
+        } else {
+            out.refresh = d;
+        }
+    }
+    out
 }

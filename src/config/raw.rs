@@ -80,6 +80,10 @@ pub(super) struct RawAws {
 pub(super) struct RawResolver {
     #[serde(default)]
     pub(super) nameservers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) nat64_prefixes: Vec<Spanned<String>>,
+    pub(super) nat64_discovery: Option<bool>,
+    pub(super) nat64_refresh: Option<Spanned<String>>,
 }
 
 /// Targets and modules, with one field per check kind that owns a config section: generated
@@ -200,4 +204,13 @@ pub(super) struct RawTls {
 pub(super) struct RawExpect {
     pub(super) ipv4: Option<Expect>,
     pub(super) ipv6: Option<Expect>,
+    pub(super) via: Option<Spanned<RawVia>>,
+}
+
+/// `expect.via`: the IPv6 path asserted. `ipv4` is read only to refuse it by name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVia {
+    pub(super) ipv4: Option<Spanned<String>>,
+    pub(super) ipv6: Option<crate::model::nat64::ViaKind>,
 }

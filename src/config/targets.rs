@@ -18,7 +18,7 @@ use crate::checks::check_for;
 use crate::model::aws::AwsService;
 use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::family::Family;
-use crate::model::target::{Expectations, Host, Target, TargetSource, TlsSettings};
+use crate::model::target::{Expect, Expectations, Host, Target, TargetSource, TlsSettings};
 
 pub(super) struct TargetDefaults<'a> {
     pub(super) interval: Duration,
@@ -253,10 +253,7 @@ pub(super) fn build_target(
         insecure_skip_verify: insecure,
         client_config,
     };
-    let expect = Expectations {
-        ipv4: rt.expect.as_ref().and_then(|e| e.ipv4).unwrap_or_default(),
-        ipv6: rt.expect.as_ref().and_then(|e| e.ipv6).unwrap_or_default(),
-    };
+    let expect = expectations(p, rt.expect.as_ref(), &families, field);
     let target = Target {
         name,
         host,
@@ -364,5 +361,52 @@ fn build_aws(
             );
             None
         }
+    }
+}
+
+/// `expect:` with its `via:` checked: only IPv6 has a path to assert, and only a reachable
+/// IPv6 target (probed over IPv6) has one.
+fn expectations(
+    p: &mut Problems,
+    raw: Option<&super::raw::RawExpect>,
+    families: &[Family],
+    field: &str,
+) -> Expectations {
+    let ipv4 = raw.and_then(|e| e.ipv4).unwrap_or_default();
+    let ipv6 = raw.and_then(|e| e.ipv6).unwrap_or_default();
+    let mut ipv6_via = None;
+    if let Some(via) = raw.and_then(|e| e.via.as_ref()) {
+        if let Some(v4) = &via.value.ipv4 {
+            p.add(
+                line_of(v4),
+                format!("{field}.expect.via.ipv4"),
+                "IPv4 addresses are never synthesized: `via` applies to ipv6 only",
+            );
+        }
+        if let Some(kind) = via.value.ipv6 {
+            if ipv6 != Expect::Reachable {
+                p.add(
+                    line_of(via),
+                    format!("{field}.expect.via.ipv6"),
+                    format!(
+                        "asserts the path of a reachable target, but expect.ipv6 is `{}`",
+                        ipv6.as_str()
+                    ),
+                );
+            } else if !families.contains(&Family::Ipv6) {
+                p.add(
+                    line_of(via),
+                    format!("{field}.expect.via.ipv6"),
+                    "the target is not probed over ipv6 (families)",
+                );
+            } else {
+                ipv6_via = Some(kind);
+            }
+        }
+    }
+    Expectations {
+        ipv4,
+        ipv6,
+        ipv6_via,
     }
 }

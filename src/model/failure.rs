@@ -34,6 +34,7 @@ failure_reasons! {
     Timeout "timeout" "The check's deadline passed (no answer, SYN dropped, handshake stalled).",
     Refused "refused" "The peer actively refused (TCP RST to a SYN, ICMP port unreachable).",
     Unreachable "unreachable" "No route to the address, or the family has no address to try.",
+    Nat64Unreachable "nat64_unreachable" "A NAT64-synthesized IPv6 address did not connect (timeout or no route): the NAT64 path is broken, not native IPv6.",
     Reset "reset" "An established connection was reset or closed early.",
     Nxdomain "nxdomain" "The name does not exist (NXDOMAIN).",
     Nodata "nodata" "The name exists but has no record of this family's type (NOERROR, empty answer).",
@@ -142,6 +143,6 @@ mod tests {
             assert_eq!(json, r.as_str(), "{r:?}");
             assert!(seen.insert(r.as_str()), "{r:?} twice");
         }
-        assert_eq!(FailureReason::ALL.len(), 19);
+        assert_eq!(FailureReason::ALL.len(), 20);
     }
 }

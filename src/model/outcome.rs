@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::check_kind::CheckKind;
 use super::failure::{Failure, FailureReason};
 use super::family::Family;
+use super::nat64::Ipv6Path;
 use super::target::Target;
 
 /// A value a check kind measures per (target, family), declared as a `static` in that kind's
@@ -185,6 +186,17 @@ fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// An expectation that failed although no check's failure says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// What was expected and not seen, as `expectation:<what was seen>`: the reason the log
+    /// and the status page show (`expectation:reachable`, `expectation:records`,
+    /// `expectation:via_nat64`, `expectation:via_native`).
+    pub reason: &'static str,
+    /// In words.
+    pub detail: String,
+}
+
 /// Everything one cycle of one (target, family) produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct CycleReport {
@@ -197,6 +209,15 @@ pub struct CycleReport {
     pub checks: Vec<Outcome>,
     /// Whether the cycle matched the target's expectation for this family (`None` for `any`).
     pub expectation_met: Option<bool>,
+    /// Why the expectation failed when no failing check says it (it was reached though
+    /// expected unreachable, a record answered though `nodata` was expected, the path was
+    /// NAT64 though `via: native` was asserted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expectation_violation: Option<Violation>,
+    /// For an IPv6 cycle that had an address: the one it used and whether that was native or
+    /// synthesized by DNS64 for a NAT64 translator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_path: Option<Ipv6Path>,
     /// When the cycle finished.
     #[serde(skip)]
     pub finished_at: SystemTime,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::check_kind::CheckKind;
 use crate::model::family::Family;
+use crate::model::nat64::ViaKind;
 
 /// The host part of a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +95,9 @@ pub enum Expect {
     Reachable,
     /// The connection must fail (DNS may succeed): "no IPv4 path to the internet".
     Unreachable,
+    /// The name must have no record of the family's type (NODATA): an IPv4-only PrivateLink
+    /// endpoint's name has no AAAA, and that is how it should be.
+    Nodata,
     /// Only measure.
     Any,
 }
@@ -104,6 +108,7 @@ impl Expect {
         match self {
             Expect::Reachable => "reachable",
             Expect::Unreachable => "unreachable",
+            Expect::Nodata => "nodata",
             Expect::Any => "any",
         }
     }
@@ -116,6 +121,9 @@ pub struct Expectations {
     pub ipv4: Expect,
     /// For IPv6.
     pub ipv6: Expect,
+    /// The IPv6 path a reachable target must use (`expect.via.ipv6`): native, or through NAT64.
+    /// `None`: either.
+    pub ipv6_via: Option<ViaKind>,
 }
 
 impl Expectations {
@@ -124,6 +132,14 @@ impl Expectations {
         match family {
             Family::Ipv4 => self.ipv4,
             Family::Ipv6 => self.ipv6,
+        }
+    }
+
+    /// The path asserted for one family (only IPv6 has one: IPv4 is never synthesized).
+    pub fn via_for(&self, family: Family) -> Option<ViaKind> {
+        match family {
+            Family::Ipv4 => None,
+            Family::Ipv6 => self.ipv6_via,
         }
     }
 }

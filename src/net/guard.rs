@@ -3,15 +3,18 @@
 //! every resolution and on every redirect hop, the addresses no probe may ever touch — link-local
 //! (IMDS 169.254.169.254, ECS task metadata and credentials 169.254.170.2), AWS's instance-local
 //! IPv6 services (fd00:ec2::/32, IMDS at fd00:ec2::254), unspecified, multicast and broadcast —
-//! including IPv6 forms that embed such an IPv4 address (mapped, compatible, translated, NAT64,
-//! 6to4).
+//! including IPv6 forms that embed such an IPv4 address (mapped, compatible, translated, 6to4,
+//! and NAT64 under the well-known prefix, the local-use block and every prefix the agent learned
+//! or was configured with: a learned prefix can only add refusals, never lift one).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
 use crate::model::failure::{Failure, FailureReason};
+use crate::model::nat64::{self as rfc6052, Via};
 use crate::model::target::Host;
+use crate::net::nat64::Nat64Table;
 
 /// A rule every address must pass before anything is sent to it.
 pub trait AddressPolicy: Send + Sync + 'static {
@@ -28,7 +31,8 @@ pub trait AddressPolicy: Send + Sync + 'static {
     }
 }
 
-/// Why `ip` may never be probed, or `None` when it may.
+/// Why `ip` may never be probed, or `None` when it may, by the fixed rules (the well-known and
+/// local-use NAT64 forms included).
 pub fn forbidden(ip: IpAddr) -> Option<String> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4).map(|why| format!("{ip} is {why}")),
@@ -36,10 +40,24 @@ pub fn forbidden(ip: IpAddr) -> Option<String> {
             if let Some(why) = forbidden_v6(v6) {
                 return Some(format!("{ip} is {why}"));
             }
-            embedded_v4(v6).and_then(|(v4, how)| {
+            embedded_v4(v6).into_iter().find_map(|(v4, how)| {
                 forbidden_v4(v4).map(|why| format!("{ip} is {how} {v4}, which is {why}"))
             })
         }
+    }
+}
+
+/// [`forbidden`], and also an IPv6 address that `nat64` reads as synthesized from a forbidden
+/// IPv4 address (under a configured or discovered prefix).
+pub fn forbidden_with(ip: IpAddr, nat64: &Nat64Table) -> Option<String> {
+    if let Some(why) = forbidden(ip) {
+        return Some(why);
+    }
+    let IpAddr::V6(v6) = ip else { return None };
+    match nat64.classify(v6) {
+        Via::Nat64 { prefix, ipv4 } => forbidden_v4(ipv4)
+            .map(|why| format!("{ip} is NAT64 ({prefix}) for {ipv4}, which is {why}")),
+        Via::Native => None,
     }
 }
 
@@ -85,39 +103,55 @@ fn forbidden_v6(v6: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
-/// An IPv4 address carried inside an IPv6 one, and how.
-fn embedded_v4(v6: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
+/// The IPv4 addresses an IPv6 one may carry, and how: every reading the fixed rules know. An
+/// address in the local-use block 64:ff9b:1::/48 is read under every RFC 6052 length from /48
+/// up (longest first), since a network may carve its prefix out of that block at any of them,
+/// and a translator may ignore the suffix bits. A reading in 0.0.0.0/8 is the block's own zero
+/// padding, not an address anyone could reach, so it is not one.
+fn embedded_v4(v6: Ipv6Addr) -> Vec<(Ipv4Addr, &'static str)> {
     let s = v6.segments();
     let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if let Some(v4) = v6.to_ipv4_mapped() {
-        return Some((v4, "IPv4-mapped"));
+        return vec![(v4, "IPv4-mapped")];
     }
     if s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1) {
-        return Some((low, "IPv4-compatible"));
+        return vec![(low, "IPv4-compatible")];
     }
     if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
-        return Some((low, "IPv4-translated (::ffff:0:0/96) for"));
+        return vec![(low, "IPv4-translated (::ffff:0:0/96) for")];
     }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return Some((low, "NAT64 (64:ff9b::/96) for"));
+    if rfc6052::WELL_KNOWN.contains(&v6) {
+        return vec![(low, "NAT64 (64:ff9b::/96) for")];
     }
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
-        return Some((low, "local-use NAT64 (64:ff9b:1::/48) for"));
+    if rfc6052::LOCAL_USE.contains(&v6) {
+        return [96u8, 64, 56, 48]
+            .into_iter()
+            .filter_map(|len| {
+                let net = ipnet::Ipv6Net::new(v6, len).ok()?.trunc();
+                rfc6052::extract(net, v6)
+                    .filter(|v4| v4.octets()[0] != 0)
+                    .map(|v4| (v4, "local-use NAT64 (64:ff9b:1::/48) for"))
+            })
+            .collect();
     }
     if s[0] == 0x2002 {
         let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
-        return Some((v4, "6to4 (2002::/16) for"));
+        return vec![(v4, "6to4 (2002::/16) for")];
     }
-    None
+    Vec::new()
 }
 
-/// The metadata guard as an address policy.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MetadataGuard;
+/// The metadata guard as an address policy, reading synthesized addresses under the prefixes
+/// `nat64` knows.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataGuard {
+    /// The NAT64 prefixes of the agent (the well-known one when nothing was learned).
+    pub nat64: Nat64Table,
+}
 
 impl AddressPolicy for MetadataGuard {
     fn check(&self, addr: IpAddr) -> Result<(), Failure> {
-        match forbidden(addr) {
+        match forbidden_with(addr, &self.nat64) {
             Some(why) => Err(Failure::new(
                 FailureReason::Forbidden,
                 format!("refused: {why}"),
@@ -224,27 +258,41 @@ impl Allowlist {
 }
 
 /// The policy for ad-hoc probes: the metadata guard on every address, and the allowlist on every
-/// redirect hop.
+/// redirect hop. A synthesized IPv6 literal must be allowed twice: as itself, and as the IPv4
+/// address it carries (the packets end there), so `2001:db8::/32` in `probe.allow` does not let
+/// a NAT64 literal reach an IPv4 address the list does not name.
 #[derive(Debug, Clone)]
 pub struct AdhocPolicy {
     /// Which hosts may be asked for.
     pub allow: Allowlist,
+    /// The address rules under the agent's NAT64 prefixes.
+    pub guard: MetadataGuard,
 }
 
 impl AddressPolicy for AdhocPolicy {
     fn check(&self, addr: IpAddr) -> Result<(), Failure> {
-        MetadataGuard.check(addr)
+        self.guard.check(addr)
     }
 
     fn check_host(&self, host: &Host) -> Result<(), Failure> {
-        MetadataGuard.check_host(host)?;
-        if self.allow.allows(host) {
-            Ok(())
-        } else {
-            Err(Failure::new(
+        self.guard.check_host(host)?;
+        if !self.allow.allows(host) {
+            return Err(Failure::new(
                 FailureReason::Forbidden,
                 format!("refused: {host} is not in probe.allow"),
-            ))
+            ));
         }
+        if let Host::Ip(IpAddr::V6(v6)) = host
+            && let Via::Nat64 { prefix, ipv4 } = self.guard.nat64.classify(*v6)
+            && !self.allow.allows(&Host::Ip(IpAddr::V4(ipv4)))
+        {
+            return Err(Failure::new(
+                FailureReason::Forbidden,
+                format!(
+                    "refused: {host} is NAT64 ({prefix}) for {ipv4}, which is not in probe.allow"
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -271,7 +271,7 @@ pub fn documents(namespace: &str, task: &EmfTask, report: &CycleReport) -> Vec<s
         }));
     }
     if let Some(met) = report.expectation_met {
-        docs.push(json!({
+        let mut doc = json!({
             "_aws": {
                 "Timestamp": ts,
                 "CloudWatchMetrics": [{
@@ -285,7 +285,16 @@ pub fn documents(namespace: &str, task: &EmfTask, report: &CycleReport) -> Vec<s
             "task_family": task.task_family,
             "expect": report.target.expect.for_family(report.family).as_str(),
             "ExpectationMet": u8::from(met),
-        }));
+        });
+        // Properties, not dimensions: searchable in Logs Insights, no new metric per path.
+        if let Some(p) = &report.ipv6_path {
+            doc["via"] = json!(p.via.as_str());
+            doc["ipv6_address"] = json!(p.address);
+        }
+        if let Some(v) = &report.expectation_violation {
+            doc["violation"] = json!(v.reason);
+        }
+        docs.push(doc);
     }
     docs
 }

@@ -36,8 +36,26 @@ pub struct ExpectLabels {
     pub target: String,
     /// `ipv4` or `ipv6`.
     pub family: &'static str,
-    /// `reachable`, `unreachable` or `any`.
+    /// `reachable`, `unreachable`, `nodata` or `any`.
     pub expect: &'static str,
+}
+
+/// `{target, via}`: the IPv6 path of a target.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabels {
+    /// Target name.
+    pub target: String,
+    /// `native` or `nat64`.
+    pub via: &'static str,
+}
+
+/// `{prefix, source}`: a known NAT64 prefix.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrefixLabels {
+    /// The prefix, e.g. `64:ff9b::/96`.
+    pub prefix: String,
+    /// `well_known`, `config` or `discovered`.
+    pub source: &'static str,
 }
 
 /// `{target, host, port, source}`.
@@ -106,6 +124,12 @@ pub struct Metrics {
     pub target_expected: MetricFamily<ExpectLabels, Gauge>,
     /// `dualprobe_target_info`.
     pub target_info: MetricFamily<TargetInfoLabels, Gauge>,
+    /// `dualprobe_target_expected_via`: the IPv6 path a target asserts (`expect.via.ipv6`).
+    pub target_expected_via: MetricFamily<PathLabels, Gauge>,
+    /// `dualprobe_ipv6_path`: 1 for the path the last IPv6 cycle used, 0 for the other.
+    pub ipv6_path: MetricFamily<PathLabels, Gauge>,
+    /// `dualprobe_nat64_prefix`: the NAT64 prefixes known.
+    pub nat64_prefix: MetricFamily<PrefixLabels, Gauge>,
     /// `dualprobe_targets`.
     pub targets: MetricFamily<SourceLabels, Gauge>,
     /// One gauge per measurement a check kind declares (`dualprobe_dns_answers`, …), in chain
@@ -136,6 +160,9 @@ impl Metrics {
             expectation_met: MetricFamily::default(),
             target_expected: MetricFamily::default(),
             target_info: MetricFamily::default(),
+            target_expected_via: MetricFamily::default(),
+            ipv6_path: MetricFamily::default(),
+            nat64_prefix: MetricFamily::default(),
             targets: MetricFamily::default(),
             measured: CheckKind::ALL
                 .iter()
@@ -164,6 +191,21 @@ impl Metrics {
             "target_info",
             "Targets being probed (always 1)",
             m.target_info.clone(),
+        );
+        r.register(
+            "target_expected_via",
+            "The IPv6 path a target asserts with expect.via.ipv6 (always 1)",
+            m.target_expected_via.clone(),
+        );
+        r.register(
+            "ipv6_path",
+            "1 for the IPv6 path the last cycle used (native, or nat64: a DNS64-synthesized address), 0 for the other",
+            m.ipv6_path.clone(),
+        );
+        r.register(
+            "nat64_prefix",
+            "NAT64 prefixes known: well-known, configured, or discovered from ipv4only.arpa (always 1)",
+            m.nat64_prefix.clone(),
         );
         r.register("targets", "Number of targets per source", m.targets.clone());
         for (what, family) in &m.measured {
@@ -285,6 +327,7 @@ impl Metrics {
         }
         self.target_info.clear();
         self.target_expected.clear();
+        self.target_expected_via.clear();
         self.targets.clear();
         for t in new {
             self.target_info
@@ -295,6 +338,14 @@ impl Metrics {
                     source: t.source.as_str(),
                 })
                 .set(1);
+            if let Some(via) = t.expect.ipv6_via {
+                self.target_expected_via
+                    .get_or_create(&PathLabels {
+                        target: t.name.clone(),
+                        via: via.as_str(),
+                    })
+                    .set(1);
+            }
             for &f in &t.families {
                 self.target_expected
                     .get_or_create(&ExpectLabels {
@@ -329,6 +380,9 @@ impl Metrics {
             family: family.as_str(),
         };
         self.expectation_met.remove(&labels);
+        if family == Family::Ipv6 {
+            self.forget_path(target);
+        }
         for (_, family) in &self.measured {
             family.remove(&labels);
         }
@@ -362,6 +416,44 @@ impl Metrics {
             None => {
                 self.expectation_met.remove(&tf);
             }
+        }
+        if report.family == Family::Ipv6 {
+            match report.ipv6_path {
+                Some(path) => {
+                    for via in ["native", "nat64"] {
+                        self.ipv6_path
+                            .get_or_create(&PathLabels {
+                                target: target.clone(),
+                                via,
+                            })
+                            .set(i64::from(path.via.as_str() == via));
+                    }
+                }
+                // No address this cycle: no path to show (a stale one would mislead).
+                None => self.forget_path(target),
+            }
+        }
+    }
+
+    fn forget_path(&self, target: &str) {
+        for via in ["native", "nat64"] {
+            self.ipv6_path.remove(&PathLabels {
+                target: target.to_string(),
+                via,
+            });
+        }
+    }
+
+    /// Sets `dualprobe_nat64_prefix` to exactly `known`.
+    pub fn set_nat64_prefixes(&self, known: &[crate::model::nat64::KnownPrefix]) {
+        self.nat64_prefix.clear();
+        for k in known {
+            self.nat64_prefix
+                .get_or_create(&PrefixLabels {
+                    prefix: k.prefix.to_string(),
+                    source: k.source.as_str(),
+                })
+                .set(1);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::model::family::Family;
 use crate::model::outcome::CycleReport;
-use crate::model::target::{Expect, Target};
+use crate::model::target::Target;
 use crate::report::metrics::Metrics;
 
 /// A sink for every finished cycle besides metrics (EMF writer, test recorders).
@@ -121,10 +121,10 @@ fn problem(r: &CycleReport) -> Option<(String, String)> {
     match r.expectation_met {
         Some(true) => None,
         None if r.all_passed() => None,
-        Some(false) if r.target.expect.for_family(r.family) == Expect::Unreachable => Some((
-            "expectation:reachable".to_string(),
-            "expected unreachable over this family, but it was reached".to_string(),
-        )),
+        Some(false) if r.expectation_violation.is_some() => r
+            .expectation_violation
+            .as_ref()
+            .map(|v| (v.reason.to_string(), v.detail.clone())),
         _ => first_failure(),
     }
 }

@@ -564,6 +564,16 @@ fn render(reports: &[CycleReport], single_family: bool) -> String {
                 f64::from(u8::from(met)),
             );
         }
+        if let Some(path) = &r.ipv6_path {
+            for via in ["native", "nat64"] {
+                e.add(
+                    "dualprobe_ipv6_path",
+                    "1 for the IPv6 path used (native, or nat64: a DNS64-synthesized address), 0 for the other",
+                    &[("via", via)],
+                    f64::from(u8::from(path.via.as_str() == via)),
+                );
+            }
+        }
     }
     e.finish()
 }

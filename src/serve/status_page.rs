@@ -112,22 +112,40 @@ pub async fn page(State(served): State<Arc<Served>>) -> Html<String> {
                     .last_success(&t.name, f, check.name())
                     .map(|t| format!("<time datetime=\"{}\">{}</time>", unix(t), ago(t)))
                     .unwrap_or_else(|| "never".into());
-                let expect = t.expect.for_family(f).as_str();
+                let mut expect = t.expect.for_family(f).as_str().to_string();
+                if let Some(via) = t.expect.via_for(f) {
+                    expect = format!("{expect} via {}", via.as_str());
+                }
+                if let Some(v) = latest
+                    .as_ref()
+                    .and_then(|r| r.expectation_violation.as_ref())
+                {
+                    expect = format!("{expect}: NOT MET ({}: {})", v.reason, v.detail);
+                }
+                // The IPv6 path: native, or through NAT64 to an IPv4 address.
+                let path = latest
+                    .as_ref()
+                    .and_then(|r| r.ipv6_path)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
                 let _ = writeln!(
                     rows,
                     "<tr class=\"{class}\" data-target=\"{tn}\" data-family=\"{f}\" data-check=\"{c}\">\
                      <td>{tn}</td><td>{f}</td><td>{c}</td><td class=\"result\">{result}</td>\
-                     <td>{expect}</td><td>{last_success}</td><td class=\"detail\">{detail}</td></tr>",
+                     <td class=\"expect\">{expect}</td><td class=\"path\">{path}</td><td>{last_success}</td>\
+                     <td class=\"detail\">{detail}</td></tr>",
                     tn = esc(&t.name),
                     c = check.name(),
                     result = esc(&result),
+                    expect = esc(&expect),
+                    path = esc(&path),
                     detail = esc(&detail),
                 );
             }
         }
     }
     if rows.is_empty() {
-        rows.push_str("<tr><td colspan=\"7\">No targets configured.</td></tr>\n");
+        rows.push_str("<tr><td colspan=\"8\">No targets configured.</td></tr>\n");
     }
     let mut check_boxes = String::new();
     // Only the kinds an ad-hoc target can run (not `s3`/`ec2`, which need an `aws:` block).
@@ -165,7 +183,7 @@ form {{ margin: 1rem 0; padding: .8rem; border: 1px solid #ccc; }}
 <body>
 <h1>dualprobe <small>{version}</small></h1>
 <p id="summary">{passing} passing, {failing} failing · config: {origin} · <a href="/metrics">metrics</a></p>
-{discovery}<table id="status"><thead><tr><th>target</th><th>family</th><th>check</th><th>result</th><th>expect</th><th>last success</th><th>detail</th></tr></thead>
+{discovery}<table id="status"><thead><tr><th>target</th><th>family</th><th>check</th><th>result</th><th>expect</th><th>path</th><th>last success</th><th>detail</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 <form id="adhoc" action="/probe" method="get">

@@ -433,7 +433,7 @@ fn type_errors_name_their_field_and_value_and_hide_nothing() {
         ),
         (
             format!("{t}    expect: {{ ipv4: maybe }}\n"),
-            "c.yml:4: targets[0].expect.ipv4: `maybe` is not one of reachable, unreachable, any",
+            "c.yml:4: targets[0].expect.ipv4: `maybe` is not one of reachable, unreachable, nodata, any",
         ),
         (
             format!("{t}    allow_metadata_address: sure\n"),

@@ -15,13 +15,13 @@ use dualprobe::net::guard::{AdhocPolicy, Allowlist, MetadataGuard, forbidden};
 
 /// What the guard must answer for one input.
 #[derive(Debug, Clone, Copy)]
-enum Want {
+pub(crate) enum Want {
     /// May be probed.
     Allowed,
     /// Refused; the reason contains this text.
     Forbidden(&'static str),
 }
-use Want::{Allowed, Forbidden};
+pub(crate) use Want::{Allowed, Forbidden};
 
 /// Addresses as the resolver returns them, and the guard's verdict.
 #[rustfmt::skip]
@@ -82,16 +82,19 @@ const ADDRESSES: &[(&str, Want)] = &[
     ("64:ff9b::169.254.170.2", Forbidden("the ECS task metadata")),
     ("64:ff9b::0.0.0.0", Forbidden("in 0.0.0.0/8")),
     ("64:ff9b::192.0.2.1", Allowed),
-    // Local-use NAT64 64:ff9b:1::/48, IPv4 in the last 32 bits (the /96 layout in the /48).
+    // Local-use NAT64 64:ff9b:1::/48, read under every RFC 6052 length from /48 up, since a
+    // network carves its prefix out of it at any of them: the /96 layout...
     ("64:ff9b:1::a9fe:a9fe", Forbidden("local-use NAT64 (64:ff9b:1::/48) for 169.254.169.254")),
     ("64:ff9b:1:ffff::169.254.169.254", Forbidden("local-use NAT64")),
     ("64:ff9b:1::192.0.2.1", Allowed),
     ("64:ff9b:2::a9fe:a9fe", Allowed),
-    // GAP: RFC 6052's /48 layout of 169.254.169.254 in 64:ff9b:1::/48 (bits 48-63 and 72-87)
-    // is not decoded. With a zero suffix it is refused by accident (its last 32 bits are
-    // 0.0.0.0); with any other suffix it passes.
-    ("64:ff9b:1:a9fe:a9:fe00::", Forbidden("0.0.0.0, which is in 0.0.0.0/8")),
-    ("64:ff9b:1:a9fe:a9:fe00:c00:1", Allowed),
+    // ...and RFC 6052's /48 layout (bits 48-63 and 72-87), with or without suffix bits (a
+    // translator may ignore them).
+    // (Its /64 reading, 169.254.0.x, is link-local too: the first forbidden reading is named.)
+    ("64:ff9b:1:a9fe:a9:fe00::", Forbidden("local-use NAT64 (64:ff9b:1::/48) for 169.254.")),
+    ("64:ff9b:1:a9fe:a9:fe00:c00:1", Forbidden("local-use NAT64 (64:ff9b:1::/48) for 169.254.")),
+    ("64:ff9b:1:a9fe:aa:200::", Forbidden("for 169.254.170.2, which is the ECS task metadata")),
+    ("64:ff9b:1:c000:2:100::", Allowed),
     // 6to4 2002:V4ADDR::/48.
     ("2002:a9fe:a9fe::1", Forbidden("6to4 (2002::/16) for 169.254.169.254")),
     ("2002:a9fe:aa02::", Forbidden("6to4 (2002::/16) for 169.254.170.2")),
@@ -197,12 +200,12 @@ const ALLOWLIST: &[(&str, bool)] = &[
     ("[2001:db8::1]", false),
 ];
 
-fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap_or_else(|e| panic!("bad row `{s}`: {e}"))
 }
 
 /// `Ok` when `got` (the guard's reason, if any) is what `want` says.
-fn judge(want: Want, got: Option<&str>) -> Result<(), String> {
+pub(crate) fn judge(want: Want, got: Option<&str>) -> Result<(), String> {
     match (want, got) {
         (Allowed, None) => Ok(()),
         (Allowed, Some(why)) => Err(format!("want allowed, refused: {why}")),
@@ -213,7 +216,7 @@ fn judge(want: Want, got: Option<&str>) -> Result<(), String> {
 }
 
 /// The guard as `/probe` applies it, one `Result` turned into the reason text.
-fn policy_reason(
+pub(crate) fn policy_reason(
     result: Result<(), dualprobe::model::failure::Failure>,
 ) -> Result<Option<String>, String> {
     match result {
@@ -232,7 +235,7 @@ fn policy_reason(
 }
 
 /// Panics listing every failed row.
-fn report(table: &str, rows: usize, failures: Vec<String>) {
+pub(crate) fn report(table: &str, rows: usize, failures: Vec<String>) {
     assert!(
         failures.is_empty(),
         "{} of {rows} {table} rows wrong:\n  {}",
@@ -259,7 +262,7 @@ fn forbidden_judges_every_address_form() {
             failures.push(format!("{row}: {e}"));
         }
         // The policy `/probe` installs says the same, as a `forbidden` failure.
-        match policy_reason(MetadataGuard.check(addr)) {
+        match policy_reason(MetadataGuard::default().check(addr)) {
             Ok(via_policy) if via_policy == got => {}
             Ok(via_policy) => failures.push(format!(
                 "{row}: MetadataGuard says {via_policy:?}, forbidden() says {got:?}"
@@ -289,7 +292,7 @@ fn disguised_literals_are_parsed_as_their_address_and_guarded() {
                 continue;
             }
         }
-        match policy_reason(MetadataGuard.check_host(&host)) {
+        match policy_reason(MetadataGuard::default().check_host(&host)) {
             Ok(got) => {
                 if let Err(e) = judge(*want, got.as_deref()) {
                     failures.push(format!("`{row}` ({host}): {e}"));
@@ -383,6 +386,7 @@ fn adhoc_policy_applies_the_guard_before_the_allowlist() {
         .collect();
     let policy = AdhocPolicy {
         allow: Allowlist::parse(&entries).unwrap(),
+        guard: MetadataGuard::default(),
     };
     #[rustfmt::skip]
     let rows: &[(&str, Want)] = &[

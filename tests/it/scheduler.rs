@@ -69,6 +69,8 @@ impl Recorder {
                     family,
                     checks: vec![],
                     expectation_met: None,
+                    expectation_violation: None,
+                    ipv6_path: None,
                     finished_at: SystemTime::now(),
                     debug: vec![],
                 }
@@ -272,6 +274,8 @@ async fn a_cycle_finishing_as_its_generation_is_cancelled_records_nothing() {
                 family,
                 checks: vec![],
                 expectation_met: None,
+                expectation_violation: None,
+                ipv6_path: None,
                 finished_at: SystemTime::now(),
                 debug: vec![],
             }

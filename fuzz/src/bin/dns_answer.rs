@@ -33,7 +33,7 @@ fn main() {
                 // The record type, not `Family::of` (which counts `::ffff:a.b.c.d` as IPv4).
                 let v6 = matches!(a, IpAddr::V6(_));
                 assert_eq!(v6, family == Family::Ipv6, "{a} answered for {family}");
-                let refused = MetadataGuard.check(a).is_err();
+                let refused = MetadataGuard::default().check(a).is_err();
                 assert_eq!(
                     refused,
                     forbidden(a).is_some(),

@@ -33,6 +33,7 @@ fn main() {
     ];
     let wide = AdhocPolicy {
         allow: Allowlist::parse(&entries.map(String::from)).expect("allowlist"),
+        guard: MetadataGuard::default(),
     };
     let base = url::Url::parse("http://probe.example.test:8080/a/b?c").expect("base");
 
@@ -77,7 +78,7 @@ fn main() {
                         wide.check_host(&ours).is_err(),
                         "{s:?}: redirect to {ip} allowed"
                     );
-                    assert!(MetadataGuard.check_host(&ours).is_err());
+                    assert!(MetadataGuard::default().check_host(&ours).is_err());
                 }
             }
         }

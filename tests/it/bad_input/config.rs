@@ -193,6 +193,63 @@ fn rows() -> Vec<Row> {
             target("    checks: [dns, tcp, s3]\n"),
             "c.yml:2: targets[0].checks: s3: needs an `aws: { service: s3, region: ... }` block",
         ),
+        // NAT64 (issue 13): prefixes RFC 6052 allows, outside the special ranges; `via` only
+        // where it can mean something.
+        row(
+            "nat64 prefix of a length RFC 6052 does not have",
+            "resolver:\n  nat64_prefixes: [\"2001:db8:64::/33\"]\n",
+            "c.yml:2: resolver.nat64_prefixes[0]: `2001:db8:64::/33` has length /33; a NAT64 prefix is /32, /40, /48, /56, /64 or /96 (RFC 6052)",
+        ),
+        row(
+            "nat64 prefix with host bits",
+            "resolver:\n  nat64_prefixes: [\"2001:db8:64::1/96\"]\n",
+            "c.yml:2: resolver.nat64_prefixes[0]: `2001:db8:64::1/96` has bits set after its length (did you mean 2001:db8:64::/96?)",
+        ),
+        row(
+            "nat64 prefix in a special range",
+            "resolver:\n  nat64_prefixes:\n    - 64:ff9b::/96\n    - fd00:ec2::/96\n",
+            "c.yml:4: resolver.nat64_prefixes[1]: `fd00:ec2::/96` lies in fd00:ec2::/32 (AWS instance-local services), which cannot hold a NAT64 prefix",
+        ),
+        row(
+            "nat64 prefix in IPv4-mapped space",
+            "resolver:\n  nat64_prefixes: [\"::ffff:0:0/96\"]\n",
+            "c.yml:2: resolver.nat64_prefixes[0]: `::ffff:0:0/96` lies in ::/80 (IPv4-compatible, IPv4-mapped and IPv4-translated addresses), which cannot hold a NAT64 prefix",
+        ),
+        row(
+            "nat64 prefix not a prefix",
+            "resolver:\n  nat64_prefixes: [\"64:ff9b::\"]\n",
+            "c.yml:2: resolver.nat64_prefixes[0]: `64:ff9b::` is not an IPv6 prefix like 64:ff9b::/96",
+        ),
+        row(
+            "nat64 prefix twice",
+            "resolver:\n  nat64_prefixes: [\"2001:db8:64::/96\", \"2001:db8:64::/96\"]\n",
+            "c.yml:2: resolver.nat64_prefixes[1]: `2001:db8:64::/96` is listed twice",
+        ),
+        row(
+            "nat64 refresh under 1s",
+            "resolver:\n  nat64_discovery: true\n  nat64_refresh: 500ms\n",
+            "c.yml:3: resolver.nat64_refresh: `500ms` is shorter than the 1s minimum",
+        ),
+        row(
+            "expect via for ipv4",
+            target("    expect: {via: {ipv4: nat64}}\n"),
+            "c.yml:4: targets[0].expect.via.ipv4: IPv4 addresses are never synthesized: `via` applies to ipv6 only",
+        ),
+        row(
+            "expect via on an unreachable family",
+            target("    expect: {ipv6: unreachable, via: {ipv6: native}}\n"),
+            "c.yml:4: targets[0].expect.via.ipv6: asserts the path of a reachable target, but expect.ipv6 is `unreachable`",
+        ),
+        row(
+            "expect via on a target not probed over ipv6",
+            target("    families: [ipv4]\n    expect: {via: {ipv6: native}}\n"),
+            "c.yml:5: targets[0].expect.via.ipv6: the target is not probed over ipv6 (families)",
+        ),
+        row(
+            "expect via of an unknown path",
+            target("    expect: {via: {ipv6: satellite}}\n"),
+            "c.yml:4: targets[0].expect.via.ipv6: `satellite` is not one of native, nat64",
+        ),
     ]
 }
 

@@ -69,7 +69,7 @@ fn judged(expect: Expect, results: &[(&str, Option<FailureReason>)]) -> Option<b
             observations: Observations::default(),
         })
         .collect();
-    checks::judge(expect, &checks)
+    checks::judge(expect, None, &checks, None).met
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod chain;
 mod dns;
 mod expectations;
 mod http;
+mod nat64;
 mod private_dns;
 mod tcp;
 mod tls;
