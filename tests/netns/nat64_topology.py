@@ -231,15 +231,19 @@ table inet dp_guard {{
 }}
 """)
 
+    def counter_by_ns(self, name):
+        """{namespace: packets} counted by dp_guard's counter `name`."""
+        out = {}
+        for ns in self.namespaces:
+            text = run(["ip", "netns", "exec", ns, "nft", "list", "counter", "inet", "dp_guard", name],
+                       check=False)
+            m = re.search(r"packets (\d+)", text)
+            out[ns] = int(m.group(1)) if m else 0
+        return out
+
     def counter(self, name):
         """Packets counted by dp_guard's counter `name`, summed over the namespaces."""
-        total = 0
-        for ns in self.namespaces:
-            out = run(["ip", "netns", "exec", ns, "nft", "list", "counter", "inet", "dp_guard", name],
-                      check=False)
-            m = re.search(r"packets (\d+)", out)
-            total += int(m.group(1)) if m else 0
-        return total
+        return sum(self.counter_by_ns(name).values())
 
     # -- peers --
     def start_dnsmasq(self):
@@ -409,11 +413,15 @@ targets:
             raise SuiteError(f"dualprobe check-config rejected the NAT64 config:\n{out.stderr}{out.stdout}")
         self.discovery_config = discovery
 
+    def prefix_mode(self):
+        return "discovered-prefix" if self.discovery_config else "configured-prefix"
+
     def restart_agent(self, discovery):
         old = self.procs.pop("agent", None)
         if old:
             old.stop()
-            os.replace(self.agent_log, f"{self.agent_log}.{'discovery' if discovery else 'config'}-before")
+            # agent.log goes on with the new agent; the old one's is kept beside it.
+            os.replace(self.agent_log, f"{self.work}/agent-{self.prefix_mode()}.log")
         self.write_config(discovery)
         self.start_agent()
 
