@@ -25,10 +25,9 @@ import yaml
 SAMPLE_PARAMS = {
     "VpcId": "vpc-0123456789abcdef0",
     "ClusterName": "dualprobe-check",
+    "LoadBalancerDNSName": "dualprobe-check-alb-1234567890.us-east-1.elb.amazonaws.com",
 }
-SAMPLE_GETATT = {
-    ("LoadBalancer", "DNSName"): "dualprobe-check-alb-1234567890.us-east-1.elb.amazonaws.com",
-}
+SAMPLE_GETATT: dict = {}
 PSEUDO = {
     "AWS::Region": "us-east-1",
     "AWS::AccountId": "123456789012",

@@ -10,11 +10,13 @@
    receiver with topic_arn and sigv4.region, inhibits only alerts that exist, and passes
    `amtool check-config` (Debian prometheus-alertmanager).
 4. alerting-cloudwatch.yml against service.yml: a per-target alarm for exactly each (target,
-   family) of the rendered DUALPROBE_CONFIG whose expect is reachable or unreachable, discovery
-   alarms only for configured sources, the TaskFamily and EmfNamespace outputs equal to the task
+   family) of the rendered DUALPROBE_CONFIG whose expect is reachable, unreachable or nodata,
+   in each NetworkMode (the alarms are the same in both: each mode's config judges the same
+   pairs), discovery alarms only for configured sources, the TaskFamily and EmfNamespace outputs equal to the task
    definition's family and the dualprobe command's namespace, and a dashboard body that renders
    to JSON showing every EMF metric, with a failed-probes table grouped by result and task.
-5. With --dualprobe BIN (or $DUALPROBE_BIN): BIN runs with --emf on loopback only (its targets
+5. With --dualprobe BIN (or $DUALPROBE_BIN), for each NetworkMode's config: BIN runs with --emf
+   on loopback only (its targets
    renamed copies of the stack's, resolved through a closed port on 127.0.0.1, so nothing is
    sent anywhere; ECS task metadata served on 127.0.0.1) and every alarm's metric, dimension set
    and dimension values must appear in the EMF lines it writes. A binary whose /metrics has no
@@ -43,6 +45,8 @@ import urllib.request
 import yaml
 from cfnlint.decode import cfn_yaml
 
+from cfn_modes import MODES, ModeView, container
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFN = os.path.join(REPO, "cloudformation")
 RULES = os.path.join(REPO, "dashboards", "alerts.yml")
@@ -53,7 +57,7 @@ CW_TEMPLATE = os.path.join(CFN, "alerting-cloudwatch.yml")
 SAMPLE = {
     "AWS::Region": "eu-west-1", "AWS::StackName": "ipv6-environment-ServiceStack-ABC",
     "AWS::AccountId": "123456789012", "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
-    "LoadBalancer.DNSName": "ipv6-e-LoadB-1234567890.eu-west-1.elb.amazonaws.com",
+    "LoadBalancerDNSName": "ipv6-e-LoadB-1234567890.eu-west-1.elb.amazonaws.com",
     "VpcId": "vpc-0123456789abcdef0", "ServiceName": "web", "HealthCheckPath": "/",
     "ClusterName": "ipv6-environment-ClusterStack-XYZ-Cluster-abc",
     "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:dualprobe-alerts",
@@ -233,9 +237,10 @@ def dualprobe_container(svc: dict) -> dict:
     raise SystemExit("service.yml: no dualprobe container")
 
 
-def stack_config(svc: dict) -> dict:
-    env = {e["Name"]: e["Value"] for e in dualprobe_container(svc).get("Environment", [])}
-    return yaml.safe_load(render(env["DUALPROBE_CONFIG"], "DUALPROBE_CONFIG"))
+def stack_config(svc: dict, mode: str) -> dict:
+    env = {e["Name"]: e["Value"] for e in
+           container(ModeView(svc, {"NetworkMode": mode}), "dualprobe").get("Environment", [])}
+    return yaml.safe_load(render(env["DUALPROBE_CONFIG"], f"DUALPROBE_CONFIG ({mode})"))
 
 
 def judged_pairs(cfg: dict) -> set[tuple[str, str]]:
@@ -244,7 +249,7 @@ def judged_pairs(cfg: dict) -> set[tuple[str, str]]:
     for t in cfg.get("targets") or []:
         expect = t.get("expect") or {}
         for fam in t.get("families") or default:
-            if expect.get(fam, "reachable") in ("reachable", "unreachable"):
+            if expect.get(fam, "reachable") in ("reachable", "unreachable", "nodata"):
                 out.add((t["name"], fam))
     return out
 
@@ -263,7 +268,7 @@ def alarm_metrics(props: dict) -> list[tuple[str, dict]]:
             for m in props.get("Metrics") or [] if "MetricStat" in m]
 
 
-def check_cloudwatch(svc: dict, cw: dict, cfg: dict, have: set[str]) -> None:
+def check_cloudwatch(svc: dict, cw: dict, cfg: dict, have: set[str], mode: str) -> None:
     want = judged_pairs(cfg)
     got = set()
     sources = set((cfg.get("discovery") or {}).keys())
@@ -278,9 +283,11 @@ def check_cloudwatch(svc: dict, cw: dict, cfg: dict, have: set[str]) -> None:
                 err(f"alerting-cloudwatch.yml {name}: source {d['source']} is not a discovery source "
                     f"of DUALPROBE_CONFIG ({sorted(sources)})")
     for pair in sorted(want - got):
-        err(f"alerting-cloudwatch.yml: no ExpectationMet alarm for target {pair[0]} family {pair[1]}")
+        err(f"alerting-cloudwatch.yml: no ExpectationMet alarm for target {pair[0]} family {pair[1]} "
+            f"(NetworkMode={mode})")
     for pair in sorted(got - want):
-        err(f"alerting-cloudwatch.yml: alarm for {pair[0]}/{pair[1]}, which DUALPROBE_CONFIG does not judge")
+        err(f"alerting-cloudwatch.yml: alarm for {pair[0]}/{pair[1]}, which DUALPROBE_CONFIG "
+            f"(NetworkMode={mode}) does not judge")
     # The outputs parent.yml feeds to the alerting stack describe the task dualprobe runs in.
     outs = svc.get("Outputs") or {}
     fam = svc["Resources"]["TaskDefinition"]["Properties"]["Family"]
@@ -420,7 +427,7 @@ def _run_emf(bin_: str, cfg: dict, seconds: float, work: str) -> tuple[list[dict
     return docs, has_discovery
 
 
-def check_emf(bin_: str, cw: dict, cfg: dict, ns: str) -> None:
+def check_emf(bin_: str, cw: dict, cfg: dict, ns: str, mode: str) -> None:
     docs, new = run_emf(bin_, cfg, 6.0)
     seen: list[tuple[str, str, frozenset, dict]] = []  # namespace, metric, dimension set, values
     for d in docs:
@@ -449,7 +456,7 @@ def check_emf(bin_: str, cw: dict, cfg: dict, ns: str) -> None:
                 have = sorted({(s[1], tuple(sorted(s[2]))) for s in seen if s[1] == metric})
                 err(f"alarm {name}: no EMF line in namespace {ns} with {metric} by {sorted(dims)} = {want}; "
                     f"the binary writes {metric} by {have or 'nothing'}")
-    print(f"EMF: {len(docs)} lines from {bin_}; {checked} alarm metrics checked against them")
+    print(f"EMF ({mode}): {len(docs)} lines from {bin_}; {checked} alarm metrics checked against them")
 
 
 def main() -> int:
@@ -471,11 +478,12 @@ def main() -> int:
     names = check_alerts(yaml.safe_load(rules), have)
     svc = cfn_yaml.load(os.path.join(CFN, "service.yml"))
     cw = cfn_yaml.load(CW_TEMPLATE)
-    cfg = stack_config(svc)
     check_alertmanager(svc, names)
-    check_cloudwatch(svc, cw, cfg, have)
-    if args.dualprobe:
-        check_emf(args.dualprobe, cw, cfg, svc["Outputs"]["EmfNamespace"]["Value"])
+    for mode in MODES:
+        cfg = stack_config(svc, mode)
+        check_cloudwatch(svc, cw, cfg, have, mode)
+        if args.dualprobe:
+            check_emf(args.dualprobe, cw, cfg, svc["Outputs"]["EmfNamespace"]["Value"], mode)
     for n in notes:
         print(f"NOTE: {n}")
     for e in errors:

@@ -6,13 +6,23 @@
    parameter without a Default is passed, and every !GetAtt Stack.Outputs.X names
    an output of that nested template.
 2. The documents embedded in service.yml as !Sub strings are rendered with sample
-   values and parsed: DUALPROBE_CONFIG (YAML, checked against the names in
-   docs/contract.md), the ADOT collector's AOT_CONFIG_CONTENT (YAML) and the
-   CloudWatch DashboardBody (JSON).
+   values and parsed, for each NetworkMode (dualstack, ipv6only): DUALPROBE_CONFIG
+   (YAML, checked against the names in docs/contract.md and against what the mode's
+   network gives a task: no IPv4 at all in ipv6only, so every target is probed over IPv6
+   only or expects IPv4 unreachable/any, AWS dual-stack names via native IPv6, an
+   IPv4-only name via NAT64 and the NAT64 prefix the VPC routes; no DNS64 in dualstack),
+   the ADOT collector's AOT_CONFIG_CONTENT (YAML) and the CloudWatch DashboardBody (JSON).
    Plus the task definition's safety rules (check_task_definition) and that no
    template defaults to an image from a public registry.
-3. With --dualprobe BIN (or $DUALPROBE_BIN), the rendered DUALPROBE_CONFIG is also
-   run through `BIN check-config FILE`.
+3. With --dualprobe BIN (or $DUALPROBE_BIN), each mode's rendered DUALPROBE_CONFIG is
+   also run through `BIN check-config FILE`.
+4. What each NetworkMode builds (scripts/cfn_modes.py resolves the conditions): ipv6only -
+   IPv6-only private subnets (Ipv6Native, no IPv4 CIDR, DNS64, resource-name hostnames),
+   a NAT gateway in a public subnet and the 64:ff9b::/96 route to it, interface endpoints
+   with IpAddressType and DnsRecordIpType ipv6 and no ECR endpoints (IPv6-only tasks pull
+   from ECR's dual-stack names), an ipv6 target group behind the dual-stack ALB, the ADOT
+   image from the dual-stack registry; dualstack - dual-stack private subnets, no NAT
+   gateway and no route to one, ipv4 endpoints, an ipv4 target group.
 
 Needs the Python that has cfn-lint installed (it uses cfn-lint's YAML loader for the
 CloudFormation short-form tags, and PyYAML, a cfn-lint dependency).
@@ -31,6 +41,8 @@ import tempfile
 import yaml
 from cfnlint.decode import cfn_yaml
 
+from cfn_modes import MODES, ModeView, container
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CFN = os.path.join(REPO, "cloudformation")
 
@@ -39,7 +51,7 @@ SAMPLE = {
     "AWS::StackName": "ipv6-environment-ServiceStack-ABC",
     "AWS::AccountId": "123456789012",
     "AWS::Partition": "aws",
-    "LoadBalancer.DNSName": "ipv6-e-LoadB-1234567890.eu-west-1.elb.amazonaws.com",
+    "LoadBalancerDNSName": "ipv6-e-LoadB-1234567890.eu-west-1.elb.amazonaws.com",
     "VpcId": "vpc-0123456789abcdef0",
     "ServiceName": "web",
     "ClusterName": "ipv6-environment-ClusterStack-XYZ-Cluster-abc",
@@ -51,8 +63,11 @@ SAMPLE = {
 # docs/contract.md
 CHECKS = {"dns", "tcp", "tls", "http", "s3", "ec2", "private_dns"}
 FAMILIES = {"ipv4", "ipv6"}
-EXPECTS = {"reachable", "unreachable", "any"}
+EXPECTS = {"reachable", "unreachable", "any", "nodata"}
+VIA = {"native", "nat64"}
 TOP_KEYS = {"listen", "interval", "timeout", "families", "resolver", "targets", "discovery", "probe", "modules"}
+RESOLVER_KEYS = {"nameservers", "nat64_prefixes", "nat64_discovery"}
+NAT64_PREFIX = "64:ff9b::/96"  # RFC 6052's well-known prefix: ipv6-vpc.yml's route, AWS's DNS64
 TARGET_KEYS = {"name", "host", "port", "checks", "interval", "timeout", "families", "addresses",
                "http", "tls", "expect", "aws", "module"}
 
@@ -175,71 +190,117 @@ def check_task_definition(svc: dict, containers: list[dict]) -> None:
 
 
 # ------------------------------------------------------------------ 2. embedded documents
-def check_dualprobe_config(text: str) -> dict | None:
+def check_dualprobe_config(text: str, mode: str) -> dict | None:
+    where = f"DUALPROBE_CONFIG ({mode})"
     try:
         cfg = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        err(f"DUALPROBE_CONFIG is not valid YAML: {e}")
+        err(f"{where} is not valid YAML: {e}")
         return None
     if not isinstance(cfg, dict):
-        err("DUALPROBE_CONFIG is not a mapping")
+        err(f"{where} is not a mapping")
         return None
     for k in cfg:
         if k not in TOP_KEYS:
-            err(f"DUALPROBE_CONFIG: unknown top-level key {k!r}")
+            err(f"{where}: unknown top-level key {k!r}")
+    for k in cfg.get("resolver") or {}:
+        if k not in RESOLVER_KEYS:
+            err(f"{where}: unknown resolver key {k!r}")
     names = set()
     for t in cfg.get("targets") or []:
         n = t.get("name")
         if not n or n in names:
-            err(f"DUALPROBE_CONFIG: target name missing or duplicate: {n!r}")
+            err(f"{where}: target name missing or duplicate: {n!r}")
         names.add(n)
         for k in t:
             if k not in TARGET_KEYS:
-                err(f"DUALPROBE_CONFIG target {n}: unknown key {k!r}")
+                err(f"{where} target {n}: unknown key {k!r}")
         if not t.get("host") and not t.get("aws"):
-            err(f"DUALPROBE_CONFIG target {n}: needs host or aws")
+            err(f"{where} target {n}: needs host or aws")
         for c in t.get("checks") or []:
             if c not in CHECKS:
-                err(f"DUALPROBE_CONFIG target {n}: unknown check {c!r}")
+                err(f"{where} target {n}: unknown check {c!r}")
         for fam, exp in (t.get("expect") or {}).items():
-            if fam not in FAMILIES or exp not in EXPECTS:
-                err(f"DUALPROBE_CONFIG target {n}: bad expect {fam}: {exp}")
+            if fam == "via":
+                for vf, how in (exp or {}).items():
+                    if vf != "ipv6" or how not in VIA:
+                        err(f"{where} target {n}: bad expect via {vf}: {how} (ipv6: native|nat64)")
+            elif fam not in FAMILIES or exp not in EXPECTS:
+                err(f"{where} target {n}: bad expect {fam}: {exp}")
     for f in cfg.get("families") or []:
         if f not in FAMILIES:
-            err(f"DUALPROBE_CONFIG: unknown family {f!r}")
+            err(f"{where}: unknown family {f!r}")
+    check_mode_expectations(cfg, mode, where)
     return cfg
+
+
+def aws_name(t: dict) -> bool:
+    """A target whose name AWS answers with AAAA records: an `aws:` dual-stack target or an
+    *.api.aws / *.dualstack.* / the load balancer's name."""
+    host = str(t.get("host") or "")
+    return bool((t.get("aws") or {}).get("dual_stack")) or host.endswith(".api.aws") \
+        or ".dualstack." in host or host == SAMPLE["LoadBalancerDNSName"]
+
+
+def check_mode_expectations(cfg: dict, mode: str, where: str) -> None:
+    """The expectations each NetworkMode's network makes true (ipv6-vpc.yml)."""
+    default = cfg.get("families") or ["ipv4", "ipv6"]
+    targets = cfg.get("targets") or []
+    nat64 = [t for t in targets if ((t.get("expect") or {}).get("via") or {}).get("ipv6") == "nat64"]
+    if mode == "ipv6only":
+        if default != ["ipv6"]:
+            err(f"{where}: families {default}, want [ipv6] (the task has no IPv4 address)")
+        prefixes = (cfg.get("resolver") or {}).get("nat64_prefixes")
+        if prefixes is not None and prefixes != [NAT64_PREFIX]:
+            err(f"{where}: resolver.nat64_prefixes {prefixes}, but the VPC routes only {NAT64_PREFIX}")
+        for t in targets:
+            exp = t.get("expect") or {}
+            fams = t.get("families") or default
+            if "ipv4" in fams and exp.get("ipv4", "reachable") not in ("unreachable", "any"):
+                err(f"{where} target {t.get('name')}: ipv4 expected {exp.get('ipv4', 'reachable')}, "
+                    "but the task has no IPv4 (want unreachable or any)")
+            via = (exp.get("via") or {}).get("ipv6")
+            if "ipv6" in fams and aws_name(t) and via != "native":
+                err(f"{where} target {t.get('name')}: an AWS dual-stack name must expect via ipv6 native")
+        if not any(t.get("host") and not aws_name(t) and "ipv6" in (t.get("families") or default)
+                   and (t.get("expect") or {}).get("ipv6") == "reachable" for t in nat64):
+            err(f"{where}: no IPv4-only internet name expected reachable over ipv6 via nat64")
+    else:
+        for t in nat64:
+            err(f"{where} target {t.get('name')}: via nat64, but dual-stack subnets have no DNS64")
+
+
+def rendered_config(svc: dict, mode: str) -> str:
+    env = {e["Name"]: e["Value"] for e in container(ModeView(svc, {"NetworkMode": mode}), "dualprobe")
+           .get("Environment", [])}
+    if "DUALPROBE_CONFIG" not in env:
+        raise SystemExit("service.yml: dualprobe has no DUALPROBE_CONFIG")
+    return render(env["DUALPROBE_CONFIG"], f"DUALPROBE_CONFIG ({mode})")
 
 
 def check_service(dualprobe: str | None) -> None:
     svc = load("service.yml")
     res = svc["Resources"]
-    containers = res["TaskDefinition"]["Properties"]["ContainerDefinitions"]
-    flat = []
-    for c in containers:
-        if isinstance(c, dict) and "Fn::If" in c:
-            c = c["Fn::If"][1]
-        flat.append(c)
+    # Every optional container in (the prometheus branch), ECS Exec on.
+    flat = ModeView(svc, {"MetricsExport": "prometheus"}).resolve(
+        res["TaskDefinition"]["Properties"]["ContainerDefinitions"])
     by_name = {c["Name"]: c for c in flat}
     check_task_definition(svc, flat)
-    dp = by_name.get("dualprobe")
-    if not dp:
+    if "dualprobe" not in by_name:
         err("service.yml: no dualprobe container")
         return
-    env = {e["Name"]: e["Value"] for e in dp.get("Environment", [])}
-    if "DUALPROBE_CONFIG" not in env:
-        err("service.yml: dualprobe has no DUALPROBE_CONFIG")
-        return
-    text = render(env["DUALPROBE_CONFIG"], "DUALPROBE_CONFIG")
-    cfg = check_dualprobe_config(text)
-    if cfg is not None and dualprobe:
-        with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
-            f.write(text)
-        try:
-            r = subprocess.run([dualprobe, "check-config", f.name], capture_output=True, text=True, timeout=60)
-            if r.returncode != 0:
-                err(f"dualprobe check-config rejected DUALPROBE_CONFIG:\n{r.stdout}{r.stderr}")
-        finally:
-            os.unlink(f.name)
+    for mode in MODES:
+        text = rendered_config(svc, mode)
+        cfg = check_dualprobe_config(text, mode)
+        if cfg is not None and dualprobe:
+            with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
+                f.write(text)
+            try:
+                r = subprocess.run([dualprobe, "check-config", f.name], capture_output=True, text=True, timeout=60)
+                if r.returncode != 0:
+                    err(f"dualprobe check-config rejected DUALPROBE_CONFIG ({mode}):\n{r.stdout}{r.stderr}")
+            finally:
+                os.unlink(f.name)
 
     adot = by_name.get("adot-collector")
     if adot:
@@ -268,21 +329,95 @@ def check_service(dualprobe: str | None) -> None:
             err(f"DashboardBody is not valid JSON: {e}")
 
 
+# ------------------------------------------------------------------ 4. what each mode builds
+def of_type(resources: dict, t: str) -> dict[str, dict]:
+    return {k: v["Properties"] for k, v in resources.items() if v["Type"] == t}
+
+
+def check_modes() -> None:
+    vpc_t, lb_t, svc_t = load("ipv6-vpc.yml"), load("load-balancer.yml"), load("service.yml")
+    for mode in MODES:
+        m = f"NetworkMode={mode}"
+        v6 = mode == "ipv6only"
+        # Every optional endpoint on, so each one's families are checked.
+        vpc = ModeView(vpc_t, {"NetworkMode": mode, "EnableEcsExec": "true", "EnableSecretsManager": "true",
+                               "EnableApsWorkspacesEndpoint": "true"}).resources()
+        subnets = of_type(vpc, "AWS::EC2::Subnet")
+        private = {k: p for k, p in subnets.items() if k.startswith("PrivateSubnet")}
+        public = {k: p for k, p in subnets.items() if k.startswith("PublicSubnet")}
+        if len(private) != 2 or len(public) != 2:
+            err(f"ipv6-vpc.yml ({m}): want 2 public and 2 private subnets, got {sorted(subnets)}")
+        for k, p in public.items():
+            if "CidrBlock" not in p or "Ipv6CidrBlock" not in p or p.get("Ipv6Native"):
+                err(f"ipv6-vpc.yml ({m}) {k}: public subnets stay dual-stack (ALB, NAT gateway)")
+        for k, p in private.items():
+            names = p.get("PrivateDnsNameOptionsOnLaunch") or {}
+            if "Ipv6CidrBlock" not in p or p.get("AssignIpv6AddressOnCreation") is not True:
+                err(f"ipv6-vpc.yml ({m}) {k}: no IPv6 CIDR or no AssignIpv6AddressOnCreation")
+            if v6 and ("CidrBlock" in p or p.get("Ipv6Native") is not True or p.get("EnableDns64") is not True
+                       or names.get("HostnameType") != "resource-name"):
+                err(f"ipv6-vpc.yml ({m}) {k}: not IPv6-only (want no CidrBlock, Ipv6Native, EnableDns64, "
+                    f"HostnameType resource-name): {p}")
+            if not v6 and ("CidrBlock" not in p or p.get("Ipv6Native") or p.get("EnableDns64")):
+                err(f"ipv6-vpc.yml ({m}) {k}: not dual-stack without DNS64: {p}")
+        nats = of_type(vpc, "AWS::EC2::NatGateway")
+        routes = of_type(vpc, "AWS::EC2::Route")
+        private_rt = [r for r in routes.values() if r.get("RouteTableId") == {"Ref": "PrivateRouteTable"}]
+        nat64 = [r for r in private_rt if r.get("DestinationIpv6CidrBlock") == NAT64_PREFIX and "NatGatewayId" in r]
+        if any("DestinationCidrBlock" in r for r in private_rt):
+            err(f"ipv6-vpc.yml ({m}): an IPv4 route in the private route table (the design has none)")
+        if v6:
+            if len(nats) != 1 or len(nat64) != 1:
+                err(f"ipv6-vpc.yml ({m}): want one NAT gateway and one {NAT64_PREFIX} route to it, "
+                    f"got {sorted(nats)} and {nat64}")
+            for k, p in nats.items():
+                if str((p.get("SubnetId") or {}).get("Ref", "")) not in public:
+                    err(f"ipv6-vpc.yml ({m}) {k}: a NAT gateway must be in a public subnet")
+        elif nats or nat64:
+            err(f"ipv6-vpc.yml ({m}): a NAT gateway or a route to one in dualstack mode")
+        want = "ipv6" if v6 else "ipv4"
+        for k, p in of_type(vpc, "AWS::EC2::VPCEndpoint").items():
+            if p.get("VpcEndpointType") != "Interface":
+                continue
+            svc_name = str((p.get("ServiceName") or {}).get("Fn::Sub", p.get("ServiceName")))
+            if p.get("IpAddressType") != want or (p.get("DnsOptions") or {}).get("DnsRecordIpType") != want:
+                err(f"ipv6-vpc.yml ({m}) {k}: IpAddressType {p.get('IpAddressType')} / DnsRecordIpType "
+                    f"{(p.get('DnsOptions') or {}).get('DnsRecordIpType')}, want {want} for both")
+            if v6 and ".ecr." in svc_name:
+                err(f"ipv6-vpc.yml ({m}) {k}: IPv6-only tasks pull from ECR's dual-stack names, "
+                    "which PrivateLink does not carry")
+        lb = ModeView(lb_t, {"NetworkMode": mode}).resources()
+        for k, p in of_type(lb, "AWS::ElasticLoadBalancingV2::LoadBalancer").items():
+            if p.get("IpAddressType") != "dualstack":
+                err(f"load-balancer.yml ({m}) {k}: IpAddressType {p.get('IpAddressType')}, want dualstack")
+        for k, p in of_type(lb, "AWS::ElasticLoadBalancingV2::TargetGroup").items():
+            if p.get("IpAddressType") != want or p.get("TargetType") != "ip":
+                err(f"load-balancer.yml ({m}) {k}: want an ip target group of IpAddressType {want}")
+        sg = of_type(lb, "AWS::EC2::SecurityGroup").get("LoadBalancerSecurityGroup") or {}
+        egress_key = "CidrIpv6" if v6 else "CidrIp"
+        if not any(egress_key in e for e in sg.get("SecurityGroupEgress") or []):
+            err(f"load-balancer.yml ({m}): the load balancer's egress to the tasks has no {egress_key} rule")
+        sv = ModeView(svc_t, {"NetworkMode": mode, "MetricsExport": "prometheus"})
+        image = sv.resolve(container(sv, "adot-collector")["Image"])
+        image_text = json.dumps(image)
+        if v6 != ("dkr-ecr." in image_text and ".on.aws" in image_text):
+            err(f"service.yml ({m}): the ADOT image from the cache is {image_text}; ipv6only needs "
+                "ECR's dual-stack ACCOUNT.dkr-ecr.REGION.on.aws, dualstack the PrivateLink name")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dualprobe", default=os.environ.get("DUALPROBE_BIN"),
-                    help="dualprobe binary for `check-config` of the rendered DUALPROBE_CONFIG")
-    ap.add_argument("--print-config", action="store_true", help="print the rendered DUALPROBE_CONFIG and exit")
+                    help="dualprobe binary for `check-config` of each mode's rendered DUALPROBE_CONFIG")
+    ap.add_argument("--print-config", choices=MODES, metavar="MODE",
+                    help="print the DUALPROBE_CONFIG rendered for NetworkMode MODE (dualstack, ipv6only) and exit")
     args = ap.parse_args()
     if args.print_config:
-        svc = load("service.yml")
-        for c in svc["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]:
-            if isinstance(c, dict) and c.get("Name") == "dualprobe":
-                env = {e["Name"]: e["Value"] for e in c["Environment"]}
-                print(render(env["DUALPROBE_CONFIG"], "DUALPROBE_CONFIG"), end="")
+        print(rendered_config(load("service.yml"), args.print_config), end="")
         return 0
     check_nesting()
     check_service(args.dualprobe)
+    check_modes()
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     return 1 if errors else 0

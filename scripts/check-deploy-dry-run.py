@@ -13,6 +13,10 @@ printed commands are then held to what they drive:
 - ECS Exec targets the dualprobe container with a `/dualprobe probe` command whose
   flags the binary's `probe --help` lists (with --dualprobe BIN or $DUALPROBE_BIN);
 - teardown deletes the stack and the repositories;
+- --network-mode ipv6only: NetworkMode=ipv6only reaches sam deploy and preflight, the images
+  are pushed to the registry's usual name but the stack pulls them by ECR's dual-stack name
+  (ACCOUNT.dkr-ecr.REGION.on.aws, what IPv6-only tasks need), and the in-task probes are
+  IPv6-only, including an IPv4-only name (NAT64);
 - bad arguments are refused with exit status 2 and a message.
 """
 
@@ -33,6 +37,7 @@ DEPLOY = os.path.join(REPO, "scripts", "deploy.sh")
 PREFLIGHT = os.path.join(REPO, "scripts", "preflight.sh")
 ACCOUNT, REGION, TAG, STACK = "123456789012", "eu-west-1", "1.2.3", "ci-stack"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+DUALSTACK_REGISTRY = f"{ACCOUNT}.dkr-ecr.{REGION}.on.aws"
 TOOLS = ("aws", "docker", "sam", "dig", "curl", "session-manager-plugin")
 
 errors: list[str] = []
@@ -138,8 +143,10 @@ def check_preflight_flags(cmd: list[str], scenario: str) -> None:
             err(f"{scenario}: deploy.sh calls preflight.sh with {a}, which it does not accept")
 
 
-def check_exec(cmds: list[list[str]], dualprobe: str | None, scenario: str) -> None:
+def check_exec(cmds: list[list[str]], dualprobe: str | None, scenario: str) -> list[list[str]]:
+    """The `/dualprobe probe` commands run through ECS Exec (each checked against probe --help)."""
     execs = find(cmds, "aws", "ecs", "execute-command")
+    probes = []
     if not execs:
         err(f"{scenario}: no ECS Exec into dualprobe")
     help_text = ""
@@ -149,12 +156,14 @@ def check_exec(cmds: list[list[str]], dualprobe: str | None, scenario: str) -> N
         if flag(c, "--container") != ["dualprobe"] or "--interactive" not in c:
             err(f"{scenario}: execute-command not --interactive into --container dualprobe: {c}")
         inner = shlex.split((flag(c, "--command") or [""])[0])
+        probes.append(inner)
         if inner[:2] != ["/dualprobe", "probe"]:
             err(f"{scenario}: ECS Exec command is not `/dualprobe probe ...`: {inner}")
         for a in inner[2:]:
             flag_re = r"(?<![\w-])" + re.escape(a.split("=")[0]) + r"(?![\w-])"
             if a.startswith("--") and help_text and not re.search(flag_re, help_text):
                 err(f"{scenario}: `dualprobe probe` has no flag {a} (probe --help)")
+    return probes
 
 
 def main() -> int:
@@ -200,9 +209,13 @@ def main() -> int:
         params = check_sam_deploy((find(cmds, "sam", "deploy") or [[]])[0], s)
         if params.get("DualprobeImageUri") != want_uri:
             err(f"{s}: DualprobeImageUri is {params.get('DualprobeImageUri')}, not the pushed {want_uri}")
+        if params.get("NetworkMode") != "dualstack":
+            err(f"{s}: sam deploy NetworkMode={params.get('NetworkMode')}, expected the default dualstack")
         if not params.get("ImageUri", "").startswith(f"{REGISTRY}/{params.get('EcrPullThroughCachePrefix')}/"):
             err(f"{s}: the default app image is not under the pull through cache prefix: {params.get('ImageUri')}")
-        check_exec(cmds, args.dualprobe, s)
+        probes = check_exec(cmds, args.dualprobe, s)
+        if not probes or flag(probes[0], "--family") != ["both"]:
+            err(f"{s}: the first in-task probe (S3) is not over both families: {probes[:1]}")
         if not find(cmds, "sam", "delete", "--stack-name", STACK):
             err(f"{s}: teardown does not sam delete --stack-name {STACK}")
         if not [c for c in find(cmds, "aws", "ecr", "delete-repository") if flag(c, "--repository-name") == ["dualprobe"]]:
@@ -233,14 +246,44 @@ def main() -> int:
         if find(cmds, "aws", "ecr", "describe-repositories", "--region", REGION, "--query"):
             err(f"{s}: teardown deletes the cache's repositories of a rule it did not create")
 
-        # 3. no --account-id: looked up (printed, not called).
+        # 3. ipv6only: the dual-stack registry for pulls, IPv6-only probes, NAT64.
+        s = "ipv6only"
+        _, cmds = run_deploy(stubs, trip, base + ["--account-id", ACCOUNT, "--network-mode", "ipv6only",
+                                                  "--app-dir", app, "--all"])
+        params = check_sam_deploy((find(cmds, "sam", "deploy") or [[]])[0], s)
+        if params.get("NetworkMode") != "ipv6only":
+            err(f"{s}: sam deploy NetworkMode={params.get('NetworkMode')}, expected ipv6only")
+        for k, repo in (("DualprobeImageUri", f"dualprobe:{TAG}"), ("ImageUri", "sample-app-repo:ipv6-app")):
+            if params.get(k) != f"{DUALSTACK_REGISTRY}/{repo}":
+                err(f"{s}: {k}={params.get(k)}; IPv6-only tasks pull from {DUALSTACK_REGISTRY}/{repo}")
+        pushed = [c[-1] for c in find(cmds, "docker", "push")]
+        if pushed != [f"{REGISTRY}/dualprobe:{TAG}", f"{REGISTRY}/sample-app-repo:ipv6-app"]:
+            err(f"{s}: docker push {pushed}; the images are pushed to {REGISTRY} (the same registry)")
+        pre = [c for c in cmds if c and c[0].endswith("scripts/preflight.sh")]
+        if not pre or flag(pre[0], "--network-mode") != ["ipv6only"]:
+            err(f"{s}: preflight.sh does not get --network-mode ipv6only: {pre}")
+        else:
+            check_preflight_flags(pre[0], s)
+        probes = check_exec(cmds, args.dualprobe, s)
+        if any(flag(p, "--family") != ["ipv6"] for p in probes):
+            err(f"{s}: an in-task probe is not --family ipv6 (the task has no IPv4): {probes}")
+        if not any(p[2:3] and not re.search(r"\.(amazonaws\.com|api\.aws)(:\d+)?$", p[2]) for p in probes):
+            err(f"{s}: no in-task probe of an IPv4-only internet name (NAT64): {probes}")
+        _, cmds = run_deploy(stubs, trip, base + ["--account-id", ACCOUNT, "--network-mode", "ipv6only", "--deploy"])
+        params = check_sam_deploy((find(cmds, "sam", "deploy") or [[]])[0], s + " (nginx)")
+        if not params.get("ImageUri", "").startswith(f"{DUALSTACK_REGISTRY}/{params.get('EcrPullThroughCachePrefix')}/"):
+            err(f"{s}: the default app image is not pulled through the cache by the dual-stack name: "
+                f"{params.get('ImageUri')}")
+
+        # 4. no --account-id: looked up (printed, not called).
         s = "account lookup"
         _, cmds = run_deploy(stubs, trip, base + ["--push"])
         if not find(cmds, "aws", "sts", "get-caller-identity"):
             err(f"{s}: the account is not looked up with sts get-caller-identity")
 
-        # 4. refusals.
-        for bad in (["--metrics-export", "bogus", "--deploy"], [], ["--parameter", "novalue", "--deploy"],
+        # 5. refusals.
+        for bad in (["--metrics-export", "bogus", "--deploy"], ["--network-mode", "ipv4only", "--deploy"], [],
+                    ["--parameter", "novalue", "--deploy"],
                     ["--account-id", "12", "--deploy"], ["--app-dir", tmp + "/nope", "--build"], ["--bogus", "--build"]):
             run_deploy(stubs, trip, base + bad, expect_rc=2)
 

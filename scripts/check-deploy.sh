@@ -4,8 +4,10 @@
 #   the Grafana dashboard. One line per check; exits non-zero if any check fails.
 # Install the tools first with scripts/install-deploy-tools.sh (as root).
 #
-# Optional: DUALPROBE_BIN=/path/to/dualprobe also runs `dualprobe check-config` on
-# the DUALPROBE_CONFIG rendered from cloudformation/service.yml.
+# Both NetworkModes (dualstack, ipv6only) are checked: the Python checks resolve the templates
+# once per mode. Optional: DUALPROBE_BIN=/path/to/dualprobe also runs `dualprobe check-config`
+# on each mode's DUALPROBE_CONFIG rendered from cloudformation/service.yml, and the binary's
+# EMF lines (both configs) against the CloudWatch alarms.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -40,6 +40,7 @@ import urllib.request
 
 import yaml
 
+from cfn_modes import MODES, ModeView
 from iam_peers import (EC2_DUALSTACK, REGION, Fail, Proc, free_port_both, make_pki,
                        serve_moto, start_dnsmasq, wait_tcp)
 
@@ -151,20 +152,41 @@ def policy_statements(doc: dict, path: str) -> list[dict]:
     return statements
 
 
-def rendered_config(doc: dict, path: str) -> dict:
-    """The dualprobe container's DUALPROBE_CONFIG (!Sub) rendered and parsed."""
-    task = doc["Resources"].get("TaskDefinition", {}).get("Properties", {})
-    for c in task.get("ContainerDefinitions", []):
+def rendered_config(doc: dict, path: str, mode: str = "dualstack") -> dict:
+    """The dualprobe container's DUALPROBE_CONFIG (!Sub) for NetworkMode MODE, rendered and parsed."""
+    try:
+        view = ModeView(doc, {"NetworkMode": mode} if "NetworkMode" in (doc.get("Parameters") or {}) else {})
+        containers = view.resolve(doc["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise Fail(f"{path}: cannot resolve the task definition for NetworkMode={mode}: {e}") from e
+    for c in containers:
         if isinstance(c, dict) and c.get("Name") == "dualprobe":
             for e in c.get("Environment", []):
                 if e.get("Name") == "DUALPROBE_CONFIG":
                     sub = e["Value"]["Fn::Sub"] if isinstance(e["Value"], dict) else e["Value"]
                     values = {"AWS::Region": REGION, "VpcId": "vpc-placeholder",
-                              "LoadBalancer.DNSName": "alb.invalid"}
+                              "LoadBalancerDNSName": "alb.invalid"}
                     text = re.sub(r"\$\{([^!}][^}]*)\}",
                                   lambda m: values.get(m.group(1), "placeholder.invalid"), sub)
                     return yaml.safe_load(text)
     raise Fail(f"{path}: no DUALPROBE_CONFIG on the dualprobe container")
+
+
+def aws_calls(cfg: dict) -> tuple:
+    """What a config makes AWS do: its aws: targets' calls and its discovery sources."""
+    calls = sorted((t["aws"].get("service"), t["aws"].get("operation") or "", tuple(sorted(t.get("checks") or [])))
+                   for t in cfg.get("targets") or [] if "aws" in t)
+    return calls, sorted((cfg.get("discovery") or {}).keys())
+
+
+def same_calls_every_mode(doc: dict, path: str) -> list[str]:
+    """The scenario runs the dualstack config; the ipv6only one must call AWS the same way."""
+    if "NetworkMode" not in (doc.get("Parameters") or {}):
+        return []
+    want = aws_calls(rendered_config(doc, path, "dualstack"))
+    return [f"NetworkMode={m}: the config's AWS calls {aws_calls(rendered_config(doc, path, m))} differ from "
+            f"dualstack's {want}, which is all this check runs" for m in MODES
+            if aws_calls(rendered_config(doc, path, m)) != want]
 
 
 def actions_of(statements: list[dict]) -> list[str]:
@@ -482,7 +504,7 @@ def main() -> int:
         template_config = rendered_config(doc, args.template)
         actions = actions_of(statements)
         print(f"check-iam: {POLICY_NAME} grants {', '.join(actions)}")
-        errors = least_privilege_shape(statements) + sdk_calls_in_src()
+        errors = least_privilege_shape(statements) + sdk_calls_in_src() + same_calls_every_mode(doc, args.template)
         dns, dns_port = start_dnsmasq(work)
         pki = make_pki(work)
         failures, auth = run_scenario(args.bin, work, pki, dns_port, statements,

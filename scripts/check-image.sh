@@ -229,11 +229,13 @@ region="us-east-1"   # the renderer's AWS::Region
 alb="$(fact environment DUALPROBE_CONFIG | awk '/^  - name: alb$/ {a=1} a && /host:/ {print $2; exit}')"
 [[ -n "$alb" ]] || die "no alb target with a host in the rendered DUALPROBE_CONFIG"
 # ec2.REGION.api.aws is IPv6-only reachable by design: its A record points where no route goes.
+# github.com (github-ipv4only) is an IPv4-only name: an A record only, so AAAA answers NODATA.
 ip netns exec "$ns" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --user=root \
   --listen-address=127.0.0.1 --bind-interfaces --port=53 --log-facility=- \
   --host-record="s3.dualstack.$region.amazonaws.com,192.0.2.10,2001:db8::10" \
   --host-record="ec2.$region.api.aws,198.51.100.20,2001:db8::10" \
-  --host-record="$alb,192.0.2.10,2001:db8::10" >"$work/dnsmasq.log" 2>&1 &
+  --host-record="$alb,192.0.2.10,2001:db8::10" \
+  --host-record="github.com,198.51.100.30" >"$work/dnsmasq.log" 2>&1 &
 peer_pids+=($!)
 ip netns exec "$ns" python3 -c '
 import socket, threading
@@ -381,10 +383,12 @@ for fam in ipv4 ipv6; do
   check_metric dualprobe_expectation_met target=internet-ipv4 family=$fam 1 \
     || fail "internet-ipv4's expectation not met over $fam (IPv4 unreachable, IPv6 reachable by design)"
 done
+check_metric dualprobe_expectation_met target=github-ipv4only family=ipv6 1 \
+  || fail "github-ipv4only's expectation (ipv6: nodata, the dualstack mode's config) not met"
 "${podman[@]}" logs "$ctr" >"$work/ctr.log" 2>&1
 grep -q '"_aws"' "$work/ctr.log" \
   || fail "no EMF line on stdout: the template's Command (--emf) did not reach the container"
-passed && ok "probed the ALB stand-in over both families; internet-ipv4 as designed; EMF on stdout"
+passed && ok "probed the ALB stand-in over both families; internet-ipv4 and github-ipv4only as designed; EMF on stdout"
 
 # ------------------------------------------------------------------ SIGTERM
 mark

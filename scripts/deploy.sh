@@ -11,7 +11,8 @@
 #   --push       create the ECR repositories if missing, log docker in to ECR, push
 #   --deploy     scripts/preflight.sh, then sam deploy with the parameters below
 #   --verify     wait for the service, dig A/AAAA and curl over IPv4 and IPv6 the load
-#                balancer, and `dualprobe probe` inside a task through ECS Exec
+#                balancer, and `dualprobe probe` inside a task through ECS Exec (ipv6only:
+#                IPv6 only, and an IPv4-only name through NAT64)
 #   --teardown   sam delete, and delete the ECR repositories this script and the cache made
 #   --all        --build --push --deploy --verify
 # Options:
@@ -27,6 +28,9 @@
 #                              Neither: nginx from public.ecr.aws through the pull
 #                              through cache (docker/library/nginx:stable-alpine)
 #   --metrics-export M         cloudwatch (default) or prometheus
+#   --network-mode M           dualstack (default) or ipv6only: IPv6-only private subnets,
+#                              DNS64 + a NAT gateway (NAT64); the stack pulls the images
+#                              from ECR's dual-stack ACCOUNT.dkr-ecr.REGION.on.aws
 #   --ecs-exec true|false      default: true
 #   --pull-through-cache-prefix P   default: dualprobe-ecr-public ("" for none)
 #   --no-create-cache-rule     reuse an existing public.ecr.aws rule with that prefix
@@ -50,6 +54,7 @@ APP_DIR=""
 APP_REPO=sample-app-repo
 APP_TAG=ipv6-app
 METRICS_EXPORT=cloudwatch
+NETWORK_MODE=dualstack
 ECS_EXEC=true
 PTC_PREFIX=dualprobe-ecr-public
 PTC_CREATE=true
@@ -75,6 +80,7 @@ while (($#)); do
     --app-image) need "$@"; APP_IMAGE="$2"; shift ;;
     --app-dir) need "$@"; APP_DIR="$2"; shift ;;
     --metrics-export) need "$@"; METRICS_EXPORT="$2"; shift ;;
+    --network-mode) need "$@"; NETWORK_MODE="$2"; shift ;;
     --ecs-exec) need "$@"; ECS_EXEC="$2"; shift ;;
     --pull-through-cache-prefix) need "$@"; PTC_PREFIX="$2"; shift ;;
     --no-create-cache-rule) PTC_CREATE=false ;;
@@ -91,6 +97,8 @@ done
   || die "nothing to do: give --build, --push, --deploy, --verify, --teardown or --all (see --help)"
 [[ "${METRICS_EXPORT}" == cloudwatch || "${METRICS_EXPORT}" == prometheus ]] \
   || die "--metrics-export must be cloudwatch or prometheus, not '${METRICS_EXPORT}'"
+[[ "${NETWORK_MODE}" == dualstack || "${NETWORK_MODE}" == ipv6only ]] \
+  || die "--network-mode must be dualstack or ipv6only, not '${NETWORK_MODE}'"
 [[ "${ECS_EXEC}" == true || "${ECS_EXEC}" == false ]] || die "--ecs-exec must be true or false, not '${ECS_EXEC}'"
 [[ -z "${APP_IMAGE}" || -z "${APP_DIR}" ]] || die "--app-image and --app-dir exclude each other"
 [[ -z "${APP_DIR}" || -f "${APP_DIR}/Dockerfile" ]] || die "--app-dir ${APP_DIR}: no Dockerfile there"
@@ -156,13 +164,23 @@ step() { printf '\n=== %s\n' "$*"; }
 if [[ -z "${ACCOUNT_ID}" ]]; then
   capture ACCOUNT_ID aws sts get-caller-identity --region "${REGION}" --query Account --output text
 fi
+# Pushes go to the registry's usual name; the tasks pull by PULL_REGISTRY: the same registry,
+# under the dual-stack name in ipv6only mode (IPv6-only ECS tasks must pull from ECR's
+# dual-stack endpoints, which PrivateLink does not carry).
 REGISTRY="${ACCOUNT_ID}.dkr.ecr.${REGION}.amazonaws.com"
+PULL_REGISTRY="${REGISTRY}"
+[[ "${NETWORK_MODE}" == ipv6only ]] && PULL_REGISTRY="${ACCOUNT_ID}.dkr-ecr.${REGION}.on.aws"
 DUALPROBE_URI="${REGISTRY}/${REPO_NAME}:${IMAGE_TAG}"
+APP_PUSH_URI=""
 if [[ -n "${APP_DIR}" ]]; then
-  APP_IMAGE="${REGISTRY}/${APP_REPO}:${APP_TAG}"
+  APP_PUSH_URI="${REGISTRY}/${APP_REPO}:${APP_TAG}"
+  APP_IMAGE="${PULL_REGISTRY}/${APP_REPO}:${APP_TAG}"
 elif [[ -z "${APP_IMAGE}" ]]; then
   # Any public.ecr.aws image runs through the cache rule the stack creates.
-  APP_IMAGE="${REGISTRY}/${PTC_PREFIX}/docker/library/nginx:stable-alpine"
+  APP_IMAGE="${PULL_REGISTRY}/${PTC_PREFIX}/docker/library/nginx:stable-alpine"
+elif [[ "${NETWORK_MODE}" == ipv6only && "${APP_IMAGE}" != *.on.aws/* ]]; then
+  echo "deploy: --app-image ${APP_IMAGE}: IPv6-only tasks pull from ECR's dual-stack name" \
+    "(ACCOUNT.dkr-ecr.REGION.on.aws/...); this one may not be pullable" >&2
 fi
 
 # ensure_repo NAME: the ECR repository, created if missing.
@@ -183,7 +201,7 @@ if ((DO_BUILD)); then
   step "build ${DUALPROBE_URI}"
   run docker build --platform linux/amd64 --build-arg "VERSION=${IMAGE_TAG}" -t "${DUALPROBE_URI}" "${ROOT}"
   if [[ -n "${APP_DIR}" ]]; then
-    run docker build --platform linux/amd64 -t "${APP_IMAGE}" "${APP_DIR}"
+    run docker build --platform linux/amd64 -t "${APP_PUSH_URI}" "${APP_DIR}"
   fi
 fi
 
@@ -196,18 +214,19 @@ if ((DO_PUSH)); then
     aws ecr get-login-password --region "${REGION}" | docker login --username AWS --password-stdin "${REGISTRY}"
   fi
   run docker push "${DUALPROBE_URI}"
-  [[ -z "${APP_DIR}" ]] || run docker push "${APP_IMAGE}"
+  [[ -z "${APP_DIR}" ]] || run docker push "${APP_PUSH_URI}"
 fi
 
 if ((DO_DEPLOY)); then
   if ((PREFLIGHT)); then
     step "preflight"
     run "${ROOT}/scripts/preflight.sh" --region "${REGION}" --stack-name "${STACK_NAME}" \
-      --metrics-export "${METRICS_EXPORT}" --ecs-exec "${ECS_EXEC}" \
+      --metrics-export "${METRICS_EXPORT}" --ecs-exec "${ECS_EXEC}" --network-mode "${NETWORK_MODE}" \
       --pull-through-cache-prefix "${PTC_PREFIX}" --create-pull-through-cache-rule "${PTC_CREATE}"
   fi
   step "deploy ${STACK_NAME}"
-  params=("ImageUri=${APP_IMAGE}" "DualprobeImageUri=${DUALPROBE_URI}" "MetricsExport=${METRICS_EXPORT}"
+  params=("ImageUri=${APP_IMAGE}" "DualprobeImageUri=${PULL_REGISTRY}/${REPO_NAME}:${IMAGE_TAG}"
+          "MetricsExport=${METRICS_EXPORT}" "NetworkMode=${NETWORK_MODE}"
           "EnableEcsExec=${ECS_EXEC}" "EcrPullThroughCachePrefix=${PTC_PREFIX}"
           "CreateEcrPullThroughCacheRule=${PTC_CREATE}" ${EXTRA_PARAMS[@]+"${EXTRA_PARAMS[@]}"})
   # Relative paths in sam's printed commands and packaging: run from the repository root.
@@ -273,9 +292,16 @@ if ((DO_VERIFY)); then
     capture TASK_ARN aws ecs list-tasks --region "${REGION}" --cluster "${ClusterName}" \
       --service-name "${ServiceName}" --desired-status RUNNING --query 'taskArns[0]' --output text
     TASK_ID="${TASK_ARN##*/}"
-    # S3 over both families (IPv4 through the gateway endpoint), the internet over IPv6 only.
-    probe_in_task "s3.dualstack.${REGION}.amazonaws.com:443 --check dns,tcp,tls --family both"
-    probe_in_task "ec2.${REGION}.api.aws:443 --check dns,tcp,tls --family ipv6"
+    if [[ "${NETWORK_MODE}" == ipv6only ]]; then
+      # No IPv4 in the task: AWS's dual-stack names natively, an IPv4-only name through NAT64.
+      probe_in_task "s3.dualstack.${REGION}.amazonaws.com:443 --check dns,tcp,tls --family ipv6"
+      probe_in_task "ec2.${REGION}.api.aws:443 --check dns,tcp,tls --family ipv6"
+      probe_in_task "github.com:443 --check dns,tcp,tls --family ipv6"
+    else
+      # S3 over both families (IPv4 through the gateway endpoint), the internet over IPv6 only.
+      probe_in_task "s3.dualstack.${REGION}.amazonaws.com:443 --check dns,tcp,tls --family both"
+      probe_in_task "ec2.${REGION}.api.aws:443 --check dns,tcp,tls --family ipv6"
+    fi
   fi
   ((verify_failed == 0)) || die "verify: ${verify_failed} check(s) failed"
 fi

@@ -6,6 +6,7 @@
 #   scripts/preflight.sh [--region R] [--stack-name S] [--metrics-export cloudwatch|prometheus]
 #                        [--ecs-exec true|false] [--pull-through-cache-prefix P]
 #                        [--create-pull-through-cache-rule true|false]
+#                        [--network-mode dualstack|ipv6only]
 #
 # What it checks, and why:
 #   tools          aws, sam, docker; session-manager-plugin for ECS Exec; dig and curl (verify)
@@ -13,9 +14,13 @@
 #   region         set, and enabled for the account (opt-in regions)
 #   dualStackIPv6  the ECS account setting, effective for the deploying principal: without it
 #                  Fargate tasks get no IPv6 address in the dual-stack subnets, and every IPv6
-#                  path of the pattern (egress-only gateway) is dead
+#                  path of the pattern (egress-only gateway) is dead (ipv6only: required here
+#                  too; whether IPv6-only subnets need it is not verified)
 #   AZs            the VPC template uses the region's first two Availability Zones
-#   endpoints      every PrivateLink service the VPC template creates exists in the region
+#   endpoints      every PrivateLink service the VPC template creates exists in the region;
+#                  ipv6only: each interface service accepts IPv6 (SupportedIpAddressTypes),
+#                  which an endpoint of IpAddressType ipv6 needs, else the stack fails
+#   Elastic IPs    ipv6only: the NAT gateway takes one (WARN when the quota looks used up)
 #   VPC quota      the stack creates one more VPC
 #   cache rule     the pull through cache prefix is free, or already this stack's
 #   stack          not left in a state that blocks an update (ROLLBACK_COMPLETE, *_IN_PROGRESS)
@@ -27,8 +32,9 @@ METRICS_EXPORT=cloudwatch
 ECS_EXEC=true
 PTC_PREFIX=dualprobe-ecr-public
 PTC_CREATE=true
+NETWORK_MODE=dualstack
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "preflight: $*" >&2; exit 2; }
 while (($#)); do
   case "$1" in
@@ -38,6 +44,7 @@ while (($#)); do
     --ecs-exec) ECS_EXEC="${2:?}"; shift 2 ;;
     --pull-through-cache-prefix) PTC_PREFIX="${2-}"; shift 2 ;;
     --create-pull-through-cache-rule) PTC_CREATE="${2:?}"; shift 2 ;;
+    --network-mode) NETWORK_MODE="${2:?}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -46,6 +53,8 @@ done
   || die "--metrics-export must be cloudwatch or prometheus, not '${METRICS_EXPORT}'"
 [[ "${ECS_EXEC}" == true || "${ECS_EXEC}" == false ]] || die "--ecs-exec must be true or false"
 [[ "${PTC_CREATE}" == true || "${PTC_CREATE}" == false ]] || die "--create-pull-through-cache-rule must be true or false"
+[[ "${NETWORK_MODE}" == dualstack || "${NETWORK_MODE}" == ipv6only ]] \
+  || die "--network-mode must be dualstack or ipv6only, not '${NETWORK_MODE}'"
 
 fails=0
 warns=0
@@ -125,9 +134,13 @@ else
 fi
 
 # ------------------------------------------------------------------ PrivateLink services
-services=(ecr.api ecr.dkr logs s3)
-[[ "${ECS_EXEC}" == true ]] && services+=(ssm ssmmessages)
-[[ "${METRICS_EXPORT}" == prometheus ]] && services+=(aps-workspaces)
+# The interface endpoints of ipv6-vpc.yml (ECR's only in dualstack mode: IPv6-only tasks pull
+# from ECR's dual-stack names, which PrivateLink does not carry), then the S3 gateway endpoint.
+interface=(logs)
+[[ "${NETWORK_MODE}" == dualstack ]] && interface=(ecr.api ecr.dkr logs)
+[[ "${ECS_EXEC}" == true ]] && interface+=(ssm ssmmessages)
+[[ "${METRICS_EXPORT}" == prometheus ]] && interface+=(aps-workspaces)
+services=("${interface[@]}" s3)
 names=()
 for s in "${services[@]}"; do names+=("com.amazonaws.${REGION}.${s}"); done
 if found="$(aws_q ec2 describe-vpc-endpoint-services --query 'ServiceNames' | tr '\t' '\n')"; then
@@ -136,6 +149,39 @@ if found="$(aws_q ec2 describe-vpc-endpoint-services --query 'ServiceNames' | tr
   done
 else
   fail "endpoint services: describe-vpc-endpoint-services failed: $(why)"
+fi
+if [[ "${NETWORK_MODE}" == ipv6only ]]; then
+  # An endpoint of IpAddressType ipv6 needs a service that accepts IPv6 requests.
+  for s in "${interface[@]}"; do
+    n="com.amazonaws.${REGION}.${s}"
+    if types="$(aws_q ec2 describe-vpc-endpoint-services --service-names "${n}" \
+                  --query 'ServiceDetails[0].SupportedIpAddressTypes')"; then
+      if grep -qw ipv6 <<<"${types}"; then
+        pass "endpoint service ${n} accepts IPv6 (${types//$'\t'/, })"
+      else
+        [[ "${types}" == None ]] && types="(none given)"
+        fail "endpoint service ${n}: SupportedIpAddressTypes ${types}, no ipv6: its IPv6 endpoint" \
+          "in the IPv6-only subnets cannot be created in ${REGION} (NetworkMode=ipv6only)"
+      fi
+    else
+      fail "endpoint service ${n}: describe-vpc-endpoint-services --service-names failed: $(why)"
+    fi
+  done
+fi
+
+# ------------------------------------------------------------------ Elastic IP (NAT64)
+if [[ "${NETWORK_MODE}" == ipv6only ]]; then
+  if eips="$(aws_q ec2 describe-addresses --filters Name=domain,Values=vpc --query 'length(Addresses)')"; then
+    if quota="$(aws_q service-quotas get-service-quota --service-code ec2 --quota-code L-0263D0A3 --query 'Quota.Value')"; then
+      quota="${quota%.*}"
+      if ((eips < quota)); then pass "Elastic IPs: ${eips} of ${quota} (the NAT gateway takes one)"
+      else fail "Elastic IPs: ${eips} of ${quota}: the NAT gateway of NetworkMode=ipv6only needs one more"; fi
+    else
+      warn "Elastic IPs: ${eips} in use; quota not readable ($(why)); the default is 5, the NAT gateway takes one"
+    fi
+  else
+    warn "Elastic IPs: describe-addresses failed: $(why)"
+  fi
 fi
 
 # ------------------------------------------------------------------ VPC quota

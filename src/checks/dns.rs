@@ -60,7 +60,7 @@ impl Check for Dns {
                     cx.set_addresses(answer.addresses);
                     CheckOutput::pass(obs)
                 }
-                Err(e) => CheckOutput::fail(e.to_failure())
+                Err(e) => CheckOutput::fail(super::lookup_failure(name, cx.family, &e))
                     .with(Observations::default().measure(&ANSWERS, 0)),
             }
         })

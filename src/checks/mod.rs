@@ -218,7 +218,7 @@ impl<'a> CheckContext<'a> {
                     .resolver
                     .lookup(name, self.family)
                     .await
-                    .map_err(|e| e.to_failure())?;
+                    .map_err(|e| lookup_failure(name, self.family, &e))?;
                 self.env.check_addresses(&answer.addresses)?;
                 answer.addresses
             }
@@ -255,6 +255,26 @@ impl<'a> CheckContext<'a> {
         })?;
         self.connect(SocketAddr::new(first, self.target.port)).await
     }
+}
+
+/// A failed lookup as a check failure. A name AWS documents as dual-stack that has no AAAA
+/// says so: the endpoint is not what its name promises (or this path's DNS drops AAAA).
+pub fn lookup_failure(
+    name: &str,
+    family: Family,
+    err: &crate::net::resolver::LookupError,
+) -> Failure {
+    let mut f = err.to_failure();
+    if family == Family::Ipv6
+        && f.reason == FailureReason::Nodata
+        && let Some(why) = crate::model::aws::documented_dual_stack(name)
+    {
+        f.detail = format!(
+            "{}; {why}, so it should have AAAA: the name is not dual-stack here, or this path's DNS drops AAAA",
+            f.detail
+        );
+    }
+    f
 }
 
 /// Runs every configured check of `target` over `family`, in chain order, each under the

@@ -438,6 +438,10 @@ pub struct TemplateEndpoint {
     pub private_dns: bool,
     /// From `IpAddressType` (default ipv4).
     pub families: Vec<Family>,
+    /// `IpAddressType` as written (`None`: AWS's default, ipv4).
+    pub ip_address_type: Option<String>,
+    /// `DnsOptions.DnsRecordIpType` as written (`None`: the endpoint's own type).
+    pub dns_record_ip_type: Option<String>,
     /// The resource's `Condition`.
     pub condition: Option<String>,
     /// Whether that condition holds with the parameters' defaults (`None`: unknown).
@@ -498,19 +502,19 @@ pub fn endpoints(
                 other => scope.string(other).map(|s| s.eq_ignore_ascii_case("true")),
             })
             .unwrap_or(false);
+        let ip_address_type = props.get("IpAddressType").and_then(|n| scope.string(n));
+        let dns_record_ip_type = props
+            .get("DnsOptions")
+            .and_then(Node::as_map)
+            .and_then(|o| o.get("DnsRecordIpType"))
+            .and_then(|n| scope.string(n));
         let families = match kind {
             EndpointKind::Gateway => vec![Family::Ipv4],
-            EndpointKind::Interface => {
-                match props
-                    .get("IpAddressType")
-                    .and_then(|n| scope.string(n))
-                    .as_deref()
-                {
-                    Some("dualstack") => vec![Family::Ipv4, Family::Ipv6],
-                    Some("ipv6") => vec![Family::Ipv6],
-                    _ => vec![Family::Ipv4],
-                }
-            }
+            EndpointKind::Interface => match ip_address_type.as_deref() {
+                Some("dualstack") => vec![Family::Ipv4, Family::Ipv6],
+                Some("ipv6") => vec![Family::Ipv6],
+                _ => vec![Family::Ipv4],
+            },
         };
         let condition = res
             .get("Condition")
@@ -523,6 +527,8 @@ pub fn endpoints(
             kind,
             private_dns,
             families,
+            ip_address_type,
+            dns_record_ip_type,
             condition,
             condition_default,
         });
@@ -561,13 +567,24 @@ pub fn discover_in_template(text: &str, region: &str) -> Result<Vec<Discovered>,
             );
             continue;
         };
+        // The template names the private DNS name only (the `vpce-…` names exist after
+        // deployment): its families follow the endpoint's address and record types.
+        let (families, expect) = match ep.kind {
+            EndpointKind::Gateway => (ep.families.clone(), Default::default()),
+            EndpointKind::Interface => super::name_expectations(
+                ep.ip_address_type.as_deref(),
+                ep.dns_record_ip_type.as_deref(),
+                true,
+            ),
+        };
         out.push(Discovered {
             name: target_name(service, ep.kind),
             origin: ep.logical_id.clone(),
             service_name: ep.service_name.clone(),
             kind: ep.kind,
             host,
-            families: ep.families.clone(),
+            families,
+            expect,
             check_private: ep.kind == EndpointKind::Interface,
             condition: ep.condition.clone(),
             cidrs: Vec::new(),

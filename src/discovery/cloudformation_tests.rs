@@ -18,6 +18,7 @@ Resources:
       VpcEndpointType: Interface
       PrivateDnsEnabled: true
       IpAddressType: dualstack
+      DnsOptions: { DnsRecordIpType: !If [IsOn, service-defined, dualstack] }
   B:
     Type: AWS::EC2::VPCEndpoint
     Condition: IsOn
@@ -74,6 +75,22 @@ fn short_and_long_forms_evaluate() {
     );
     assert_eq!(found[2].families, vec![Family::Ipv4]);
     assert!(!found[2].check_private);
+    // A: dual-stack with service-defined records: its private DNS name has A only. B: an IPv4
+    // endpoint (the default), so no AAAA is expected.
+    use crate::model::target::Expect::{Nodata, Reachable};
+    assert_eq!(
+        eps[0].dns_record_ip_type.as_deref(),
+        Some("service-defined")
+    );
+    assert_eq!(found[0].families, vec![Family::Ipv4, Family::Ipv6]);
+    assert_eq!(
+        (found[0].expect.ipv4, found[0].expect.ipv6),
+        (Reachable, Nodata)
+    );
+    assert_eq!(
+        (found[1].expect.ipv4, found[1].expect.ipv6),
+        (Reachable, Nodata)
+    );
 }
 
 #[test]

@@ -88,8 +88,12 @@ pub struct Discovered {
     pub kind: EndpointKind,
     /// The DNS name to probe.
     pub host: String,
-    /// The families the endpoint serves.
+    /// The families probed: both for an interface endpoint's names (one of them may be
+    /// expected to have no record), IPv4 for a gateway endpoint's regional name.
     pub families: Vec<Family>,
+    /// What each family of this name should do, from the endpoint's `IpAddressType` and
+    /// `DnsOptions.DnsRecordIpType` ([`name_expectations`]).
+    pub expect: Expectations,
     /// `private_dns` applies (interface endpoints whose name is answered by the endpoint).
     pub check_private: bool,
     /// The template's `Condition:` the endpoint depends on, if any.
@@ -226,7 +230,7 @@ pub fn to_targets(
                 insecure_skip_verify: false,
                 client_config: Arc::clone(&client_config),
             },
-            expect: Expectations::default(),
+            expect: d.expect,
             source,
             aws: None,
             allow_metadata_address: false,
@@ -234,6 +238,72 @@ pub fn to_targets(
         }));
     }
     out
+}
+
+/// Which families an interface endpoint's DNS name answers, as AWS documents it for
+/// `IpAddressType` (`ipv4`, `dualstack`, `ipv6`) and `DnsOptions.DnsRecordIpType` (`ipv4`,
+/// `dualstack`, `ipv6`, `service-defined`; by default the endpoint's own type): a family with
+/// records is expected `reachable`, one without `nodata`, so an IPv4-only endpoint's missing
+/// AAAA is what it should be, not an alert, and an AAAA appearing there is. `service-defined`
+/// gives the private DNS name A records only and the regional and zonal `vpce-…` names both.
+/// Both families are probed; the config's `families` still narrow that. Values AWS may add
+/// later are not judged (`any`).
+pub fn name_expectations(
+    ip_address_type: Option<&str>,
+    dns_record_ip_type: Option<&str>,
+    private_name: bool,
+) -> (Vec<Family>, Expectations) {
+    use crate::model::target::Expect::{Any, Nodata, Reachable};
+    let ip = ip_address_type.unwrap_or("ipv4").to_ascii_lowercase();
+    let records = dns_record_ip_type.map_or_else(|| ip.clone(), str::to_ascii_lowercase);
+    // (IPv4 has addresses, IPv6 has addresses) on the endpoint's network interfaces.
+    let Some((has4, has6)) = (match ip.as_str() {
+        "ipv4" => Some((true, false)),
+        "dualstack" => Some((true, true)),
+        "ipv6" => Some((false, true)),
+        _ => None,
+    }) else {
+        return (
+            Family::ALL.to_vec(),
+            Expectations {
+                ipv4: Any,
+                ipv6: Any,
+                ipv6_via: None,
+            },
+        );
+    };
+    let (rec4, rec6) = match records.as_str() {
+        "ipv4" => (true, false),
+        "dualstack" => (true, true),
+        "ipv6" => (false, true),
+        "service-defined" if private_name => (true, false),
+        "service-defined" => (true, true),
+        _ => {
+            return (
+                Family::ALL.to_vec(),
+                Expectations {
+                    ipv4: Any,
+                    ipv6: Any,
+                    ipv6_via: None,
+                },
+            );
+        }
+    };
+    let judge = |records: bool, addresses: bool| {
+        if records && addresses {
+            Reachable
+        } else {
+            Nodata
+        }
+    };
+    (
+        Family::ALL.to_vec(),
+        Expectations {
+            ipv4: judge(rec4, has4),
+            ipv6: judge(rec6, has6),
+            ipv6_via: None,
+        },
+    )
 }
 
 /// What discovered targets take from the config: its defaults, and the names configured
@@ -352,7 +422,15 @@ pub fn render_discovered(found: &[Discovered]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} endpoint target(s)", found.len());
     for d in found {
-        let fams: Vec<&str> = d.families.iter().map(|f| f.as_str()).collect();
+        // `ipv4,ipv6:nodata`: the families probed, with what is expected where not reachable.
+        let fams: Vec<String> = d
+            .families
+            .iter()
+            .map(|f| match d.expect.for_family(*f) {
+                crate::model::target::Expect::Reachable => f.as_str().to_string(),
+                other => format!("{f}:{}", other.as_str()),
+            })
+            .collect();
         let checks = if d.check_private {
             "dns,private_dns,tcp,tls"
         } else {
@@ -360,7 +438,7 @@ pub fn render_discovered(found: &[Discovered]) -> String {
         };
         let _ = write!(
             s,
-            "{:<28} {:<9} {:<44} {:<9} {:<24} from {} ({})",
+            "{:<28} {:<9} {:<44} {:<16} {:<24} from {} ({})",
             d.name,
             d.kind.as_str(),
             d.host,
@@ -380,6 +458,42 @@ pub fn render_discovered(found: &[Discovered]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `IpAddressType` × `DnsRecordIpType` AWS allows, for the private DNS name and for
+    /// a `vpce-…` name: (IPv4, IPv6) expectations.
+    /// `IpAddressType`, `DnsRecordIpType`, private DNS name?, (IPv4, IPv6) expected.
+    type Row<'a> = (Option<&'a str>, Option<&'a str>, bool, (&'a str, &'a str));
+
+    #[test]
+    fn endpoint_families_follow_aws() {
+        #[rustfmt::skip]
+        let rows: &[Row] = &[
+            (None, None, true, ("reachable", "nodata")),
+            (Some("ipv4"), None, false, ("reachable", "nodata")),
+            (Some("ipv4"), Some("ipv4"), true, ("reachable", "nodata")),
+            (Some("ipv4"), Some("service-defined"), false, ("reachable", "nodata")),
+            (Some("dualstack"), None, true, ("reachable", "reachable")),
+            (Some("dualstack"), Some("dualstack"), false, ("reachable", "reachable")),
+            (Some("dualstack"), Some("ipv4"), true, ("reachable", "nodata")),
+            (Some("dualstack"), Some("ipv6"), true, ("nodata", "reachable")),
+            (Some("dualstack"), Some("service-defined"), true, ("reachable", "nodata")),
+            (Some("dualstack"), Some("service-defined"), false, ("reachable", "reachable")),
+            (Some("ipv6"), None, true, ("nodata", "reachable")),
+            (Some("ipv6"), Some("ipv6"), false, ("nodata", "reachable")),
+            (Some("ipv6"), Some("service-defined"), false, ("nodata", "reachable")),
+            (Some("Dualstack"), Some("Service-Defined"), false, ("reachable", "reachable")),
+            (Some("ipv5"), None, true, ("any", "any")),
+        ];
+        for (ip, rec, private, (want4, want6)) in rows {
+            let (families, e) = name_expectations(*ip, *rec, *private);
+            assert_eq!(families, Family::ALL.to_vec());
+            assert_eq!(
+                (e.ipv4.as_str(), e.ipv6.as_str()),
+                (*want4, *want6),
+                "{ip:?} {rec:?} private={private}"
+            );
+        }
+    }
 
     #[test]
     fn private_dns_names_follow_aws() {

@@ -11,8 +11,8 @@ use aws_sdk_ec2::types::{Filter, IpAddressType, Vpc, VpcEndpoint, VpcEndpointTyp
 use aws_sdk_s3::config::SharedCredentialsProvider;
 
 use super::{
-    Discovered, DiscoveryError, EndpointKind, VpcEndpointsDiscovery, private_dns_name,
-    split_service_name, target_name,
+    Discovered, DiscoveryError, EndpointKind, VpcEndpointsDiscovery, name_expectations,
+    private_dns_name, split_service_name, target_name,
 };
 use crate::aws::clients::{ClientParts, default_credentials};
 use crate::aws::connector::{AwsHttpClient, AwsHttpOptions};
@@ -20,6 +20,7 @@ use crate::aws::errors;
 use crate::aws::{AwsService, AwsSettings, Ec2Operation};
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
+use crate::model::target::Expectations;
 use crate::net::resolver::DnsResolver;
 
 /// An EC2 client for discovery: both families (IPv6 first), connections kept between calls.
@@ -175,13 +176,18 @@ pub fn from_endpoints(endpoints: &[VpcEndpoint]) -> Vec<Discovered> {
             Some(VpcEndpointType::Gateway) => EndpointKind::Gateway,
             _ => continue,
         };
-        let families = match (kind, &ep.ip_address_type) {
-            (EndpointKind::Gateway, _) => vec![Family::Ipv4],
-            (_, Some(IpAddressType::Dualstack)) => vec![Family::Ipv4, Family::Ipv6],
-            (_, Some(IpAddressType::Ipv6)) => vec![Family::Ipv6],
-            _ => vec![Family::Ipv4],
-        };
-        let mut push = |name: String, host: String| {
+        let ip_type = ep.ip_address_type.as_ref().map(IpAddressType::as_str);
+        let record_type = ep
+            .dns_options
+            .as_ref()
+            .and_then(|o| o.dns_record_ip_type.as_ref())
+            .map(|t| t.as_str());
+        let mut push = |name: String, host: String, private_name: bool| {
+            let (families, expect) = match kind {
+                // A gateway endpoint is a route, not a name: the regional name over IPv4.
+                EndpointKind::Gateway => (vec![Family::Ipv4], Expectations::default()),
+                EndpointKind::Interface => name_expectations(ip_type, record_type, private_name),
+            };
             let name = if out.iter().any(|d| d.name == name) {
                 format!("{name}-{id}")
             } else {
@@ -193,7 +199,8 @@ pub fn from_endpoints(endpoints: &[VpcEndpoint]) -> Vec<Discovered> {
                 service_name: service_name.clone(),
                 kind,
                 host,
-                families: families.clone(),
+                families,
+                expect,
                 check_private: kind == EndpointKind::Interface,
                 condition: None,
                 cidrs: Vec::new(),
@@ -202,7 +209,7 @@ pub fn from_endpoints(endpoints: &[VpcEndpoint]) -> Vec<Discovered> {
         let base = target_name(service, kind);
         if kind == EndpointKind::Gateway {
             if let Some(host) = private_dns_name(service, region) {
-                push(base, host);
+                push(base, host, true);
             }
             continue;
         }
@@ -240,7 +247,7 @@ pub fn from_endpoints(endpoints: &[VpcEndpoint]) -> Vec<Discovered> {
                     Some(az) => format!("{base}{az}"),
                 }
             };
-            push(target, host);
+            push(target, host, !is_vpce);
         }
     }
     out
@@ -315,6 +322,16 @@ mod tests {
         );
         assert_eq!(found[0].families, vec![Family::Ipv4, Family::Ipv6]);
         assert_eq!(found[4].families, vec![Family::Ipv4]);
+        use crate::model::target::Expect::{Nodata, Reachable};
+        // logs: dualstack, records by default dualstack; ecr.dkr: IPv4 only, so no AAAA.
+        assert_eq!(
+            (found[0].expect.ipv4, found[0].expect.ipv6),
+            (Reachable, Reachable)
+        );
+        assert_eq!(
+            (found[3].expect.ipv4, found[3].expect.ipv6),
+            (Reachable, Nodata)
+        );
         assert!(!found[4].check_private);
     }
 }

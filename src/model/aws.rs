@@ -100,3 +100,19 @@ pub struct AwsSettings {
     /// never reads secrets).
     pub credentials: Option<SharedCredentialsProvider>,
 }
+
+/// Why AWS documents `name` as dual-stack (so it must have AAAA records), or `None`: the
+/// `*.api.aws` endpoints (EC2, and the other services' dual-stack endpoints) and the S3
+/// `*.dualstack.*.amazonaws.com` names.
+pub fn documented_dual_stack(name: &str) -> Option<&'static str> {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    if n.ends_with(".api.aws") {
+        Some("AWS documents *.api.aws endpoints as dual-stack")
+    } else if (n.ends_with(".amazonaws.com") || n.ends_with(".amazonaws.com.cn"))
+        && n.split('.').any(|l| l == "dualstack")
+    {
+        Some("AWS documents *.dualstack.* endpoints as dual-stack")
+    } else {
+        None
+    }
+}

@@ -78,9 +78,12 @@ fn the_seed_vpc_template_yields_all_eight_endpoints() {
     );
     for d in found.iter().filter(|d| d.kind == EndpointKind::Interface) {
         assert!(d.check_private, "{}", d.name);
+        // No IpAddressType: an IPv4 endpoint. Both families are probed, and IPv6 is expected
+        // to have no record (an AAAA there would be the surprise).
+        assert_eq!(d.families, Family::ALL.to_vec(), "{}", d.name);
         assert_eq!(
-            d.families,
-            vec![Family::Ipv4],
+            (d.expect.ipv4.as_str(), d.expect.ipv6.as_str()),
+            ("reachable", "nodata"),
             "{}: no IpAddressType in the template",
             d.name
         );
@@ -167,7 +170,8 @@ fn config_discovery_yields_cloudformation_targets() {
     assert_eq!(ecr.port, 443);
     let checks: Vec<&str> = ecr.checks.iter().map(|k| k.name()).collect();
     assert_eq!(checks, ["dns", "private_dns", "tcp", "tls"]);
-    assert_eq!(ecr.families, vec![Family::Ipv4]);
+    assert_eq!(ecr.families, Family::ALL.to_vec());
+    assert_eq!(ecr.expect.ipv6, dualprobe::model::target::Expect::Nodata);
     let s3 = targets
         .iter()
         .find(|t| t.name == "vpce-s3-gateway")
@@ -239,6 +243,40 @@ async fn api_reference_shapes_become_targets() {
             ("vpce-s3-gateway", "s3.us-east-1.amazonaws.com".to_string(), vec![Family::Ipv4]),
         ],
         "the pending ecr.dkr endpoint is left out"
+    );
+    // `service-defined` DNS records on a dual-stack endpoint: the private DNS name has A
+    // records only (its missing AAAA is expected), the regional and zonal names both.
+    let expect: Vec<(&str, &str, &str)> = targets
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.expect.ipv4.as_str(),
+                t.expect.ipv6.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        expect,
+        [
+            (
+                "vpce-elasticloadbalancing-regional",
+                "reachable",
+                "reachable"
+            ),
+            (
+                "vpce-elasticloadbalancing-us-east-1b",
+                "reachable",
+                "reachable"
+            ),
+            (
+                "vpce-elasticloadbalancing-us-east-1a",
+                "reachable",
+                "reachable"
+            ),
+            ("vpce-elasticloadbalancing", "reachable", "nodata"),
+            ("vpce-s3-gateway", "reachable", "reachable"),
+        ]
     );
     let elb = &targets[0];
     assert!(

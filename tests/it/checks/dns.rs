@@ -291,3 +291,44 @@ async fn truncated_udp_answers_are_retried_over_tcp() {
     assert!(log.iter().any(|q| q.transport == Transport::Udp), "{log:?}");
     assert!(log.iter().any(|q| q.transport == Transport::Tcp), "{log:?}");
 }
+
+/// A name AWS documents as dual-stack with no AAAA: `nodata`, and the detail says why that is
+/// wrong for this name, not just that the record is missing.
+#[tokio::test]
+async fn a_documented_dual_stack_name_without_aaaa_says_so() {
+    let lab = Lab::new();
+    for name in [
+        "s3.dualstack.us-east-1.amazonaws.com",
+        "ec2.us-east-1.api.aws",
+    ] {
+        lab.dns
+            .update(|z| z.set(name, &[std::net::Ipv4Addr::LOCALHOST], &[]));
+        let target = lab.target(&format!(
+            "name: aws\nhost: {name}\nport: 443\nchecks: [dns, tcp]"
+        ));
+        let r = lab.run(&target, Family::Ipv6).await;
+        assert_eq!(
+            labels(&r),
+            [("dns", "nodata"), ("tcp", "skipped")],
+            "{}",
+            show(&r)
+        );
+        let d = detail(&r, "dns");
+        assert!(
+            d.starts_with(&format!("{name}: no AAAA records (NODATA); AWS documents")),
+            "{d}"
+        );
+        assert!(d.contains("as dual-stack, so it should have AAAA"), "{d}");
+        // Not for other names: a plain NODATA.
+    }
+    let r = lab
+        .run(
+            &lab.target(&format!("name: plain\nhost: {A_ONLY_HOST}\nchecks: [dns]")),
+            Family::Ipv6,
+        )
+        .await;
+    assert_eq!(
+        detail(&r, "dns"),
+        format!("{A_ONLY_HOST}: no AAAA records (NODATA)")
+    );
+}
