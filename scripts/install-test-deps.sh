@@ -6,6 +6,9 @@
 #   blackbox_exporter         Debian "prometheus-blackbox-exporter": the benchmark's baseline
 #   dnsmasq                   Debian "dnsmasq-base": DNS in the network-namespace suite, bench, IAM check
 #   nft, ip                   Debian "nftables", "iproute2": the network-namespace suite
+#   tayga                     Debian "tayga": the NAT64 of the netns NAT64 suite (tests/netns/nat64.py)
+#   unbound                   Debian "unbound": the DNS64 resolver of the same suite (run in the
+#                             foreground from a temp config; the package's service is not used)
 #   chromium                  Debian "chromium": the status page in a real headless browser
 #   wrk                       Debian "wrk": burst load on /probe
 #   moto_server               PyPI "moto[server]": a real S3/EC2/IAM API peer (scripts/check-iam.py
@@ -29,7 +32,7 @@ need=()
 for pair in prometheus:prometheus promtool:prometheus prometheus-blackbox-exporter:prometheus-blackbox-exporter \
             dnsmasq:dnsmasq-base nft:nftables ip:iproute2 chromium:chromium wrk:wrk curl:curl \
             readelf:binutils openssl:openssl buildah:buildah podman:podman runc:runc \
-            tini-static:tini pgrep:procps; do
+            tini-static:tini pgrep:procps tayga:tayga unbound:unbound; do
   cmd="${pair%%:*}" pkg="${pair#*:}"
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -37,8 +40,21 @@ done
 dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 if ((${#need[@]})); then
   echo "install-test-deps: apt-get install ${need[*]}"
+  # The tests run every peer themselves: no package's service is started by this install
+  # (unbound's would also point the machine's resolv.conf at itself). A policy-rc.d that denies
+  # starts, for the install only, where the machine has none of its own.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=""
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${need[@]}"
+  if [[ -n "$made_policy" ]]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 
 if ! command -v moto_server >/dev/null 2>&1; then

@@ -16,7 +16,8 @@
 #   deploy    cfn-lint, hadolint, promtool rule tests, dashboard/alert PromQL against a real
 #             Prometheus scraping a live dualprobe, the task role's dualprobe policy held to the
 #             binary's AWS calls on moto with IAM enforced (scripts/check-iam.py --mutants, ~20 s)
-#   netns     the dual-stack VPC fault suite, then a 2-minute soak in the same topology
+#   netns     the dual-stack VPC fault suite, the NAT64 + DNS64 suite (tests/netns/nat64.py:
+#             tayga, unbound), then a 2-minute soak in the dual-stack topology
 #             (tests/netns/soak.py; root only; skipped loudly otherwise)
 #   bench     the benchmark in --quick mode (runs and produces numbers; no thresholds)
 # Pick stages: scripts/test.sh lint unit   (default: all)
@@ -89,6 +90,8 @@ fi
 if want netns; then
   step "network-namespace fault suite"
   python3 tests/netns/run.py --bin "$release_bin"
+  step "NAT64 + DNS64 suite: an IPv6-only task behind tayga and unbound's dns64 (tests/netns/nat64.py)"
+  python3 tests/netns/nat64.py --bin "$release_bin"
   # The 2-minute soak (200 targets, reloads, IPv6 route flap, dnsmasq restart, a refused config;
   # RSS/fds/no stuck pair): root only, skipped loudly otherwise, like the suite; about 3 minutes.
   step "soak in the netns topology, 2 minutes (tests/netns/soak.py; docs/benchmarks.md, Soak)"
