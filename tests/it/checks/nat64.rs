@@ -112,6 +112,28 @@ async fn via_assertions_are_judged() {
         "expected native IPv6, but the path was ::1 (NAT64 via ::/96 to 0.0.0.1)"
     );
 
+    // CloudWatch sees the same: the expectation line carries the path and the violation.
+    let docs = dualprobe::report::emf::documents("dp", &Default::default(), &r);
+    let line = docs
+        .iter()
+        .find(|d| d.get("ExpectationMet").is_some())
+        .expect("an expectation line");
+    assert_eq!(
+        (
+            &line["ExpectationMet"],
+            &line["via"],
+            &line["ipv6_address"],
+            &line["violation"]
+        ),
+        (
+            &0.into(),
+            &"nat64".into(),
+            &"::1".into(),
+            &"expectation:via_nat64".into()
+        ),
+        "{line:#}"
+    );
+
     let r = run_with(&lab, Nat64Table::default(), &nat64, Family::Ipv6).await;
     assert_eq!(r.expectation_met, Some(false));
     assert_eq!(
