@@ -18,7 +18,7 @@ every other expression must return series (scripts/check-dashboards-live.sh).
 Standard library only (the rule file is read with a small YAML subset reader that
 understands what Prometheus rule files use: plain, quoted and block scalars).
 
-  scripts/check-promql.py --prometheus http://127.0.0.1:9090 [--require-series | --strict]
+  scripts/check-promql.py --prometheus http://127.0.0.1:9090 [--require-series | --strict] [--allow-empty RE=WHY]
   scripts/check-promql.py --list          # only print the extracted expressions
 """
 
@@ -233,6 +233,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--missing-metric", action="append", default=[], metavar="NAME",
                     help="the scraped binary predates metric NAME: expressions using it may be empty "
                          "(repeatable; reported on each such line)")
+    ap.add_argument("--allow-empty", action="append", default=[], metavar="REGEX=REASON",
+                    help="an expression matching REGEX may be empty, for REASON (repeatable; the caller "
+                         "left out the scenario that feeds it; reported on each such line)")
     ap.add_argument("--list", action="store_true", help="print the extracted (substituted) expressions and exit")
     args = ap.parse_args(argv)
 
@@ -260,6 +263,12 @@ def main(argv: list[str]) -> int:
     if args.strict:
         args.require_series = True
         allow = STRICT_ALLOW_EMPTY
+    try:
+        allow = allow + [tuple(a.split("=", 1)) for a in args.allow_empty if re.compile(a.split("=", 1)[0])]
+    except re.error as e:
+        ap.error(f"--allow-empty: {e}")
+    if any(len(a) != 2 for a in allow):
+        ap.error("--allow-empty takes REGEX=REASON")
 
     failures: list[tuple[Expr, str]] = []
     passed = 0

@@ -3,21 +3,36 @@
 a live dualprobe that has passing and failing families. Loopback only (127.0.0.1, ::1).
 
   scripts/check-dashboards-live.sh target/debug/dualprobe
-  python3 scripts/check_dashboards_live.py --bin target/debug/dualprobe [--keep]
+  python3 scripts/check_dashboards_live.py --bin target/debug/dualprobe [--keep] [--no-netns]
+
+It re-executes itself in a private network namespace (`unshare --net`, with --map-root-user when
+not root): only `lo`, no route, so nothing can leave the host. There 64:ff9b::7f00:1 (what DNS64
+synthesizes for 127.0.0.1) is an address of lo, standing in for a NAT64 translator, and the rest
+of 64:ff9b::/96 has no route. Without a namespace (--no-netns, or unshare refused) the NAT64
+scenarios (*) are left out with a NOTE, and their expressions may be empty; with CI set that fails.
 
 Peers started here (all killed on exit):
-  dnsmasq     127.0.0.1:D, --no-resolv (never forwards), local-only zone `test`:
-                dual.test    A 127.0.0.1, AAAA ::1
-                aonly.test   A 127.0.0.1, AAAA: NODATA
-                v6only.test  A 127.0.0.1, AAAA ::1   (its service listens on ::1 only)
-                tls.test     A 127.0.0.1, AAAA ::1
-                *.amazonaws.com -> 127.0.0.1 and ::1  (the PrivateLink names the
-                               CloudFormation template declares; nothing listens on 443)
-  HTTP        127.0.0.1:H and [::1]:H;  v6-only HTTP [::1]:V (127.0.0.1:V refused)
+  dnsmasq     127.0.0.1:D, --no-resolv (never forwards), local-only zones:
+                dual.test     A 127.0.0.1, AAAA ::1
+                aonly.test    A 127.0.0.1, AAAA: NODATA
+                v6only.test   A 127.0.0.1, AAAA ::1   (its service listens on ::1 only)
+                tls.test      A 127.0.0.1, AAAA ::1
+                nat64.test    A 127.0.0.1, AAAA 64:ff9b::7f00:1 (DNS64 for an IPv4-only name)
+                natdown.test  A 127.0.0.2, AAAA 64:ff9b::7f00:2 (no route: nat64_unreachable)
+                ipv4only.arpa A 192.0.0.170, AAAA 2001:db8:64::c000:aa (RFC 7050: a NAT64 prefix)
+                *.amazonaws.com A 127.0.0.1, AAAA: NODATA (the PrivateLink names the template
+                               declares, IPv4-only endpoints; nothing listens on 443)
+  HTTP        127.0.0.1:H, [::1]:H and (*) [64:ff9b::7f00:1]:H; v6-only HTTP [::1]:V (127.0.0.1:V
+              refused)
   TLS         127.0.0.1:T and [::1]:T, leaf for tls.test from a test CA, expiring in 7 days
   metadata    127.0.0.1:E, ECS task metadata v4 of two fake tasks (a in us-east-1a, b in us-east-1b)
-  dualprobe a 127.0.0.1:M, interval 1s, discovery.cloudformation on cloudformation/ipv6-vpc.yml
-  dualprobe b 127.0.0.1:N, only failing families (aonly over ipv6, v6only over ipv4), discovery
+  dualprobe a 127.0.0.1:M, interval 1s, discovery.cloudformation on cloudformation/ipv6-vpc.yml;
+              NAT64 prefixes 2001:db8:6464::/96 (config), 2001:db8:64::/96 (discovered), the
+              well-known one; dual asserts `via: {ipv6: native}`, gained-aaaa asserts nat64 on
+              dual.test, ipv4only is `ipv6: nodata` on aonly.test, (*) nat64 asserts nat64 on
+              nat64.test, (*) lost-aaaa asserts native on nat64.test
+  dualprobe b 127.0.0.1:N, only failing families (aonly over ipv6, v6only over ipv4, (*) natdown
+              via nat64 failing with nat64_unreachable), discovery
               cloudformation on a template without endpoints (empty) and vpc_endpoints against a
               closed port on 127.0.0.1 (failing; static fake credentials, instance metadata off)
   Prometheus  127.0.0.1:P, scrape/evaluation interval 1s, rule_files: dashboards/alerts.yml; job
@@ -51,9 +66,11 @@ import time
 
 sys.dont_write_bytecode = True  # no scripts/__pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from live_peers import (CERT_DAYS, Fatal, Report, Server, TaskMetadata, dns_query,  # noqa: E402
-                        free_port, http_get, make_certs, parse_metrics, prom_api, prom_query,
-                        select, start_server, task_document, tcp_state, wait_until)
+from live_peers import (CERT_DAYS, NAT64_NOROUTE, NAT64_STANDIN, Fatal, Report,  # noqa: E402
+                        Server, TaskMetadata, dns_query, free_port, http_get, make_certs,
+                        parse_metrics, prom_api, prom_query, reexec_in_netns, select, setup_netns,
+                        start_server, task_document, tcp_state, wait_until)
+from live_configs import config_a, config_b  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(REPO, "cloudformation", "ipv6-vpc.yml")
@@ -75,8 +92,10 @@ def load_check_promql():
 
 # --------------------------------------------------------------------------- the run
 class Run:
-    def __init__(self, args) -> None:
+    def __init__(self, args, no_netns: str) -> None:
         self.args = args
+        self.no_netns = no_netns  # why there is no private network namespace ("" when there is)
+        self.nat64 = not no_netns  # the NAT64 scenarios need one
         self.r = Report()
         self.work = tempfile.mkdtemp(prefix="dualprobe-dash-")
         self.procs: list[tuple[str, subprocess.Popen]] = []
@@ -166,8 +185,11 @@ class Run:
                 "--host-record=aonly.test,127.0.0.1",
                 "--host-record=v6only.test,127.0.0.1,::1",
                 "--host-record=tls.test,127.0.0.1,::1",
-                "--address=/amazonaws.com/127.0.0.1",
-                "--address=/amazonaws.com/::1"]
+                f"--host-record=nat64.test,127.0.0.1,{NAT64_STANDIN}",
+                f"--host-record=natdown.test,127.0.0.2,{NAT64_NOROUTE}",
+                "--local=/ipv4only.arpa/", "--host-record=ipv4only.arpa,192.0.0.170,2001:db8:64::c000:aa",
+                # IPv4-only endpoints: their names have no AAAA (`ipv6: nodata` by design)
+                "--local=/amazonaws.com/", "--address=/amazonaws.com/127.0.0.1"]
         p = self.spawn("dnsmasq", argv)
         srv = ("127.0.0.1", port)
         ok = wait_until(lambda: p.poll() is None and dns_query(srv, "dual.test", 1, 0.5)[0] == 0,
@@ -184,9 +206,12 @@ class Run:
             "aonly.test": (["127.0.0.1"], []),
             "v6only.test": (["127.0.0.1"], ["::1"]),
             "tls.test": (["127.0.0.1"], ["::1"]),
+            "nat64.test": (["127.0.0.1"], [NAT64_STANDIN]),
+            "natdown.test": (["127.0.0.2"], [NAT64_NOROUTE]),
+            "ipv4only.arpa": (["192.0.0.170"], ["2001:db8:64::c000:aa"]),
         }
         for _, host in discovered:
-            want[host] = (["127.0.0.1"], ["::1"])
+            want[host] = (["127.0.0.1"], [])
         bad = []
         for name, (a, aaaa) in want.items():
             for qtype, exp in ((1, a), (28, aaaa)):
@@ -196,7 +221,7 @@ class Run:
         rcode, _ = dns_query(srv, "missing.test", 1)
         if rcode != 3:
             bad.append(f"missing.test A: rcode {rcode}, want 3 (NXDOMAIN)")
-        self.r.check("dnsmasq answers (aonly.test AAAA is NODATA, *.amazonaws.com local)",
+        self.r.check("dnsmasq answers (aonly.test and *.amazonaws.com AAAA NODATA, nat64.test DNS64)",
                      not bad, "; ".join(bad) or f"{len(want)} names")
 
     def start_peers(self, certs: tuple[str, str, str]) -> dict:
@@ -206,6 +231,8 @@ class Run:
         specs = [("127.0.0.1", ports["http"], "http4", None), ("::1", ports["http"], "http6", None),
                  ("::1", ports["v6only"], "v6only", None),
                  ("127.0.0.1", ports["tls"], "tls4", ctx), ("::1", ports["tls"], "tls6", ctx)]
+        if self.nat64:  # the stand-in translator address on lo (only inside the namespace)
+            specs.append((NAT64_STANDIN, ports["http"], "http-nat64", None))
         for host, port, tag, tls in specs:
             srv = Server(host, port, tag, tls)
             self.servers.append(srv)
@@ -217,11 +244,17 @@ class Run:
             "tls 127.0.0.1": tcp_state("127.0.0.1", ports["tls"]),
             "tls ::1": tcp_state("::1", ports["tls"]),
         }
+        noroute = "Network is unreachable"
+        if self.nat64:  # the stand-in answers; the rest of 64:ff9b::/96 fails at once
+            states[f"http {NAT64_STANDIN}"] = tcp_state(NAT64_STANDIN, ports["http"])
+            noroute = tcp_state(NAT64_NOROUTE, ports["http"])
         refused4 = tcp_state("127.0.0.1", ports["v6only"])
-        ok = all(v == "open" for v in states.values()) and refused4 == "refused"
+        ok = all(v == "open" for v in states.values()) and refused4 == "refused" and "unreachable" in noroute
         self.r.check("HTTP, v6-only and TLS peers on loopback", ok,
                      f"http :{ports['http']}, v6only [::1]:{ports['v6only']} (127.0.0.1: {refused4}), "
-                     f"tls :{ports['tls']}" if ok else f"{states}, v6only 127.0.0.1: {refused4}")
+                     f"tls :{ports['tls']}" + (f", NAT64 stand-in [{NAT64_STANDIN}]:{ports['http']}, "
+                                              f"{NAT64_NOROUTE}: {noroute}" if self.nat64 else "")
+                     if ok else f"{states}, v6only 127.0.0.1: {refused4}, {NAT64_NOROUTE}: {noroute}")
         if not ok:
             raise Fatal
         return ports
@@ -232,79 +265,20 @@ class Run:
                      all(s == "refused" for s in states.values()), str(states))
 
     def dualprobe_config(self, dns_port: int, ports: dict, ca: str) -> str:
-        cfg = f"""\
-interval: 1s
-timeout: 500ms
-resolver:
-  nameservers: ["127.0.0.1:{dns_port}"]
-discovery:
-  cloudformation: {{ template: {json.dumps(TEMPLATE)}, region: {REGION} }}
-targets:
-  # passes on both families
-  - name: dual
-    host: dual.test
-    port: {ports['http']}
-    checks: [dns, tcp, http]
-  # ipv4 passes, ipv6 has no AAAA (nodata): DualprobeIPv6PathDown
-  - name: aonly
-    host: aonly.test
-    port: {ports['http']}
-    checks: [dns, tcp, http]
-  # the service listens on ::1 only, ipv4 is refused: DualprobeIPv4PathDown
-  - name: v6only
-    host: v6only.test
-    port: {ports['v6only']}
-    checks: [dns, tcp, http]
-  # ipv4 is expected unreachable but is reachable: DualprobeUnexpectedlyReachable
-  - name: opened
-    host: dual.test
-    port: {ports['http']}
-    checks: [dns, tcp]
-    expect: {{ ipv4: unreachable, ipv6: reachable }}
-  # a test CA's certificate that expires in {CERT_DAYS} days: DualprobeCertificateExpiringSoon
-  - name: tls
-    host: tls.test
-    port: {ports['tls']}
-    checks: [dns, tcp, tls, http]
-    http: {{ scheme: https, path: / }}
-    tls: {{ ca_file: {json.dumps(ca)}, server_name: tls.test }}
-"""
         path = os.path.join(self.work, "dualprobe.yml")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(cfg)
+            f.write(config_a(dns_port, ports, ca, TEMPLATE, REGION, CERT_DAYS, self.nat64))
         return path
 
     def dualprobe_config_b(self, dns_port: int, ports: dict) -> str:
-        """Task b: every family it probes fails (DualprobeFamilyDown for ipv4 and ipv6), one
-        discovery finds nothing, the other fails; nothing leaves loopback."""
+        """Task b (live_configs.config_b); nothing leaves loopback."""
         empty = os.path.join(self.work, "no-endpoints.yml")
         with open(empty, "w", encoding="utf-8") as f:
             f.write("Resources: {}\n")
         closed = free_port(kinds=((socket.AF_INET, "127.0.0.1"),))
-        cfg = f"""\
-interval: 1s
-timeout: 500ms
-resolver:
-  nameservers: ["127.0.0.1:{dns_port}"]
-discovery:
-  cloudformation: {{ template: {json.dumps(empty)}, region: {REGION} }}
-  vpc_endpoints: {{ vpc_id: vpc-0123456789abcdef0, region: {REGION}, dual_stack: false,
-                   endpoint_url: "http://127.0.0.1:{closed}", refresh: 1m }}
-targets:
-  - name: aonly
-    host: aonly.test
-    port: {ports['http']}
-    families: [ipv6]
-    checks: [dns, tcp, http]
-  - name: v6only
-    host: v6only.test
-    port: {ports['v6only']}
-    families: [ipv4]
-    checks: [dns, tcp, http]
-"""
         path = os.path.join(self.work, "dualprobe-b.yml")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(cfg)
+            f.write(config_b(dns_port, ports, empty, closed, REGION, self.nat64))
         return path
 
     def start_dualprobe(self, bin_: str, cfg: str, task: str) -> str:
@@ -347,9 +321,15 @@ targets:
             for desc, vals, want in (
                     ("aonly ipv6 dns fails", g("dualprobe_probe_success", target="aonly", check="dns", family="ipv6"), 0),
                     ("v6only ipv4 tcp fails", g("dualprobe_probe_success", target="v6only", check="tcp", family="ipv4"), 0),
-                    ("build_info", g("dualprobe_build_info", availability_zone="us-east-1b"), 1)):
+                    ("build_info", g("dualprobe_build_info", availability_zone="us-east-1b"), 1),
+                    *((("natdown ipv6 path nat64", g("dualprobe_ipv6_path", target="natdown", via="nat64"), 1),
+                       ("natdown tcp fails", g("dualprobe_probe_success", target="natdown", check="tcp"), 0))
+                      if self.nat64 else ())):
                 if not vals or any(v != want for v in vals):
                     bad.append(f"{desc}: {vals}")
+            if self.nat64 and not [v for v in g("dualprobe_probes_total", target="natdown", check="tcp",
+                                                  result="nat64_unreachable") if v > 0]:
+                bad.append("natdown: no nat64_unreachable counted")
             if "dualprobe_discovery_success" not in self.missing:
                 for desc, vals, want in (
                         ("cloudformation discovery ok", g("dualprobe_discovery_success", source="cloudformation"), 1),
@@ -361,7 +341,8 @@ targets:
 
         ok, bad = wait_until(lambda: (r := view())[0] and r, timeout=20, interval=0.5) or view()
         self.r.check("dualprobe b /metrics: every family fails, discovery empty (cloudformation) and "
-                     "failing (vpc_endpoints), AZ from task metadata", ok, "; ".join(bad))
+                     "failing (vpc_endpoints), AZ from task metadata"
+                     + (", natdown nat64_unreachable" if self.nat64 else ""), ok, "; ".join(bad))
 
     def check_dualprobe_view(self, base: str, discovered: list[tuple[str, str]]) -> None:
         """dualprobe's own /metrics: every scenario is in the state it is meant to be in."""
@@ -393,6 +374,28 @@ targets:
             want("opened ipv6 expectation met", g("dualprobe_expectation_met", target="opened", family="ipv6"), lambda v: v == 1)
             want("dual expectation met", g("dualprobe_expectation_met", target="dual"), lambda v: v == 1)
             want("cloudformation target count", g("dualprobe_targets", source="cloudformation"), lambda v: v == len(discovered))
+            # NAT64: paths, assertions, prefixes; the nodata pairs met by design
+            want("dual ipv6 path native", g("dualprobe_ipv6_path", target="dual", via="native"), lambda v: v == 1)
+            want("dual asserts native", g("dualprobe_target_expected_via", target="dual", via="native"), lambda v: v == 1)
+            want("gained-aaaa ipv6 path native", g("dualprobe_ipv6_path", target="gained-aaaa", via="native"), lambda v: v == 1)
+            want("gained-aaaa violates via", g("dualprobe_expectation_met", target="gained-aaaa", family="ipv6"), lambda v: v == 0)
+            want("ipv4only ipv6 nodata met", g("dualprobe_expectation_met", target="ipv4only", family="ipv6"), lambda v: v == 1)
+            want("ipv4only expects nodata", g("dualprobe_target_expected", target="ipv4only", family="ipv6", expect="nodata"), lambda v: v == 1)
+            for src, prefix in (("well_known", "64:ff9b::/96"), ("config", "2001:db8:6464::/96"),
+                                ("discovered", "2001:db8:64::/96")):
+                want(f"nat64 prefix {prefix} ({src})", g("dualprobe_nat64_prefix", source=src, prefix=prefix), lambda v: v == 1)
+            if self.nat64:
+                want("nat64 ipv6 path nat64", g("dualprobe_ipv6_path", target="nat64", via="nat64"), lambda v: v == 1)
+                want("nat64 ipv6 http ok", g("dualprobe_probe_success", target="nat64", check="http", family="ipv6"), lambda v: v == 1)
+                want("nat64 expectation met", g("dualprobe_expectation_met", target="nat64"), lambda v: v == 1)
+                want("lost-aaaa ipv6 path nat64", g("dualprobe_ipv6_path", target="lost-aaaa", via="nat64"), lambda v: v == 1)
+                want("lost-aaaa violates via", g("dualprobe_expectation_met", target="lost-aaaa", family="ipv6"), lambda v: v == 0)
+            nodata = [n for n, _ in discovered
+                      if select(s, "dualprobe_target_expected", target=n, family="ipv6", expect="nodata")]
+            if not nodata:
+                problems.append("no discovered endpoint expects ipv6 nodata (IPv4-only endpoints)")
+            for name in nodata:
+                want(f"{name} ipv6 nodata met", g("dualprobe_expectation_met", target=name, family="ipv6"), lambda v: v == 1)
             for name, host in discovered:
                 info = select(s, "dualprobe_target_info", target=name)
                 if not info or info[0][0].get("source") != "cloudformation" or info[0][0].get("host") != host:
@@ -405,7 +408,9 @@ targets:
             res = view()
         ok, problems, samples = res
         self.r.check("dualprobe /metrics: dual ok, aonly ipv6 nodata, v6only ipv4 refused, "
-                     "opened violates, tls expires in 7d, cloudformation targets fail",
+                     "opened violates, tls expires in 7d, cloudformation targets fail, IPv6 paths "
+                     f"and NAT64 prefixes{'' if self.nat64 else ' (no NAT64 path: no namespace)'}, "
+                     "nodata pairs met",
                      ok, "; ".join(problems))
         # How the discovered endpoints fail (for the report): reasons of their non-ok runs.
         reasons = sorted({f"{l['check']}={l['result']}" for l, v in
@@ -511,7 +516,16 @@ scrape_configs:
             "DualprobeDiscoveryEmpty": [{"instance": b, "source": "cloudformation"}],
             "DualprobeTaskProberDown": [{"instance": self.dead, "job": "dualprobe"}],
             "DualprobeTasksIndistinguishable": [{"instance": "localhost:9469", "job": "dualprobe-shared"}],
+            "DualprobeIPv6PathNotAsAsserted": [{"instance": a, "target": "gained-aaaa", "via": "native",
+                                                "asserted_via": "nat64"}],
         }
+        if self.nat64:
+            want["DualprobeIPv6PathNotAsAsserted"].append(
+                {"instance": a, "target": "lost-aaaa", "via": "nat64", "asserted_via": "native"})
+            want["DualprobeNat64PathDown"] = [{"instance": b, "target": "natdown"}]
+            want["DualprobeIPv6PathDown"].append({"instance": b, "target": "natdown"})
+        else:
+            print(f"NOTE  DualprobeNat64PathDown not checked: no network namespace ({self.no_netns})")
         if "dualprobe_discovery_success" in self.missing:
             for k in ("DualprobeDiscoveryFailing", "DualprobeDiscoveryEmpty"):
                 print(f"NOTE  {k} not checked: the binary predates dualprobe_discovery_success")
@@ -543,6 +557,13 @@ scrape_configs:
                          f"missing {miss}; active: {[x['labels'] for x in have][:6]}" if miss else "")
         noisy = sorted(k for k, v in by.items() if any(x["labels"].get("target") == "dual" for x in v))
         self.r.check("no alert for the passing dual-stack target", not noisy, f"alerts: {noisy}" if noisy else "")
+        # the nodata pairs (ipv4only, the IPv4-only endpoints over IPv6) and the as-asserted NAT64 path
+        quiet = {"ipv4only", "nat64"}
+        noisy = sorted(f"{k} {x['labels'].get('target')}" for k, v in by.items() for x in v
+                       if x["labels"].get("target") in quiet
+                       or (x["labels"].get("target", "").startswith("vpce-") and x["labels"].get("family") != "ipv4"))
+        self.r.check("no alert for the nodata pairs (ipv4only, endpoints over IPv6) or the nat64 target",
+                     not noisy, f"alerts: {noisy}" if noisy else "")
         self.r.check("DualprobeAbsent is quiet", "DualprobeAbsent" not in by, "")
         quiet_a = sorted(k for k in ("DualprobeFamilyDown", "DualprobeDiscoveryFailing", "DualprobeDiscoveryEmpty",
                                      "DualprobeTaskProberDown")
@@ -551,8 +572,10 @@ scrape_configs:
                      f"alerts: {quiet_a}" if quiet_a else "")
 
     def check_promql(self, base: str) -> None:
+        nat64 = [] if self.nat64 else [f"--allow-empty=nat64_unreachable=no NAT64 scenario without a network "
+                                       f"namespace ({self.no_netns})"]
         out = subprocess.run([sys.executable, CHECK_PROMQL, "--prometheus", base,
-                              "--require-series", "--strict",
+                              "--require-series", "--strict", *nat64,
                               *(f"--missing-metric={m}" for m in self.missing)],
                              capture_output=True, text=True, timeout=120)
         for line in (out.stdout + out.stderr).rstrip().splitlines():
@@ -560,9 +583,21 @@ scrape_configs:
         summary = (out.stdout.strip().splitlines() or ["no output"])[-1]
         self.r.check("scripts/check-promql.py --require-series --strict", out.returncode == 0, summary)
 
+    def namespace(self) -> None:
+        if self.no_netns:
+            ci = bool(os.environ.get("CI"))
+            self.r.check(f"private network namespace: none ({self.no_netns})", not ci,
+                         "CI must run the NAT64 scenarios (root, or unprivileged user namespaces)" if ci else "")
+            print(f"NOTE  no private network namespace ({self.no_netns}): the NAT64 scenarios are left out")
+            return
+        ok, line = setup_netns()
+        if not self.r.check("private network namespace: only lo, no route off it (unshare --net)", ok, line):
+            raise Fatal
+
     def main(self) -> int:
         cp = load_check_promql()
         try:
+            self.namespace()
             bin_ = self.binary()
             discovered = self.expected_discovery(bin_)
             self.check_443()
@@ -604,6 +639,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--min-scrapes", type=int, default=15,
                     help="scrapes of dualprobe to wait for before evaluating (default 15, ~15 s)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    ap.add_argument("--no-netns", action="store_true",
+                    help="run in the caller's network namespace, without the NAT64 scenarios")
     args = ap.parse_args(argv)
     for tool in ("dnsmasq", "prometheus", "openssl"):
         if not (shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}")):
@@ -613,9 +650,11 @@ def main(argv: list[str]) -> int:
     def on_term(signum, _frame):
         raise SystemExit(128 + signum)
 
+    # replaced by the same run inside a private network namespace, unless that cannot be made
+    no_netns = "--no-netns" if args.no_netns else reexec_in_netns(__file__, argv)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
-    return Run(args).main()
+    return Run(args, no_netns).main()
 
 
 if __name__ == "__main__":

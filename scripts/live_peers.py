@@ -1,7 +1,7 @@
 """Loopback peers and helpers for scripts/check_dashboards_live.py: reporting, free ports,
 HTTP/TLS listeners, a throwaway CA, a plain DNS client, the Prometheus text format and HTTP API,
-and an ECS task metadata v4 endpoint (served on 127.0.0.1, never the metadata address).
-Standard library only."""
+an ECS task metadata v4 endpoint (served on 127.0.0.1, never the metadata address), and the
+private network namespace the check re-executes itself in. Standard library only."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import socketserver
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -302,3 +303,51 @@ class _MetadataHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+# --------------------------------------------------------------------------- network namespace
+# The check runs in a private network namespace of its own when it can: only `lo`, no route, so
+# nothing it starts can send a packet off the host whatever address a test name resolves to. In
+# there an address of the well-known NAT64 prefix can stand in for a translator (NAT64_STANDIN on
+# lo) and the rest of 64:ff9b::/96 has no route (a connect fails at once: nat64_unreachable).
+NETNS_ENV = "DUALPROBE_DASH_NETNS"
+NAT64_STANDIN = "64:ff9b::7f00:1"   # what DNS64 synthesizes for 127.0.0.1
+NAT64_NOROUTE = "64:ff9b::7f00:2"   # ... for 127.0.0.2: no route in the namespace
+
+
+def reexec_in_netns(script: str, argv: list[str]) -> str:
+    """Replaces this process with `script argv` run under `unshare --net` (plus --map-root-user
+    when not root), or returns why it cannot. Returns "" at once when already inside."""
+    if os.environ.get(NETNS_ENV) == "1":
+        return ""
+    unshare, ip = shutil.which("unshare"), shutil.which("ip") or "/usr/sbin/ip"
+    if not unshare or not os.path.exists(ip):
+        return "unshare (util-linux) or ip (iproute2) not found"
+    flags = ["--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    trial = subprocess.run([unshare, *flags, ip, "link", "set", "lo", "up"], capture_output=True,
+                           text=True, timeout=20)
+    if trial.returncode != 0:
+        return f"unshare {' '.join(flags)}: {(trial.stderr or trial.stdout).strip() or trial.returncode}"
+    env = dict(os.environ, **{NETNS_ENV: "1"})
+    os.execve(unshare, [unshare, *flags, sys.executable, os.path.abspath(script), *argv], env)
+    return "exec failed"  # not reached
+
+
+def setup_netns() -> tuple[bool, str]:
+    """Inside the namespace: lo up with NAT64_STANDIN; (ok, what it saw). Not ok when this is
+    not a private namespace (an interface other than lo, or a route off lo)."""
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+
+    def run(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run([ip, *a], capture_output=True, text=True, timeout=20)
+
+    for cmd in (("link", "set", "lo", "up"), ("-6", "addr", "add", f"{NAT64_STANDIN}/128", "dev", "lo")):
+        r = run(*cmd)
+        if r.returncode != 0 and "exists" not in r.stderr:
+            return False, f"ip {' '.join(cmd)}: {r.stderr.strip()}"
+    links = [ln.split(":")[1].strip() for ln in run("-o", "link").stdout.splitlines() if ":" in ln]
+    routes = [ln for fam in ("-4", "-6") for ln in run(fam, "route", "show", "table", "all").stdout.splitlines()
+              if ln.strip() and " dev lo " not in f" {ln} "]
+    ok = links == ["lo"] and not routes
+    return ok, (f"interfaces {links}, lo has {NAT64_STANDIN}" if ok
+                else f"not private: interfaces {links}, routes off lo {routes[:3]}")
