@@ -38,6 +38,10 @@ if want lint; then
   cargo fmt --all -- --check
   step "cargo clippy --all-targets -- -D warnings"
   cargo clippy --all-targets --locked -- -D warnings
+  # fuzz/ has its own lock file: a dependency added to the main crate must be in it too, or the
+  # fuzz stage's `--locked` build fails (cheap to check here, without building anything).
+  step "fuzz/Cargo.lock is current (cargo metadata --locked)"
+  cargo metadata --locked --manifest-path fuzz/Cargo.toml --format-version 1 >/dev/null
 fi
 
 if want unit; then
