@@ -616,8 +616,12 @@ fn targets_subcommand_lists_the_templates_endpoints_with_their_conditions() {
     assert!(line("vpce-logs ").contains("logs.eu-west-1.amazonaws.com"));
     assert!(line("vpce-ecr-api ").contains("api.ecr.eu-west-1.amazonaws.com"));
     assert!(line("vpce-s3-gateway ").contains("gateway"));
+    // ECS Exec (2), Secrets Manager, aps-workspaces, and the ECR pair that only the
+    // dualstack NetworkMode has (an IPv6-only task pulls by ECR's dual-stack names).
     let conditional = text.lines().filter(|l| l.contains(" if ")).count();
-    assert_eq!(conditional, 4, "four conditional endpoints marked:\n{text}");
+    assert_eq!(conditional, 6, "six conditional endpoints marked:\n{text}");
+    assert!(line("vpce-ecr-dkr ").ends_with(" if DualStack"), "{text}");
+    assert!(line("vpce-logs ").contains("ipv4,ipv6:nodata"), "an IPv4 endpoint: no AAAA expected\n{text}");
     let missing = Command::new(BIN)
         .args([
             "targets",
