@@ -49,6 +49,8 @@ ALLOW_EMPTY: list[tuple[str, str]] = [
     (r"dualprobe_discovery_", "only present when discovery (cloudformation / vpc_endpoints) is configured"),
     (r"count by \(instance, job\) \(dualprobe_build_info\) > 1",
      "empty while every task has an (instance, job) of its own"),
+    (r"dualprobe_happy_eyeballs_",
+     "only present once a target with a happy_eyeballs check has raced"),
     (r"dualprobe_tls_cert_expiry_timestamp_seconds",
      "only present once a target with a tls check has completed a TLS handshake"),
     (r'source\s*=~\s*"cloudformation\|vpc_endpoints"',

@@ -540,6 +540,12 @@ fn render_table(name: &str, reports: &[CycleReport]) -> String {
                             d.push(describe(*value));
                         }
                     }
+                    for v in &ob.per_target {
+                        d.push(match v.family {
+                            Some(f) => format!("{}[{f}]={}", v.what.key, v.value),
+                            None => format!("{}={}", v.what.key, v.value),
+                        });
+                    }
                     d.join(", ")
                 }
                 Err(f) => f.detail.clone(),

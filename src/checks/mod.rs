@@ -21,7 +21,9 @@ use crate::model::check_kind::{CheckKind, Layer};
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::family::Family;
 use crate::model::nat64::{Ipv6Path, Via};
-use crate::model::outcome::{CheckOutput, CycleReport, Measurement, Observations, Outcome};
+use crate::model::outcome::{
+    CheckOutput, CycleReport, Measurement, Observations, Outcome, TargetMeasurement,
+};
 use crate::model::target::{AddressSelection, Host, Target};
 
 macro_rules! register_checks {
@@ -77,6 +79,12 @@ pub trait Check: Send + Sync + 'static {
     /// What the check measures besides pass/fail (each a `{target, family}` gauge, a JSON key,
     /// a `/probe` series).
     fn measurements(&self) -> &'static [&'static Measurement] {
+        &[]
+    }
+
+    /// What the check measures about the target as a whole, not the cycle's family (each a
+    /// `{target}` or `{target, family}` float gauge, a JSON key, a `/probe` series).
+    fn target_measurements(&self) -> &'static [&'static TargetMeasurement] {
         &[]
     }
 

@@ -18,6 +18,8 @@ macro_rules! check_kinds {
         $callback! {
             Dns "dns" dns [],
             PrivateDns "private_dns" private_dns [private_dns],
+            HappyEyeballs "happy_eyeballs" happy_eyeballs [],
+            Icmp "icmp" icmp [],
             Tcp "tcp" tcp [],
             Tls "tls" tls [],
             Http "http" http [http],
@@ -106,6 +108,6 @@ mod tests {
         let mut sorted = CheckKind::ALL.to_vec();
         sorted.sort();
         assert_eq!(sorted, CheckKind::ALL);
-        assert_eq!(CheckKind::from_name("icmp"), None);
+        assert_eq!(CheckKind::from_name("ping"), None);
     }
 }

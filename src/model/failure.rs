@@ -44,6 +44,7 @@ failure_reasons! {
     CertInvalid "cert_invalid" "The server's certificate did not verify (unknown CA, expired, wrong name).",
     HttpStatus "http_status" "The HTTP response status was not one of the expected ones, or the request failed.",
     Skipped "skipped" "Not run because an earlier check of the same chain failed.",
+    IcmpNotPermitted "icmp_not_permitted" "The kernel refused an unprivileged ICMP socket: the agent's group is outside the sysctl net.ipv4.ping_group_range.",
     Forbidden "forbidden" "Refused by the probe's own safety rules (metadata address, not on the allowlist).",
     PublicAddress "public_address" "A PrivateLink name answered with a public address: private DNS is off.",
     AwsAuth "aws_auth" "AWS rejected the credentials or the signature.",
@@ -143,6 +144,6 @@ mod tests {
             assert_eq!(json, r.as_str(), "{r:?}");
             assert!(seen.insert(r.as_str()), "{r:?} twice");
         }
-        assert_eq!(FailureReason::ALL.len(), 20);
+        assert_eq!(FailureReason::ALL.len(), 21);
     }
 }

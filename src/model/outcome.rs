@@ -42,6 +42,41 @@ impl PartialEq for Measurement {
     }
 }
 
+/// A value a check measures about a target as a whole rather than about the cycle's family —
+/// the `happy_eyeballs` race is about both families at once: a float gauge labelled `{target}`,
+/// or `{target, family}` with the family the value is about (not the cycle's). Declared as a
+/// `static` in the kind's file and rendered generically like [`Measurement`]: `/metrics`,
+/// `/probe` (no `target` label there), JSON answers and the CLI table.
+#[derive(Debug)]
+pub struct TargetMeasurement {
+    /// The gauge on `/metrics`, e.g. `dualprobe_happy_eyeballs_fallback_seconds`.
+    pub metric: &'static str,
+    /// Its HELP text on `/metrics` and `/probe`.
+    pub help: &'static str,
+    /// The key in JSON answers (an object keyed by family when `per_family`).
+    pub key: &'static str,
+    /// Labelled `{target, family}` (true) or `{target}` only (false).
+    pub per_family: bool,
+}
+
+/// Target measurements are told apart by their metric name, which is unique.
+impl PartialEq for TargetMeasurement {
+    fn eq(&self, other: &Self) -> bool {
+        self.metric == other.metric
+    }
+}
+
+/// One value of a [`TargetMeasurement`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetValue {
+    /// What was measured.
+    pub what: &'static TargetMeasurement,
+    /// The family the value is about (`Some` exactly when `what.per_family`).
+    pub family: Option<Family>,
+    /// The value (seconds are seconds).
+    pub value: f64,
+}
+
 /// What a check observed besides pass/fail.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observations {
@@ -51,6 +86,8 @@ pub struct Observations {
     pub remote: Option<SocketAddr>,
     /// Values of the kind's declared measurements.
     pub measured: Vec<(&'static Measurement, i64)>,
+    /// Values of the kind's declared target measurements.
+    pub per_target: Vec<TargetValue>,
     /// On a pass: a reason that still goes into the `result` label. AWS answering AccessDenied
     /// proves the family's path (the check passes) but is counted as `aws_denied`.
     pub note: Option<Failure>,
@@ -61,6 +98,29 @@ impl Observations {
     pub fn measure(mut self, what: &'static Measurement, value: i64) -> Observations {
         self.measured.push((what, value));
         self
+    }
+
+    /// Records a target measurement (`family` only for a per-family one).
+    pub fn measure_target(
+        mut self,
+        what: &'static TargetMeasurement,
+        family: Option<Family>,
+        value: f64,
+    ) -> Observations {
+        self.per_target.push(TargetValue {
+            what,
+            family,
+            value,
+        });
+        self
+    }
+
+    /// The value of the target measurement whose JSON key is `key`, for `family`.
+    pub fn target_value(&self, key: &str, family: Option<Family>) -> Option<f64> {
+        self.per_target
+            .iter()
+            .find(|v| v.what.key == key && v.family == family)
+            .map(|v| v.value)
     }
 
     /// The value of the measurement whose JSON key is `key`.
@@ -81,6 +141,24 @@ impl Serialize for Observations {
         }
         for (what, v) in &self.measured {
             m.serialize_entry(what.key, v)?;
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for v in &self.per_target {
+            if seen.contains(&v.what.key) {
+                continue;
+            }
+            seen.push(v.what.key);
+            if v.what.per_family {
+                let by_family: std::collections::BTreeMap<&str, f64> = self
+                    .per_target
+                    .iter()
+                    .filter(|o| o.what == v.what)
+                    .filter_map(|o| Some((o.family?.as_str(), o.value)))
+                    .collect();
+                m.serialize_entry(v.what.key, &by_family)?;
+            } else {
+                m.serialize_entry(v.what.key, &v.value)?;
+            }
         }
         if let Some(r) = &self.remote {
             m.serialize_entry("remote", r)?;

@@ -15,7 +15,7 @@ use crate::checks::check_for;
 use crate::model::check_kind::CheckKind;
 use crate::model::family::Family;
 use crate::model::outcome::CycleReport;
-use crate::model::outcome::Measurement;
+use crate::model::outcome::{Measurement, TargetMeasurement};
 use crate::model::target::{Target, TargetSource};
 use crate::report::check_series::CheckSeries;
 pub use crate::report::prom_text::{DURATION_BUCKETS, Format};
@@ -27,6 +27,22 @@ pub struct TargetFamilyLabels {
     pub target: String,
     /// `ipv4` or `ipv6`.
     pub family: &'static str,
+}
+
+/// `{target}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Target name.
+    pub target: String,
+}
+
+/// The gauge family of a [`TargetMeasurement`]: by family or by target only.
+#[derive(Clone)]
+pub enum TargetGauges {
+    /// `{target, family}`.
+    ByFamily(MetricFamily<TargetFamilyLabels, FloatGauge>),
+    /// `{target}`.
+    ByTarget(MetricFamily<TargetLabels, FloatGauge>),
 }
 
 /// `{target, family, expect}`.
@@ -138,6 +154,9 @@ pub struct Metrics {
         &'static Measurement,
         MetricFamily<TargetFamilyLabels, Gauge>,
     )>,
+    /// One float gauge per target measurement a check kind declares
+    /// (`dualprobe_happy_eyeballs_winner`, …), in chain order.
+    pub per_target: Vec<(&'static TargetMeasurement, TargetGauges)>,
     /// `dualprobe_build_info`.
     pub build_info: MetricFamily<BuildLabels, Gauge>,
     /// `dualprobe_config_last_reload_successful`.
@@ -168,6 +187,18 @@ impl Metrics {
                 .iter()
                 .flat_map(|k| check_for(*k).measurements())
                 .map(|m| (*m, MetricFamily::default()))
+                .collect(),
+            per_target: CheckKind::ALL
+                .iter()
+                .flat_map(|k| check_for(*k).target_measurements())
+                .map(|m| {
+                    let gauges = if m.per_family {
+                        TargetGauges::ByFamily(MetricFamily::default())
+                    } else {
+                        TargetGauges::ByTarget(MetricFamily::default())
+                    };
+                    (*m, gauges)
+                })
                 .collect(),
             build_info: MetricFamily::default(),
             reload_successful: Gauge::default(),
@@ -214,6 +245,16 @@ impl Metrics {
                 .strip_prefix("dualprobe_")
                 .unwrap_or(what.metric);
             r.register(name, what.help, family.clone());
+        }
+        for (what, gauges) in &m.per_target {
+            let name = what
+                .metric
+                .strip_prefix("dualprobe_")
+                .unwrap_or(what.metric);
+            match gauges {
+                TargetGauges::ByFamily(g) => r.register(name, what.help, g.clone()),
+                TargetGauges::ByTarget(g) => r.register(name, what.help, g.clone()),
+            }
         }
         r.register(
             "build_info",
@@ -372,6 +413,34 @@ impl Metrics {
 
     fn forget_check(&self, target: &str, check: &'static str, family: Family) {
         self.checks.remove(target, check, family);
+        let Some(kind) = CheckKind::from_name(check) else {
+            return;
+        };
+        for what in check_for(kind).target_measurements() {
+            self.forget_per_target(what, target, family);
+        }
+    }
+
+    /// Removes `what`'s series of `target` (the `family` one, when it has a family label).
+    fn forget_per_target(&self, what: &TargetMeasurement, target: &str, family: Family) {
+        for (m, gauges) in &self.per_target {
+            if *m != what {
+                continue;
+            }
+            match gauges {
+                TargetGauges::ByFamily(g) => {
+                    g.remove(&TargetFamilyLabels {
+                        target: target.to_string(),
+                        family: family.as_str(),
+                    });
+                }
+                TargetGauges::ByTarget(g) => {
+                    g.remove(&TargetLabels {
+                        target: target.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     fn forget_target_family(&self, target: &str, family: Family) {
@@ -402,6 +471,26 @@ impl Metrics {
             for (what, value) in &o.observations.measured {
                 if let Some((_, family)) = self.measured.iter().find(|(m, _)| m == what) {
                     family.get_or_create(&tf).set(*value);
+                }
+            }
+            for v in &o.observations.per_target {
+                match self.per_target.iter().find(|(m, _)| *m == v.what) {
+                    Some((_, TargetGauges::ByFamily(g))) => {
+                        if let Some(f) = v.family {
+                            g.get_or_create(&TargetFamilyLabels {
+                                target: target.clone(),
+                                family: f.as_str(),
+                            })
+                            .set(v.value);
+                        }
+                    }
+                    Some((_, TargetGauges::ByTarget(g))) => {
+                        g.get_or_create(&TargetLabels {
+                            target: target.clone(),
+                        })
+                        .set(v.value);
+                    }
+                    None => {}
                 }
             }
         }

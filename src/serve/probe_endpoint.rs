@@ -557,6 +557,17 @@ fn render(reports: &[CycleReport], single_family: bool) -> String {
                     ),
                 }
             }
+            for v in &o.observations.per_target {
+                match v.family {
+                    Some(f) => e.add(
+                        v.what.metric,
+                        v.what.help,
+                        &[("family", f.as_str())],
+                        v.value,
+                    ),
+                    None => e.add(v.what.metric, v.what.help, &[], v.value),
+                }
+            }
         }
         if let Some(met) = r.expectation_met {
             e.add(

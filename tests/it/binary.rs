@@ -310,7 +310,7 @@ fn check_config_accepts_good_and_names_every_problem_in_bad() {
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("invalid-unknown-check.yaml:4: targets[0].checks[2]: unknown check `icmp`"),
+        err.contains("invalid-unknown-check.yaml:4: targets[0].checks[2]: unknown check `ping`"),
         "{err}"
     );
     let missing = Command::new(BIN)

@@ -28,7 +28,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ),
     (
         "invalid-unknown-check.yaml",
-        ":4: targets[0].checks[2]: unknown check `icmp`; known checks: dns, ",
+        ":4: targets[0].checks[2]: unknown check `ping`; known checks: dns, ",
     ),
     (
         "invalid-duration.yaml",
@@ -447,11 +447,11 @@ fn type_errors_name_their_field_and_value_and_hide_nothing() {
         // error in the next target, all at once, in line order.
         (
             format!(
-                "{t}    port: abc\n    prot: 1\n  - name: db\n    host: db.test\n    checks: [icmp]\n"
+                "{t}    port: abc\n    prot: 1\n  - name: db\n    host: db.test\n    checks: [ping]\n"
             ),
             "c.yml:4: targets[0].port: `abc` is not a port (1-65535)\n\
              c.yml:5: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http\n\
-             c.yml:8: targets[1].checks[0]: unknown check `icmp`; known checks: dns, private_dns, tcp, tls, http, s3, ec2",
+             c.yml:8: targets[1].checks[0]: unknown check `ping`; known checks: dns, private_dns, happy_eyeballs, icmp, tcp, tls, http, s3, ec2",
         ),
         // A type error in a module, a semantic one at the top.
         (

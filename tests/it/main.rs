@@ -19,6 +19,7 @@ mod fuzz_regressions;
 mod guard_nat64;
 mod guard_table;
 mod healthcheck;
+mod icmp_he_netns;
 mod logs;
 mod metrics_exposition;
 mod nat64_agent;

@@ -126,7 +126,7 @@ fn bad(kind: usize, good: &str) -> (Option<String>, &'static str) {
             Some(format!("bogus_key: 1\n{good}")),
             "unknown field `bogus_key`",
         ),
-        2 => (Some(first_tcp("checks: [icmp]")), "unknown check `icmp`"),
+        2 => (Some(first_tcp("checks: [ping]")), "unknown check `ping`"),
         3 => (
             Some(format!(
                 "{good}  - {{ name: anchor, host: 127.0.0.1, port: 9, checks: [tcp] }}\n"

@@ -50,7 +50,7 @@ from topology import (_LABEL, _SAMPLE, EGW_A6, EGW_T6, LEGACY4, METRICS_PORT, S3
 DOMAIN = "soak.test"
 OK_RESULTS = ("ok", "aws_denied")
 BAD_CONFIGS = [  # (what, how the good document is broken)
-    ("unknown check", lambda doc: doc.replace("checks: [dns, tcp]", "checks: [dns, icmp]", 1)),
+    ("unknown check", lambda doc: doc.replace("checks: [dns, tcp]", "checks: [dns, ping]", 1)),
     ("timeout >= interval", lambda doc: doc.replace("timeout: ", "timeout: 30s #", 1)),
     ("YAML syntax error", lambda doc: doc + "  - name: [unclosed\n"),
     ("duplicate target name", lambda doc: doc + doc[doc.index("  - name: "):].split("\n  - name: ")[0] + "\n"),

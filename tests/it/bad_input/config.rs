@@ -15,7 +15,7 @@ pub fn load_error(yaml: &str) -> String {
 }
 
 /// Every check name, as the unknown-check message lists them.
-pub const KNOWN_CHECKS: &str = "dns, private_dns, tcp, tls, http, s3, ec2";
+pub const KNOWN_CHECKS: &str = "dns, private_dns, happy_eyeballs, icmp, tcp, tls, http, s3, ec2";
 
 /// `targets:` with one target `a` on `a.test`, then `extra` (lines at the target's indent).
 pub fn target(extra: &str) -> String {
@@ -148,9 +148,9 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "unknown check",
-            target("    checks: [dns, icmp]\n"),
+            target("    checks: [dns, ping]\n"),
             format!(
-                "c.yml:4: targets[0].checks[1]: unknown check `icmp`; known checks: {KNOWN_CHECKS}"
+                "c.yml:4: targets[0].checks[1]: unknown check `ping`; known checks: {KNOWN_CHECKS}"
             ),
         ),
         row(

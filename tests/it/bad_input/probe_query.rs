@@ -32,9 +32,9 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "unknown check",
-            "target=a.allowed.test&check=tcp,icmp",
+            "target=a.allowed.test&check=tcp,ping",
             bad(&format!(
-                "unknown check `icmp`; known checks: {KNOWN_CHECKS}"
+                "unknown check `ping`; known checks: {KNOWN_CHECKS}"
             )),
         ),
         row(

@@ -142,8 +142,8 @@ async fn malformed_requests_are_400_with_the_reason() {
             "unknown module `nope`",
         ),
         (
-            &format!("/probe?target={DUAL_HOST}:{http}&check=icmp"),
-            "unknown check `icmp`",
+            &format!("/probe?target={DUAL_HOST}:{http}&check=ping"),
+            "unknown check `ping`",
         ),
         (
             "/probe?target=ftp://dual.test/",
