@@ -352,7 +352,11 @@ fn bind_dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener>
     }
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    // The kernel's accept queue, capped by net.core.somaxconn (4096 since Linux 5.4). When it is
+    // full a new SYN is dropped and the client retries only after 1 s, then 3 s: under a flood
+    // of reconnecting clients a short queue, not the server, would make a scrape miss its
+    // deadline. A queued connection costs the kernel a socket, not us a file descriptor.
+    socket.listen(4096)?;
     socket.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(socket.into())
 }
@@ -611,35 +615,57 @@ fn health_address(listen: SocketAddr) -> SocketAddr {
     }
 }
 
+/// `dualprobe healthcheck`: the local health socket of the configured port first (no network
+/// client can crowd it out), then TCP where the config listens, both within 2.5 s, inside the
+/// image's 3 s `HEALTHCHECK` timeout (ECS's default is 5 s). `--url` asks that URL only.
 fn healthcheck(url: Option<String>, config: Option<PathBuf>) -> Result<bool> {
-    let url = match url {
-        Some(u) => u,
+    let deadline = std::time::Instant::now() + Duration::from_millis(2500);
+    let (url, port) = match url {
+        Some(u) => (u, None),
         None => {
             let listen = ConfigSource::discover(config)
                 .load()
                 .map(|c| c.listen)
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 9469)));
-            format!("http://{}/-/healthy", health_address(listen))
+            let url = format!("http://{}/-/healthy", health_address(listen));
+            (url, Some(listen.port()))
         }
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(3))
-            .build()?;
-        match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => Ok(true),
-            Ok(r) => {
-                eprintln!("{url}: HTTP {}", r.status());
-                Ok(false)
-            }
-            Err(e) => {
-                eprintln!("{url}: {e}");
-                Ok(false)
+        let mut said = Vec::new();
+        if let Some(port) = port {
+            // Absent (an older agent, another OS), it fails at once and TCP has the whole time.
+            let local = dualprobe::serve::local::get_status(
+                port,
+                "/-/healthy",
+                Duration::from_millis(1500),
+            );
+            match local.await {
+                Ok(200) => return Ok(true),
+                Ok(status) => said.push(format!(
+                    "@{}: HTTP {status}",
+                    dualprobe::serve::local::socket_name(port)
+                )),
+                Err(e) => said.push(e.to_string()),
             }
         }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(left.max(Duration::from_millis(500)))
+            .build()?;
+        match client.get(&url).send().await {
+            Ok(r) if r.status().is_success() => return Ok(true),
+            Ok(r) => said.push(format!("{url}: HTTP {}", r.status())),
+            Err(e) => said.push(format!("{url}: {e}")),
+        }
+        // A passing check is silent; a failing one says every way it tried and why.
+        for line in said {
+            eprintln!("{line}");
+        }
+        Ok(false)
     })
 }

@@ -3,6 +3,8 @@
 //! until a shutdown token fires.
 
 pub mod adhoc;
+mod conn;
+pub mod local;
 pub(crate) mod probe_endpoint;
 pub(crate) mod status_page;
 
@@ -16,12 +18,8 @@ use axum::routing::{get, post};
 
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
 use crate::report::metrics::Format;
@@ -34,51 +32,47 @@ pub struct Served {
     pub gates: probe_endpoint::Gates,
 }
 
-/// What one client may hold. A sidecar shares the task's memory and file descriptors with the
-/// checks, so a slow or hostile client must never starve `/-/healthy`, `/metrics` or the checks'
-/// own sockets: connections are capped, and those over the first tier get a short header
-/// deadline and no keep-alive, so a burst of idle or half-sent requests cannot keep out a
-/// health check.
+/// What clients may hold. A sidecar shares the task's memory and file descriptors with the
+/// checks, so no client may starve `/-/healthy`, `/metrics` or the checks' own sockets: the
+/// connections are capped, and at the cap a newcomer evicts the connection that has waited
+/// longest without a request in progress (see `conn`), so a flood of idle or half-sent
+/// connections holds slots only until someone with a real request arrives.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Connections served with the normal header deadline and keep-alive.
+    /// Connections open at once on the TCP listener (sockets, so file descriptors).
     pub connections: usize,
-    /// Further connections, each with `reserve_header_timeout` and closed after one request.
-    pub reserve: usize,
     /// How long a client may take to send a request's headers (also how long a kept-alive
     /// connection may sit idle before its next request).
     pub header_timeout: Duration,
-    /// The header deadline of a reserve connection.
-    pub reserve_header_timeout: Duration,
     /// The largest request head (line and headers) read; a bigger one gets 431.
     pub max_header_bytes: usize,
-    /// The longest a normal connection lives: then it is asked to close after its request in
-    /// flight, and dropped a little later. Bounds a client that never reads its answers.
+    /// The longest a connection lives: then it is asked to close after its request in flight,
+    /// and dropped a little later. Bounds a client that never reads its answers.
     pub lifetime: Duration,
-    /// The same for a reserve connection.
-    pub reserve_lifetime: Duration,
     /// How long shutdown waits for requests in flight.
     pub drain: Duration,
+    /// Connections open at once on the local health socket (see [`local`]); 0: no local
+    /// socket.
+    pub local_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            connections: 256,
-            reserve: 64,
+            connections: 320,
             header_timeout: Duration::from_secs(10),
-            reserve_header_timeout: Duration::from_secs(1),
             max_header_bytes: 16 * 1024,
             lifetime: Duration::from_secs(60),
-            reserve_lifetime: Duration::from_secs(5),
             // With the agent's own 800 ms, SIGTERM ends within a second.
             drain: Duration::from_millis(150),
+            local_connections: 8,
         }
     }
 }
 
-/// Serves `agent` on `listener` with the default [`Limits`] until `shutdown` fires. The caller
-/// stops the agent's own tasks afterwards (`Agent::stop`).
+/// Serves `agent` on `listener`, and the health endpoints on the local health socket of its
+/// port, with the default [`Limits`] until `shutdown` fires. The caller stops the agent's own
+/// tasks afterwards (`Agent::stop`).
 pub async fn serve(
     listener: TcpListener,
     agent: Arc<Agent>,
@@ -95,82 +89,58 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: Limits,
 ) -> std::io::Result<()> {
-    let app = router(agent);
-    let normal = Arc::new(Semaphore::new(limits.connections));
-    let reserve = Arc::new(Semaphore::new(limits.reserve));
-    let connections = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning; the listener stays.
-                tracing::warn!(error = %e, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    let served = Arc::new(Served {
+        agent,
+        gates: probe_endpoint::Gates::default(),
+    });
+    let port = listener.local_addr()?.port();
+    let local = if limits.local_connections == 0 {
+        None
+    } else {
+        match local::bind(port) {
+            Ok(l) => {
+                tracing::debug!(socket = %format!("@{}", local::socket_name(port)), "local health socket bound");
+                let limits = Limits {
+                    connections: limits.local_connections,
+                    ..limits
+                };
+                let app = local_routes(Arc::clone(&served));
+                Some(tokio::spawn(conn::accept_loop(
+                    l,
+                    app,
+                    shutdown.clone(),
+                    limits,
+                    "local health socket",
+                )))
             }
-        };
-        let (permit, tier_reserve) = match Arc::clone(&normal).try_acquire_owned() {
-            Ok(p) => (p, false),
-            Err(_) => match Arc::clone(&reserve).try_acquire_owned() {
-                Ok(p) => (p, true),
-                Err(_) => {
-                    tracing::debug!("connection refused: every connection slot is taken");
-                    continue; // dropping the stream closes it
-                }
-            },
-        };
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .max_buf_size(limits.max_header_bytes.max(8192))
-            .header_read_timeout(if tier_reserve {
-                limits.reserve_header_timeout
-            } else {
-                limits.header_timeout
-            })
-            .keep_alive(!tier_reserve);
-        let service = TowerToHyperService::new(app.clone());
-        let shutdown = shutdown.clone();
-        let lifetime = if tier_reserve {
-            limits.reserve_lifetime
-        } else {
-            limits.lifetime
-        };
-        let drain = limits.drain;
-        connections.spawn(async move {
-            let _permit = permit;
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            // A client that stops reading leaves hyper waiting on a write for ever, holding
-            // the slot: every wait here ends.
-            let grace = tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = shutdown.cancelled() => drain,
-                _ = tokio::time::sleep(lifetime) => Duration::from_secs(5),
-            };
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(grace, conn).await;
-        });
-    }
-    connections.close();
-    if tokio::time::timeout(limits.drain, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::debug!("some HTTP connections were still open at shutdown");
+            Err(e) => {
+                // The TCP listener still answers `/-/healthy`; `dualprobe healthcheck` falls
+                // back to it.
+                tracing::warn!(
+                    socket = %format!("@{}", local::socket_name(port)),
+                    error = %e,
+                    "cannot bind the local health socket; health checks go over TCP only"
+                );
+                None
+            }
+        }
+    };
+    conn::accept_loop(listener, routes(served), shutdown, limits, "http").await;
+    if let Some(local) = local {
+        let _ = local.await;
     }
     Ok(())
 }
 
 /// All routes.
 pub fn router(agent: Arc<Agent>) -> Router {
-    let served = Arc::new(Served {
+    routes(Arc::new(Served {
         agent,
         gates: probe_endpoint::Gates::default(),
-    });
+    }))
+}
+
+fn routes(served: Arc<Served>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
@@ -178,6 +148,16 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/-/reload", post(reload))
         .route("/probe", get(probe_endpoint::handle))
         .route("/", get(status_page::page))
+        .with_state(served)
+}
+
+/// The local health socket's routes: health and readiness only. Whoever shares the task's
+/// network namespace may ask whether the agent lives, not scrape, probe or reload through a
+/// path that bypasses the TCP listener's settings.
+fn local_routes(served: Arc<Served>) -> Router {
+    Router::new()
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
         .with_state(served)
 }
 

@@ -1,7 +1,9 @@
 //! The HTTP server under hostile clients, in process on 127.0.0.1 with small limits: HTTP/1.1
 //! only (an HTTP/2 preface gets no HTTP/2 answer), half-sent requests cut at the header
-//! deadline, oversized heads refused, a connection cap, and `/-/healthy` answering while every
-//! normal slot is held by a slow client.
+//! deadline, oversized heads refused, a connection cap at which a newcomer evicts the connection
+//! that waited longest for a request (so `/-/healthy` answers at once while every slot is held
+//! by a slow client), connections with a request in progress never evicted, and the local
+//! health socket.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,14 +16,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 const LIMITS: Limits = Limits {
-    connections: 4,
-    reserve: 2,
+    connections: 6,
     header_timeout: Duration::from_secs(2),
-    reserve_header_timeout: Duration::from_millis(300),
     max_header_bytes: 8192,
     lifetime: Duration::from_secs(3),
-    reserve_lifetime: Duration::from_secs(1),
     drain: Duration::from_millis(200),
+    local_connections: 2,
 };
 
 struct Server {
@@ -36,7 +36,13 @@ impl Drop for Server {
 }
 
 async fn start() -> Server {
-    let yaml = "listen: \"127.0.0.1:0\"\ntargets: []\n";
+    start_with("listen: \"127.0.0.1:0\"\ntargets: []\n", None).await
+}
+
+/// An agent on `yaml`, served on 127.0.0.1; with `send_buffer`, the accepted sockets' send
+/// buffer (inherited from the listener; fixed, not autotuned), so a client that does not read
+/// soon leaves the server holding the rest of a big answer.
+async fn start_with(yaml: &str, send_buffer: Option<u32>) -> Server {
     let config = Config::from_yaml(yaml, "test", None).expect("config");
     let shutdown = CancellationToken::new();
     let agent = Agent::start(
@@ -46,7 +52,12 @@ async fn start() -> Server {
         shutdown.clone(),
     )
     .expect("agent");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(size) = send_buffer {
+        socket.set_send_buffer_size(size).expect("SO_SNDBUF");
+    }
+    socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let listener: TcpListener = socket.listen(1024).expect("listen");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(serve_with(
         listener,
@@ -108,38 +119,37 @@ async fn an_http2_preface_gets_no_http2_answer() {
 }
 
 #[tokio::test]
-async fn half_sent_requests_are_cut_and_health_still_answers() {
+async fn half_sent_requests_are_evicted_by_a_health_check_and_cut_at_their_deadline() {
     let server = start().await;
-    // Hold every normal slot and every reserve slot with a request that never finishes.
+    // Every slot held by a request that never finishes, the first one opened first.
     let mut slow = Vec::new();
-    for _ in 0..(LIMITS.connections + LIMITS.reserve) {
+    for _ in 0..LIMITS.connections {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             .await
             .unwrap();
         slow.push(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // Reserve slots are freed at their short deadline, so a health check gets in well before
-    // the normal slow clients are cut.
+    // The health check takes the slot of the one that waited longest: answered on its first
+    // attempt, long before any slow client's header deadline.
     let started = Instant::now();
-    let mut answer = Err(String::new());
-    while started.elapsed() < Duration::from_millis(1500) {
-        answer = healthy(server.addr).await;
-        if answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 200")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let answer = answer.expect("health check");
+    let answer = healthy(server.addr).await.expect("health check");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        started.elapsed() < LIMITS.header_timeout,
-        "health waited {:?}, as long as the slow clients",
+        started.elapsed() < Duration::from_millis(500),
+        "health waited {:?}",
         started.elapsed()
     );
-    // Every slow client is cut at its header deadline (a 408 or a close), none kept for ever.
-    for (i, s) in slow.iter_mut().enumerate() {
+    let first = read_until_closed(&mut slow[0], Duration::from_millis(500)).await;
+    assert!(
+        first.is_some(),
+        "the longest-waiting slow client was not evicted"
+    );
+    // Every other slow client is cut at its header deadline (a 408 or a close), none kept for
+    // ever, none evicted before it.
+    for (i, s) in slow.iter_mut().enumerate().skip(1) {
         let closed = read_until_closed(s, LIMITS.header_timeout + Duration::from_secs(2)).await;
         assert!(closed.is_some(), "slow client {i} still open");
     }
@@ -168,54 +178,198 @@ async fn an_oversized_request_head_is_refused() {
 }
 
 #[tokio::test]
-async fn connections_over_the_cap_are_closed_at_once() {
+async fn a_connection_at_the_cap_evicts_the_longest_waiting_one() {
     let server = start().await;
     let mut held = Vec::new();
-    for _ in 0..(LIMITS.connections + LIMITS.reserve) {
+    for _ in 0..LIMITS.connections {
         held.push(TcpStream::connect(server.addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The second-oldest has had a request answered since: it waits from its answer on, so it is
+    // now younger than every never-used connection.
+    assert!(keep_alive_healthy(&mut held[1]).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut extra = TcpStream::connect(server.addr).await.unwrap();
-    let closed = read_until_closed(&mut extra, Duration::from_millis(250)).await;
-    assert_eq!(
-        closed,
-        Some(Vec::new()),
-        "a connection over the cap was kept"
-    );
-    drop(held);
+    // Two newcomers that stay (kept alive): the oldest idle connection goes first, then the
+    // next oldest never-used one; the kept-alive one, younger, stays.
+    let mut newcomers = Vec::new();
+    for victim in [0, 2] {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        assert!(keep_alive_healthy(&mut s).await, "newcomer not served");
+        newcomers.push(s);
+        let closed = read_until_closed(&mut held[victim], Duration::from_millis(500)).await;
+        assert!(closed.is_some(), "connection {victim} was not evicted");
+    }
+    for i in [1, 3, 4, 5] {
+        let open = read_until_closed(&mut held[i], Duration::from_millis(100)).await;
+        assert!(open.is_none(), "connection {i} was evicted out of turn");
+    }
 }
 
-#[tokio::test]
-async fn clients_that_never_read_lose_their_slots() {
-    let server = start().await;
-    // Every normal slot taken by a client that pipelines requests and never reads an answer:
-    // once the socket buffers fill, the server's writes wait on it.
-    let mut stuck = Vec::new();
-    for _ in 0..LIMITS.connections {
-        let mut s = TcpStream::connect(server.addr).await.unwrap();
-        let burst = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
-        let _ = tokio::time::timeout(Duration::from_secs(2), s.write_all(&burst)).await;
-        stuck.push(s);
+/// One `/-/healthy` on `s`, kept alive: true on a 200.
+async fn keep_alive_healthy(s: &mut TcpStream) -> bool {
+    if s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
     }
-    // Past their lifetime and its grace the slots are free again: a new connection is a
-    // normal one (keep-alive: two requests on it), not a reserve one (closed after one).
-    tokio::time::sleep(LIMITS.lifetime + Duration::from_secs(6)).await;
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    let mut answers = String::new();
-    for _ in 0..2 {
-        s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+    let mut buf = [0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+        Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200"),
+        _ => false,
+    }
+}
+
+/// An agent with 200 targets (so `/metrics` is hundreds of KB once they have run, far more than
+/// the 16 KiB send buffers of its connections) and one whose DNS check waits on a nameserver
+/// that never answers (so `/probe` of it takes its timeout). The socket is that nameserver.
+async fn start_big() -> (Server, std::net::UdpSocket) {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut yaml = format!(
+        "listen: \"127.0.0.1:0\"\ninterval: 1s\ntimeout: 500ms\nresolver:\n  nameservers: [\"{}\"]\ntargets:\n  - {{ name: slow, host: slow.example.test, checks: [dns], families: [ipv4], interval: 1m, timeout: 5s }}\n",
+        silent.local_addr().unwrap()
+    );
+    for i in 0..200 {
+        yaml.push_str(&format!(
+            "  - {{ name: closed-port-number-{i:04}, host: 127.0.0.1, port: {closed}, checks: [tcp], families: [ipv4] }}\n"
+        ));
+    }
+    (start_with(&yaml, Some(16 * 1024)).await, silent)
+}
+
+/// Waits until `/metrics` of `server` is over `size` bytes (the targets have run).
+async fn metrics_over(server: &Server, size: usize) {
+    let started = Instant::now();
+    loop {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        let got = read_until_closed(&mut s, Duration::from_secs(10))
             .await
-            .map_or(0, |r| r.unwrap_or(0));
-        answers.push_str(&String::from_utf8_lossy(&buf[..n]));
+            .unwrap();
+        if got.len() > size {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "/metrics stayed at {} bytes",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        answers.matches("HTTP/1.1 200").count(),
-        2,
-        "a normal slot was not freed: {answers}"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_still_being_written_is_never_evicted_and_ends_with_its_lifetime() {
+    let (server, _silent) = start_big().await;
+    metrics_over(&server, 256 * 1024).await;
+    // Every slot taken by a scrape that does not read its megabytes: the server's writes wait
+    // on each, a response in progress on every connection.
+    let mut stuck = Vec::new();
+    for _ in 0..LIMITS.connections {
+        // A small receive buffer too, so the kernel cannot take the answer off the server.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut s = socket.connect(server.addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        stuck.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing to evict: a newcomer is closed at once.
+    let mut extra = TcpStream::connect(server.addr).await.unwrap();
+    let closed = read_until_closed(&mut extra, Duration::from_millis(500)).await;
+    assert_eq!(closed, Some(Vec::new()), "a newcomer got a busy slot");
+    // The first slow reader was not cut: it gets its whole answer when it reads.
+    let whole = read_until_closed(&mut stuck[0], Duration::from_secs(2))
+        .await
+        .expect("the answer ends");
+    let text = String::from_utf8_lossy(&whole[..whole.len().min(4096)]).to_string();
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    let head = text.find("\r\n\r\n").expect("a head") + 4;
+    assert!(
+        length > 128 * 1024,
+        "{length} bytes: too small to prove anything"
     );
+    assert_eq!(whole.len() - head, length, "a scrape in progress was cut");
+    // Past their lifetime and its grace the other slots are free again: a newcomer is served.
+    tokio::time::sleep(LIMITS.lifetime + Duration::from_secs(6)).await;
+    let answer = healthy(server.addr)
+        .await
+        .expect("served after the lifetime");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_being_handled_is_never_evicted() {
+    let (server, _silent) = start_big().await;
+    // Every slot held by a `/probe` whose DNS check waits out its timeout.
+    let mut waiting = Vec::new();
+    for _ in 0..LIMITS.connections {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(
+            b"GET /probe?target=slow&timeout=2s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        waiting.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = TcpStream::connect(server.addr).await.unwrap();
+    let closed = read_until_closed(&mut extra, Duration::from_millis(500)).await;
+    assert_eq!(closed, Some(Vec::new()), "a newcomer took a busy slot");
+    for (i, s) in waiting.iter_mut().enumerate() {
+        let answer = read_until_closed(s, Duration::from_secs(5))
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.contains("probe_success"),
+            "probe {i} was cut: {text}"
+        );
+    }
+}
+
+/// The local health socket answers `/-/healthy` and `/-/ready` while every TCP slot is held,
+/// evicts its own idle connections the same way, and serves nothing else.
+#[tokio::test]
+async fn the_local_health_socket_answers_health_only() {
+    use dualprobe::serve::local::get_status;
+    let server = start().await;
+    let port = server.addr.port();
+    let mut held = Vec::new();
+    for _ in 0..LIMITS.connections {
+        held.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let name = format!("\0{}", dualprobe::serve::local::socket_name(port));
+    let mut idle = Vec::new();
+    for _ in 0..LIMITS.local_connections {
+        idle.push(tokio::net::UnixStream::connect(&name).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = Duration::from_secs(1);
+    assert_eq!(get_status(port, "/-/healthy", second).await.unwrap(), 200);
+    assert_eq!(get_status(port, "/-/ready", second).await.unwrap(), 200);
+    for path in ["/metrics", "/", "/probe?target=127.0.0.1:1"] {
+        assert_eq!(get_status(port, path, second).await.unwrap(), 404, "{path}");
+    }
+    let mut buf = [0u8; 16];
+    let evicted = tokio::time::timeout(Duration::from_millis(500), idle[0].read(&mut buf)).await;
+    assert!(
+        matches!(evicted, Ok(Ok(0)) | Ok(Err(_))),
+        "idle local connection kept: {evicted:?}"
+    );
+    drop(held);
 }

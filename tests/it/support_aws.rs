@@ -328,13 +328,14 @@ impl Drop for OneFileServer {
 }
 
 /// A plain-HTTP AWS Query API peer on 127.0.0.1 that answers each `Action=...` of the request
-/// body with a fixed XML document (real response shapes, e.g. from the API reference), and
-/// records the actions asked.
+/// body with an XML document (real response shapes, e.g. from the API reference), which a test
+/// may change while it runs ([`QueryApiServer::set_answer`]), and records the actions asked.
 pub struct QueryApiServer {
     /// Where it listens.
     pub addr: SocketAddr,
     /// The actions received, in order.
     pub actions: Arc<std::sync::Mutex<Vec<String>>>,
+    answers: Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -346,8 +347,10 @@ impl QueryApiServer {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let actions = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (answers, log) = (Arc::new(answers), Arc::clone(&actions));
+        let answers = Arc::new(std::sync::Mutex::new(answers));
+        let (served, log) = (Arc::clone(&answers), Arc::clone(&actions));
         let task = tokio::spawn(async move {
+            let answers = served;
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
@@ -364,8 +367,14 @@ impl QueryApiServer {
                             .unwrap_or_default()
                             .to_string();
                         log.lock().unwrap().push(action.clone());
-                        let resp = match answers.iter().find(|(a, _)| *a == action) {
-                            Some((_, xml)) => format!(
+                        let xml = answers
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .find(|(a, _)| *a == action)
+                            .map(|(_, xml)| xml.clone());
+                        let resp = match xml {
+                            Some(xml) => format!(
                                 "HTTP/1.1 200 OK\r\ncontent-type: text/xml;charset=UTF-8\r\ncontent-length: {}\r\n\r\n{xml}",
                                 xml.len()
                             ),
@@ -389,7 +398,17 @@ impl QueryApiServer {
         QueryApiServer {
             addr,
             actions,
+            answers,
             task,
+        }
+    }
+
+    /// From now on answers `action` with `xml` (added if it had no answer).
+    pub fn set_answer(&self, action: &'static str, xml: String) {
+        let mut answers = self.answers.lock().unwrap();
+        match answers.iter_mut().find(|(a, _)| *a == action) {
+            Some(answer) => answer.1 = xml,
+            None => answers.push((action, xml)),
         }
     }
 }

@@ -354,3 +354,67 @@ async fn a_shadowed_endpoint_does_not_make_every_refresh_a_change() {
         "the CloudFormation target wins:\n{metrics}"
     );
 }
+
+/// A refresh whose new endpoint set cannot be applied (the generation build re-reads the
+/// CloudFormation template, here made invalid between two rounds) keeps the old set running and
+/// keeps refreshing: once the template is good again, the next round applies the change. A loop
+/// that ended at the failed swap would never probe the new endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_swap_does_not_stop_the_refreshes() {
+    let server = fixture_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("t.yml");
+    let good = "Resources:\n  S3Endpoint:\n    Type: AWS::EC2::VPCEndpoint\n    Properties:\n      VpcEndpointType: Gateway\n      ServiceName: !Sub com.amazonaws.${AWS::Region}.s3\n      VpcId: vpc-1a2b3c4d\n";
+    std::fs::write(&template, good).unwrap();
+    // The same answer with the pending ecr.dkr endpoint now available: one more target.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let endpoints =
+        std::fs::read_to_string(root.join("tests/data/ec2-describe-vpc-endpoints.xml")).unwrap();
+    let changed = endpoints.replace("<state>pending</state>", "<state>available</state>");
+    assert_ne!(changed, endpoints);
+    let ecr = "host=\"vpce-0a1b2c3d4e5f60718-x1y2z3w4.dkr.ecr.us-east-1.vpce.amazonaws.com\"";
+    let probed = "dualprobe_probe_success{target=\"vpce-ecr-dkr\",check=\"dns\",family=\"ipv4\"}";
+    let cfn_failed = "dualprobe_discovery_success{source=\"cloudformation\"} 0\n";
+    // 0: waiting for the first discovery; 1: template broken and endpoints changed, waiting for
+    // the swap to fail; 2: template restored, waiting for the change to be applied.
+    let phase = std::sync::Mutex::new(0);
+    let (lines, metrics, _) = run_with(
+        &server,
+        &format!(
+            "  cloudformation: {{ template: {}, region: us-east-1 }}\n",
+            template.display()
+        ),
+        |m| {
+            let mut phase = phase.lock().unwrap();
+            if *phase == 0 && m.contains("target=\"vpce-elasticloadbalancing-regional\"") {
+                std::fs::write(&template, "Resources: [ { not: a template\n").unwrap();
+                server.set_answer("DescribeVpcEndpoints", changed.clone());
+                *phase = 1;
+            } else if *phase == 1 && m.contains(cfn_failed) {
+                std::fs::write(&template, good).unwrap();
+                *phase = 2;
+            }
+            *phase == 2 && m.contains(ecr) && m.contains(probed)
+        },
+    )
+    .await;
+    let phase = *phase.lock().unwrap();
+    assert_eq!(
+        phase, 2,
+        "the swap never failed (phase {phase}):\n{lines:#?}\n{metrics}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cannot apply discovered VPC endpoints")),
+        "{lines:#?}"
+    );
+    assert!(
+        metrics.contains(ecr) && metrics.contains(probed),
+        "the change after the failed swap was never applied:\n{lines:#?}\n{metrics}"
+    );
+    assert!(
+        metrics.contains("dualprobe_discovery_success{source=\"cloudformation\"} 1\n"),
+        "{metrics}"
+    );
+}
