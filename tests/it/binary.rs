@@ -621,7 +621,10 @@ fn targets_subcommand_lists_the_templates_endpoints_with_their_conditions() {
     let conditional = text.lines().filter(|l| l.contains(" if ")).count();
     assert_eq!(conditional, 6, "six conditional endpoints marked:\n{text}");
     assert!(line("vpce-ecr-dkr ").ends_with(" if DualStack"), "{text}");
-    assert!(line("vpce-logs ").contains("ipv4,ipv6:nodata"), "an IPv4 endpoint: no AAAA expected\n{text}");
+    assert!(
+        line("vpce-logs ").contains("ipv4,ipv6:nodata"),
+        "an IPv4 endpoint: no AAAA expected\n{text}"
+    );
     let missing = Command::new(BIN)
         .args([
             "targets",
