@@ -33,11 +33,17 @@ fn the_seed_vpc_template_yields_all_eight_endpoints() {
     assert_eq!(
         got,
         [
-            ("EcrApiEndpoint", "api.ecr.us-east-1.amazonaws.com", None),
+            // ECR's endpoints only in NetworkMode dualstack: an IPv6-only task pulls by ECR's
+            // dual-stack names, which PrivateLink does not carry.
+            (
+                "EcrApiEndpoint",
+                "api.ecr.us-east-1.amazonaws.com",
+                Some("DualStack")
+            ),
             (
                 "EcrDkrEndpoint",
                 "dualprobe.dkr.ecr.us-east-1.amazonaws.com",
-                None
+                Some("DualStack")
             ),
             ("LogsEndpoint", "logs.us-east-1.amazonaws.com", None),
             (
@@ -89,8 +95,8 @@ fn the_seed_vpc_template_yields_all_eight_endpoints() {
         );
     }
 
-    // The conditions evaluate with the parameters' defaults: ECS Exec on, Secrets Manager and
-    // aps-workspaces off.
+    // The conditions evaluate with the parameters' defaults: NetworkMode dualstack (so the ECR
+    // endpoints exist), ECS Exec on, Secrets Manager and aps-workspaces off.
     let t = parse_template(&std::fs::read_to_string(repo("cloudformation/ipv6-vpc.yml")).unwrap())
         .unwrap();
     let defaults: Vec<(String, Option<bool>)> = endpoints(&t, "us-east-1")
@@ -102,6 +108,8 @@ fn the_seed_vpc_template_yields_all_eight_endpoints() {
     assert_eq!(
         defaults,
         [
+            ("EcrApiEndpoint".to_string(), Some(true)),
+            ("EcrDkrEndpoint".to_string(), Some(true)),
             ("SsmEndpoint".to_string(), Some(true)),
             ("SsmMessagesEndpoint".to_string(), Some(true)),
             ("SecretsManagerEndpoint".to_string(), Some(false)),
@@ -111,7 +119,7 @@ fn the_seed_vpc_template_yields_all_eight_endpoints() {
 
     let text = discovery::render_discovered(&found);
     assert!(text.starts_with("8 endpoint target(s)\n"), "{text}");
-    assert_eq!(text.matches(" if ").count(), 4, "{text}");
+    assert_eq!(text.matches(" if ").count(), 6, "{text}");
     assert!(text.contains("vpce-secretsmanager"), "{text}");
     assert!(text.contains("if SecretsManagerEnabled"), "{text}");
     assert!(text.contains("vpce-s3-gateway"), "{text}");
