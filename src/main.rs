@@ -42,6 +42,8 @@ enum Command {
     },
     /// Probe a host once, per family, and print a table (or JSON).
     Probe(ProbeArgs),
+    /// Trace the hops to a host per family (tracepath-style, no raw sockets) and print a table.
+    Trace(TraceArgs),
     /// Exit 0 when the local agent answers its health endpoint (container HealthCheck).
     Healthcheck {
         /// The URL to ask (default: where the config listens; loopback for a wildcard address).
@@ -111,6 +113,30 @@ struct ProbeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtoArg {
+    Udp,
+    Tcp,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// HOST[:PORT] or [IPV6]:PORT (default port 443).
+    host: String,
+    /// Which families.
+    #[arg(long, value_enum, default_value_t = FamilyArg::Both)]
+    family: FamilyArg,
+    /// UDP datagrams or TCP SYNs, to the host's port.
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    /// The highest hop limit.
+    #[arg(long, default_value_t = 30)]
+    max_hops: u8,
+    /// How long each wave of hops waits for answers.
+    #[arg(long, default_value = "2s", value_parser = parse_timeout)]
+    wait: Duration,
 }
 
 /// `--timeout`: a duration such as 5s, at most 7d.
@@ -232,6 +258,10 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => {
             init_logging(cli.run.log_format);
             exit(runtime().and_then(|rt| rt.block_on(probe_command(args, cli.run.config))))
+        }
+        Some(Command::Trace(args)) => {
+            init_logging(cli.run.log_format);
+            exit(runtime().and_then(|rt| rt.block_on(trace_command(args))))
         }
         Some(Command::Healthcheck { url }) => exit(healthcheck(url, cli.run.config)),
         Some(Command::Targets {
@@ -510,6 +540,36 @@ async fn probe_command(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool>
         print!("{}", render_table(&target.name, &reports));
     }
     Ok(all_met)
+}
+
+/// `dualprobe trace`: the hop table per family; true when every family reached the host.
+async fn trace_command(args: TraceArgs) -> Result<bool> {
+    use dualprobe::checks::trace::{Limits, Proto, trace_families};
+    let families = match args.family {
+        FamilyArg::Ipv4 => vec![Family::Ipv4],
+        FamilyArg::Ipv6 => vec![Family::Ipv6],
+        FamilyArg::Both => Family::ALL.to_vec(),
+    };
+    let target = adhoc::build(&AdhocRequest {
+        target: args.host.clone(),
+        checks: vec!["trace".into()],
+        families,
+        timeout: args.wait,
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let env = CheckEnv::new(DnsResolver::new(&[], args.wait)?);
+    let proto = match args.proto {
+        ProtoArg::Udp => Proto::Udp,
+        ProtoArg::Tcp => Proto::Tcp,
+    };
+    let limits = Limits {
+        max_hops: args.max_hops.max(1),
+        wait: args.wait,
+        ..Limits::default()
+    };
+    let (table, all_reached) = trace_families(&target, &env, proto, limits).await;
+    print!("{table}");
+    Ok(all_reached)
 }
 
 fn render_table(name: &str, reports: &[CycleReport]) -> String {

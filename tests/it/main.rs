@@ -22,6 +22,7 @@ mod healthcheck;
 mod logs;
 mod metrics_exposition;
 mod nat64_agent;
+mod pmtu_netns;
 mod probe_endpoint;
 mod probe_load;
 mod probe_prometheus;
