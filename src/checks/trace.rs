@@ -218,19 +218,28 @@ async fn udp_probe(to: SocketAddr, ttl: u8, wait: Duration) -> std::io::Result<A
     errqueue::set_hop_limit(&socket, to.is_ipv6(), u32::from(ttl))?;
     socket.send(&[0u8; 32]).await?;
     let mut buf = [0u8; 64];
+    // With the error queue on, the same ICMP error is also reported once to the next `recv`
+    // (as ECONNREFUSED, EHOSTUNREACH, ...): then the queued entry says who sent it.
     let answer = async {
-        tokio::select! {
-            e = errqueue::read(&socket) => e.map(|e| classify(&e, to)),
-            r = socket.recv(&mut buf) => r.map(|_| Some((to.ip(), true))),
+        loop {
+            tokio::select! {
+                e = errqueue::read(&socket) => return e.map(|e| classify(&e, to)),
+                r = socket.recv(&mut buf) => match r {
+                    Ok(_) => return Ok(Some((to.ip(), true))),
+                    Err(e) => {
+                        if let Some(q) = errqueue::read_now(&socket)? {
+                            return Ok(classify(&q, to));
+                        }
+                        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                            return Ok(Some((to.ip(), true)));
+                        }
+                    }
+                },
+            }
         }
     };
     match tokio::time::timeout(wait, answer).await {
-        Ok(Ok(a)) => Ok(a),
-        // An error the socket reports instead of queueing (a refused recv) is the target's.
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Ok(Some((to.ip(), true)))
-        }
-        Ok(Err(e)) => Err(e),
+        Ok(a) => a,
         Err(_) => Ok(None),
     }
 }

@@ -72,6 +72,20 @@ impl Chain {
         for role in ["t", "r1", "r2", "s"] {
             run("ip", &["netns", "add", &chain.ns(role)])?;
             run("ip", &["-n", &chain.ns(role), "link", "set", "lo", "up"])?;
+            // No duplicate address detection: a tentative link-local address holds neighbour
+            // discovery, so forwarding, back for about two seconds after the links come up.
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &chain.ns(role),
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                ],
+            )?;
         }
         // (left ns, left dev, right ns, right dev, v4 /24 prefix, v6 /64 prefix, mtu)
         let links = [
@@ -240,21 +254,25 @@ while True:
         Ok(())
     }
 
-    /// nft `rules` on both routers' output.
+    /// nft `rules` (one a line) on both routers' output.
     fn filter_routers(&self, rules: &str) -> Result<(), String> {
-        let table =
-            format!("table inet f {{ chain o {{ type filter hook output priority 0; {rules} }} }}");
-        for r in ["r1", "r2"] {
-            run("ip", &["netns", "exec", &self.ns(r), "nft", &table])?;
-        }
-        Ok(())
+        self.filter_router("r1", rules)?;
+        self.filter_router("r2", rules)
     }
 
-    /// `rules` on one router's output.
+    /// `rules` (one a line) on one router's output.
     fn filter_router(&self, router: &str, rules: &str) -> Result<(), String> {
-        let table =
-            format!("table inet f {{ chain o {{ type filter hook output priority 0; {rules} }} }}");
-        run("ip", &["netns", "exec", &self.ns(router), "nft", &table]).map(|_| ())
+        let table = format!(
+            "table inet f {{\n chain o {{\n  type filter hook output priority 0;\n  {rules}\n }}\n}}\n"
+        );
+        let file = self._dir.path().join(format!("{router}.nft"));
+        std::fs::write(&file, table).map_err(|e| e.to_string())?;
+        let file = file.to_string_lossy().into_owned();
+        run(
+            "ip",
+            &["netns", "exec", &self.ns(router), "nft", "-f", &file],
+        )
+        .map(|_| ())
     }
 
     /// The dualprobe binary in the task namespace.
@@ -347,7 +365,7 @@ fn filtered_packet_too_big_is_a_blackhole_on_ipv6_only() {
     }
     let chain = Chain::new("b6").expect("chain");
     chain
-        .filter_routers("icmpv6 type packet-too-big drop;")
+        .filter_routers("icmpv6 type packet-too-big drop")
         .expect("nft");
     let (tcp, pmtu, mtu, out) = chain.pmtu(true);
     assert_eq!(tcp, "ok", "the small check still passes: {out}");
@@ -368,7 +386,7 @@ fn filtered_fragmentation_needed_is_a_blackhole_on_ipv4_only() {
     }
     let chain = Chain::new("b4").expect("chain");
     chain
-        .filter_routers("icmp type destination-unreachable icmp code frag-needed drop;")
+        .filter_routers("icmp type destination-unreachable icmp code frag-needed drop")
         .expect("nft");
     let (tcp, pmtu, _, out) = chain.pmtu(false);
     assert_eq!(
@@ -393,7 +411,7 @@ fn trace_shows_the_silent_router_and_the_hops_around_it() {
     chain
         .filter_router(
             "r2",
-            "icmp type time-exceeded drop; icmpv6 type time-exceeded drop;",
+            "icmp type time-exceeded drop\n  icmpv6 type time-exceeded drop",
         )
         .expect("nft");
     for (family, r1, server) in [
