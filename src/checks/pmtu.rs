@@ -166,7 +166,8 @@ async fn discover(
             send(&socket, 65_535 - 40 - 8, to).await?;
             match errqueue::read_now(&socket) {
                 Ok(Some(e)) => e.mtu().unwrap_or(1500),
-                _ => 1500,
+                // It went out whole: the route carries the largest IPv6 packet (loopback).
+                _ => 65_535,
             }
         }
     };

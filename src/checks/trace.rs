@@ -11,7 +11,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 
 use super::{Check, CheckContext};
 use crate::model::failure::{Failure, FailureReason};
@@ -169,10 +171,24 @@ pub async fn trace(to: SocketAddr, proto: Proto, limits: Limits) -> std::io::Res
     let mut first = 1u8;
     while first <= limits.max_hops {
         let last = first.saturating_add(limits.wave - 1).min(limits.max_hops);
-        let wave = (first..=last).map(|ttl| probe(to, proto, ttl, limits.wait));
-        let answers = join_all(wave).await;
-        for answer in answers {
-            let hop = answer?;
+        let mut pending: FuturesUnordered<_> = (first..=last)
+            .map(|ttl| probe(to, proto, ttl, limits.wait))
+            .collect();
+        let mut wave: Vec<Hop> = Vec::new();
+        // A wave ends early once the target answered and every lower hop limit is settled:
+        // the probes past the target need no waiting for.
+        while let Some(answer) = pending.next().await {
+            wave.push(answer?);
+            let reached = wave.iter().filter(|h| h.reached).map(|h| h.ttl).min();
+            if let Some(r) = reached
+                && wave.iter().filter(|h| h.ttl < r).count() == usize::from(r - first)
+            {
+                break;
+            }
+        }
+        drop(pending);
+        wave.sort_by_key(|h| h.ttl);
+        for hop in wave {
             let reached = hop.reached;
             hops.push(hop);
             if reached {
