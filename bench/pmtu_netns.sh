@@ -6,7 +6,7 @@
 set -e
 P=dpb$$
 BIN=${BIN:-target/debug/dualprobe}; BIN=$(realpath "$BIN")
-cleanup(){ kill $SRV 2>/dev/null || true; for r in t r1 r2 s; do ip netns del $P-$r 2>/dev/null || true; done; }
+cleanup(){ kill $SRV 2>/dev/null || true; rm -f /tmp/tm.$$; for r in t r1 r2 s; do ip netns del $P-$r 2>/dev/null || true; done; }
 trap cleanup EXIT
 for r in t r1 r2 s; do ip netns add $P-$r; ip -n $P-$r link set lo up; ip netns exec $P-$r sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0; done
 i=0
