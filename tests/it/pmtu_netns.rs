@@ -439,6 +439,25 @@ fn trace_shows_the_silent_router_and_the_hops_around_it() {
         );
         assert!(out.contains("silent: 2"), "{family}: {out}");
     }
+    // TCP SYNs with rising hop limits: the server's SYN-ACK on 443 is hop 3.
+    let (ok, out) = chain.dualprobe(&[
+        "trace",
+        &format!("{SERVER4}:443"),
+        "--family",
+        "ipv4",
+        "--proto",
+        "tcp",
+        "--wait",
+        "1s",
+    ]);
+    assert!(
+        ok && out.contains(SERVER4) && out.contains("silent: 2"),
+        "tcp: {out}"
+    );
+    assert!(
+        out.contains("last hop 3 203.0.113.2 (target reached"),
+        "tcp: {out}"
+    );
     // As a check after a failing chain (nothing listens on TCP 9): the hops in the JSON.
     let (_, out) = chain.dualprobe(&[
         "probe",
