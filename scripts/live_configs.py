@@ -62,7 +62,7 @@ targets:
   - name: tls
     host: tls.test
     port: {ports['tls']}
-    checks: [dns, tcp, tls, http]
+    checks: [dns, tcp, tls, http, pmtu]
     http: {{ scheme: https, path: / }}
     tls: {{ ca_file: {json.dumps(ca)}, server_name: tls.test }}
 """

@@ -14,7 +14,6 @@ use dualprobe::checks::CheckEnv;
 use dualprobe::checks::run_cycle;
 use dualprobe::config::{ConfigSource, parse_nameserver};
 use dualprobe::model::family::Family;
-use dualprobe::model::outcome::CycleReport;
 use dualprobe::net::nat64::Nat64Table;
 use dualprobe::net::resolver::DnsResolver;
 use dualprobe::serve::adhoc::{self, AdhocRequest};
@@ -42,6 +41,8 @@ enum Command {
     },
     /// Probe a host once, per family, and print a table (or JSON).
     Probe(ProbeArgs),
+    /// Trace the hops to a host per family (tracepath-style, no raw sockets) and print a table.
+    Trace(TraceArgs),
     /// Exit 0 when the local agent answers its health endpoint (container HealthCheck).
     Healthcheck {
         /// The URL to ask (default: where the config listens; loopback for a wildcard address).
@@ -111,6 +112,30 @@ struct ProbeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtoArg {
+    Udp,
+    Tcp,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// HOST[:PORT] or [IPV6]:PORT (default port 443).
+    host: String,
+    /// Which families.
+    #[arg(long, value_enum, default_value_t = FamilyArg::Both)]
+    family: FamilyArg,
+    /// UDP datagrams or TCP SYNs, to the host's port.
+    #[arg(long, value_enum, default_value_t = ProtoArg::Udp)]
+    proto: ProtoArg,
+    /// The highest hop limit.
+    #[arg(long, default_value_t = 30)]
+    max_hops: u8,
+    /// How long each wave of hops waits for answers.
+    #[arg(long, default_value = "2s", value_parser = parse_timeout)]
+    wait: Duration,
 }
 
 /// `--timeout`: a duration such as 5s, at most 7d.
@@ -232,6 +257,10 @@ fn main() -> ExitCode {
         Some(Command::Probe(args)) => {
             init_logging(cli.run.log_format);
             exit(runtime().and_then(|rt| rt.block_on(probe_command(args, cli.run.config))))
+        }
+        Some(Command::Trace(args)) => {
+            init_logging(cli.run.log_format);
+            exit(runtime().and_then(|rt| rt.block_on(trace_command(args))))
         }
         Some(Command::Healthcheck { url }) => exit(healthcheck(url, cli.run.config)),
         Some(Command::Targets {
@@ -511,98 +540,42 @@ async fn probe_command(args: ProbeArgs, config: Option<PathBuf>) -> Result<bool>
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        print!("{}", render_table(&target.name, &reports));
+        print!(
+            "{}",
+            dualprobe::report::cli_table::render(&target.name, &reports)
+        );
     }
     Ok(all_met)
 }
 
-fn render_table(name: &str, reports: &[CycleReport]) -> String {
-    let mut rows = vec![[
-        "FAMILY".to_string(),
-        "CHECK".into(),
-        "RESULT".into(),
-        "DURATION".into(),
-        "DETAIL".into(),
-    ]];
-    for r in reports {
-        for o in &r.checks {
-            let detail = match &o.result {
-                Ok(()) => {
-                    let ob = &o.observations;
-                    let mut d = Vec::new();
-                    if !ob.addresses.is_empty() {
-                        d.push(
-                            ob.addresses
-                                .iter()
-                                .map(|a| a.to_string())
-                                .collect::<Vec<_>>()
-                                .join(" "),
-                        );
-                    }
-                    for (what, value) in &ob.measured {
-                        if let Some(describe) = what.describe {
-                            d.push(describe(*value));
-                        }
-                    }
-                    for v in &ob.per_target {
-                        d.push(match v.family {
-                            Some(f) => format!("{}[{f}]={}", v.what.key, v.value),
-                            None => format!("{}={}", v.what.key, v.value),
-                        });
-                    }
-                    d.join(", ")
-                }
-                Err(f) => f.detail.clone(),
-            };
-            rows.push([
-                r.family.to_string(),
-                o.check.name().to_string(),
-                o.result_label().to_string(),
-                format!("{:.1}ms", o.duration.as_secs_f64() * 1000.0),
-                detail,
-            ]);
-        }
-        let verdict = match r.expectation_met {
-            Some(true) => "expectation met",
-            Some(false) => "EXPECTATION NOT MET",
-            None => "not judged",
-        };
-        let mut said = Vec::new();
-        if let Some(p) = &r.ipv6_path {
-            said.push(format!("via {}: {p}", p.via.as_str()));
-        }
-        if let Some(v) = &r.expectation_violation {
-            said.push(format!("{}: {}", v.reason, v.detail));
-        }
-        rows.push([
-            r.family.to_string(),
-            "=".into(),
-            verdict.into(),
-            String::new(),
-            said.join("; "),
-        ]);
-    }
-    let widths: Vec<usize> = (0..4)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = format!("{name}\n");
-    for r in rows {
-        let line = format!(
-            "  {:w0$}  {:w1$}  {:w2$}  {:>w3$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        );
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+/// `dualprobe trace`: the hop table per family; true when every family reached the host.
+async fn trace_command(args: TraceArgs) -> Result<bool> {
+    use dualprobe::checks::trace::{Limits, Proto, trace_families};
+    let families = match args.family {
+        FamilyArg::Ipv4 => vec![Family::Ipv4],
+        FamilyArg::Ipv6 => vec![Family::Ipv6],
+        FamilyArg::Both => Family::ALL.to_vec(),
+    };
+    let target = adhoc::build(&AdhocRequest {
+        target: args.host.clone(),
+        checks: vec!["trace".into()],
+        families,
+        timeout: args.wait,
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let env = CheckEnv::new(DnsResolver::new(&[], args.wait)?);
+    let proto = match args.proto {
+        ProtoArg::Udp => Proto::Udp,
+        ProtoArg::Tcp => Proto::Tcp,
+    };
+    let limits = Limits {
+        max_hops: args.max_hops.max(1),
+        wait: args.wait,
+        ..Limits::default()
+    };
+    let (table, all_reached) = trace_families(&target, &env, proto, limits).await;
+    print!("{table}");
+    Ok(all_reached)
 }
 
 /// Where the health check connects for a `listen` address: loopback for a wildcard (`[::]` is

@@ -76,6 +76,12 @@ pub trait Check: Send + Sync + 'static {
         Layer::Connect
     }
 
+    /// A diagnosis that runs after an earlier check of the chain failed instead of being
+    /// skipped (`trace`).
+    fn runs_after_failure(&self) -> bool {
+        false
+    }
+
     /// What the check measures besides pass/fail (each a `{target, family}` gauge, a JSON key,
     /// a `/probe` series).
     fn measurements(&self) -> &'static [&'static Measurement] {
@@ -124,6 +130,8 @@ pub struct CheckContext<'a> {
     /// The address a TCP connect is under way to: a deadline passing there, at a synthesized
     /// address, is `nat64_unreachable`, not a plain timeout.
     connecting: Option<SocketAddr>,
+    /// Whether an earlier check of this cycle's chain failed.
+    chain_failed: bool,
 }
 
 impl<'a> CheckContext<'a> {
@@ -139,7 +147,13 @@ impl<'a> CheckContext<'a> {
             debug: debug.then(Vec::new),
             attempting: None,
             connecting: None,
+            chain_failed: false,
         }
+    }
+
+    /// Whether an earlier check of this cycle's chain failed (for diagnoses such as `trace`).
+    pub fn chain_failed(&self) -> bool {
+        self.chain_failed
     }
 
     /// Opens a TCP connection to `addr` for a check: refused when it is the agent's own
@@ -309,7 +323,7 @@ pub async fn run_cycle_until(
     let mut checks = Vec::with_capacity(target.checks.len());
     let mut failed = false;
     for &kind in &target.checks {
-        if failed {
+        if failed && !check_for(kind).runs_after_failure() {
             checks.push(Outcome {
                 check: kind,
                 result: Err(Failure::new(
@@ -330,6 +344,7 @@ pub async fn run_cycle_until(
         };
         cx.attempting = None;
         cx.connecting = None;
+        cx.chain_failed = failed;
         let output = match tokio::time::timeout(timeout, check_for(kind).run(&mut cx)).await {
             Ok(output) => output,
             Err(_) => {

@@ -58,6 +58,11 @@ impl Check for Tcp {
 /// nothing falls back to IPv4). The caller's deadline bounds the connect. tokio creates the
 /// socket non-blocking in the `socket` call itself, which saves two `fcntl`s per check.
 pub async fn connect(addr: SocketAddr) -> Result<TcpStream, Failure> {
+    connect_with_mss(addr, None).await
+}
+
+/// [`connect`] advertising `mss` (`TCP_MAXSEG`) when set: `pmtu`'s small-segment attempt.
+pub async fn connect_with_mss(addr: SocketAddr, mss: Option<u32>) -> Result<TcpStream, Failure> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -71,6 +76,11 @@ pub async fn connect(addr: SocketAddr) -> Result<TcpStream, Failure> {
     socket
         .set_nodelay(true)
         .map_err(|e| Failure::from_io("socket", &e))?;
+    if let Some(mss) = mss {
+        SockRef::from(&socket)
+            .set_tcp_mss(mss)
+            .map_err(|e| Failure::from_io("TCP_MAXSEG", &e))?;
+    }
     socket
         .connect(addr)
         .await

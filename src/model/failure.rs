@@ -36,6 +36,7 @@ failure_reasons! {
     Unreachable "unreachable" "No route to the address, or the family has no address to try.",
     Nat64Unreachable "nat64_unreachable" "A NAT64-synthesized IPv6 address did not connect (timeout or no route): the NAT64 path is broken, not native IPv6.",
     Reset "reset" "An established connection was reset or closed early.",
+    PmtuBlackhole "pmtu_blackhole" "Full-size packets stall but small ones pass: the path MTU is lower than the route's and Packet Too Big / Fragmentation Needed is filtered.",
     Nxdomain "nxdomain" "The name does not exist (NXDOMAIN).",
     Nodata "nodata" "The name exists but has no record of this family's type (NOERROR, empty answer).",
     Servfail "servfail" "The DNS server answered SERVFAIL.",
@@ -144,6 +145,6 @@ mod tests {
             assert_eq!(json, r.as_str(), "{r:?}");
             assert!(seen.insert(r.as_str()), "{r:?} twice");
         }
-        assert_eq!(FailureReason::ALL.len(), 21);
+        assert_eq!(FailureReason::ALL.len(), 22);
     }
 }

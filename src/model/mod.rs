@@ -8,3 +8,4 @@ pub mod family;
 pub mod nat64;
 pub mod outcome;
 pub mod target;
+pub mod trace;

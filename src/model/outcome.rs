@@ -91,6 +91,8 @@ pub struct Observations {
     /// On a pass: a reason that still goes into the `result` label. AWS answering AccessDenied
     /// proves the family's path (the check passes) but is counted as `aws_denied`.
     pub note: Option<Failure>,
+    /// `trace`'s hops (JSON `hops`, `last_hop`; the status page and log line show its summary).
+    pub trace: Option<super::trace::Trace>,
 }
 
 impl Observations {
@@ -165,6 +167,10 @@ impl Serialize for Observations {
         }
         if let Some(n) = &self.note {
             m.serialize_entry("note", n)?;
+        }
+        if let Some(t) = &self.trace {
+            m.serialize_entry("hops", &t.hops)?;
+            m.serialize_entry("last_hop", &t.last_responding())?;
         }
         m.end()
     }
@@ -308,6 +314,14 @@ impl CycleReport {
     /// True when every check passed.
     pub fn all_passed(&self) -> bool {
         self.checks.iter().all(Outcome::passed)
+    }
+
+    /// The summary of the cycle's `trace`, when one ran: what the log line and status page show.
+    pub fn trace_summary(&self) -> Option<String> {
+        self.checks
+            .iter()
+            .find_map(|o| o.observations.trace.as_ref())
+            .map(super::trace::Trace::summary)
     }
 
     /// Total time of the cycle.

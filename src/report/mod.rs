@@ -1,7 +1,8 @@
 //! Where cycle reports go: the latest results per (target, family), Prometheus metrics and
-//! their text exposition, CloudWatch EMF lines, and process metrics.
+//! their text exposition, CloudWatch EMF lines, process metrics, and the CLI's table.
 
 pub mod check_series;
+pub mod cli_table;
 pub mod emf;
 pub mod metrics;
 pub(crate) mod process_metrics;

@@ -144,14 +144,16 @@ fn log_transition(previous: Option<&CycleReport>, now: &CycleReport) {
     let family = now.family.as_str();
     let expectation = expectation_label(now);
     let before = previous.map(problem);
+    // The farthest hop a `trace` heard from, when one ran (a field, never a label).
+    let last_hop = now.trace_summary().unwrap_or_default();
     match (before, problem(now)) {
         (None, None) => tracing::info!(target, family, expectation, "first probe: healthy"),
         (None, Some((reason, detail))) => {
-            tracing::warn!(target, family, %reason, %detail, expectation, "first probe: failing")
+            tracing::warn!(target, family, %reason, %detail, expectation, last_hop, "first probe: failing")
         }
         (Some(Some(_)), None) => tracing::info!(target, family, expectation, "recovered"),
         (Some(None), Some((reason, detail))) => {
-            tracing::warn!(target, family, %reason, %detail, expectation, "now failing")
+            tracing::warn!(target, family, %reason, %detail, expectation, last_hop, "now failing")
         }
         (Some(Some((old, _))), Some((reason, detail))) if old != reason => tracing::warn!(
             target,
@@ -160,6 +162,7 @@ fn log_transition(previous: Option<&CycleReport>, now: &CycleReport) {
             previous = %old,
             %detail,
             expectation,
+            last_hop,
             "still failing, new reason"
         ),
         _ => {}

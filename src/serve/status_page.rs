@@ -95,7 +95,9 @@ pub async fn page(State(served): State<Arc<Served>>) -> Html<String> {
                     None => ("pending", "pending".to_string(), String::new()),
                     Some(o) if o.passed() => {
                         passing += 1;
-                        ("ok", "ok".to_string(), String::new())
+                        // `trace`'s last responding hop shows on a pass too.
+                        let hops = o.observations.trace.as_ref().map(|t| t.summary());
+                        ("ok", "ok".to_string(), hops.unwrap_or_default())
                     }
                     Some(o) => {
                         failing += 1;

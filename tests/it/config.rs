@@ -451,7 +451,7 @@ fn type_errors_name_their_field_and_value_and_hide_nothing() {
             ),
             "c.yml:4: targets[0].port: `abc` is not a port (1-65535)\n\
              c.yml:5: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http\n\
-             c.yml:8: targets[1].checks[0]: unknown check `ping`; known checks: dns, private_dns, happy_eyeballs, icmp, tcp, tls, http, s3, ec2",
+             c.yml:8: targets[1].checks[0]: unknown check `ping`; known checks: dns, private_dns, happy_eyeballs, icmp, tcp, tls, http, pmtu, s3, ec2, trace",
         ),
         // A type error in a module, a semantic one at the top.
         (

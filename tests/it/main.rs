@@ -23,6 +23,7 @@ mod icmp_he_netns;
 mod logs;
 mod metrics_exposition;
 mod nat64_agent;
+mod pmtu_netns;
 mod probe_endpoint;
 mod probe_load;
 mod probe_prometheus;

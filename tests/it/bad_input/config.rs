@@ -15,7 +15,8 @@ pub fn load_error(yaml: &str) -> String {
 }
 
 /// Every check name, as the unknown-check message lists them.
-pub const KNOWN_CHECKS: &str = "dns, private_dns, happy_eyeballs, icmp, tcp, tls, http, s3, ec2";
+pub const KNOWN_CHECKS: &str =
+    "dns, private_dns, happy_eyeballs, icmp, tcp, tls, http, pmtu, s3, ec2, trace";
 
 /// `targets:` with one target `a` on `a.test`, then `extra` (lines at the target's indent).
 pub fn target(extra: &str) -> String {

@@ -418,11 +418,10 @@ targets:
     for (h, why) in &hosts {
         let w = || refused(&[why]);
         let bare_v6 = h.starts_with('[').then(|| h.trim_matches(['[', ']']));
-        rows.push(row(
-            format!("literal {h} tcp"),
-            format!("target={}&check=tcp", enc(h)),
-            w(),
-        ));
+        for check in ["tcp", "pmtu", "trace"] {
+            let query = format!("target={}&check={check}", enc(h));
+            rows.push(row(format!("literal {h} {check}"), query, w()));
+        }
         rows.push(row(
             format!("literal {h}:80 tcp"),
             format!("target={}&check=tcp", enc(&format!("{h}:80"))),
