@@ -225,11 +225,11 @@ class Run:
                      not bad, "; ".join(bad) or f"{len(want)} names")
 
     def start_peers(self, certs: tuple[str, str, str]) -> dict:
-        ports = {"http": free_port(), "v6only": free_port(), "tls": free_port()}
+        ports = {"http": free_port(), "v6only": free_port(), "v4only": free_port(), "tls": free_port()}
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(certs[1], certs[2])
         specs = [("127.0.0.1", ports["http"], "http4", None), ("::1", ports["http"], "http6", None),
-                 ("::1", ports["v6only"], "v6only", None),
+                 ("::1", ports["v6only"], "v6only", None), ("127.0.0.1", ports["v4only"], "v4only", None),
                  ("127.0.0.1", ports["tls"], "tls4", ctx), ("::1", ports["tls"], "tls6", ctx)]
         if self.nat64:  # the stand-in translator address on lo (only inside the namespace)
             specs.append((NAT64_STANDIN, ports["http"], "http-nat64", None))

@@ -65,6 +65,16 @@ targets:
     checks: [dns, tcp, tls, http, pmtu]
     http: {{ scheme: https, path: / }}
     tls: {{ ca_file: {json.dumps(ca)}, server_name: tls.test }}
+  # the happy-eyeballs race: IPv6 wins on a healthy dual-stack name
+  - name: he
+    host: dual.test
+    port: {ports['http']}
+    checks: [dns, happy_eyeballs]
+  # IPv6 refused, IPv4 listening: IPv4 wins after the fallback, DualprobeIPv6MaskedByFallback
+  - name: he-masked
+    host: dual.test
+    port: {ports['v4only']}
+    checks: [dns, happy_eyeballs]
 """
     if nat64:
         cfg += f"""\
