@@ -256,38 +256,26 @@ pub fn name_expectations(
     use crate::model::target::Expect::{Any, Nodata, Reachable};
     let ip = ip_address_type.unwrap_or("ipv4").to_ascii_lowercase();
     let records = dns_record_ip_type.map_or_else(|| ip.clone(), str::to_ascii_lowercase);
-    // (IPv4 has addresses, IPv6 has addresses) on the endpoint's network interfaces.
-    let Some((has4, has6)) = (match ip.as_str() {
+    // (IPv4, IPv6) per source: addresses on the endpoint's interfaces, then DNS records.
+    let pair = |t: &str, private_name: bool| match t {
         "ipv4" => Some((true, false)),
         "dualstack" => Some((true, true)),
         "ipv6" => Some((false, true)),
+        "service-defined" if private_name => Some((true, false)),
+        "service-defined" => Some((true, true)),
         _ => None,
-    }) else {
-        return (
-            Family::ALL.to_vec(),
-            Expectations {
-                ipv4: Any,
-                ipv6: Any,
-                ipv6_via: None,
-            },
-        );
     };
-    let (rec4, rec6) = match records.as_str() {
-        "ipv4" => (true, false),
-        "dualstack" => (true, true),
-        "ipv6" => (false, true),
-        "service-defined" if private_name => (true, false),
-        "service-defined" => (true, true),
-        _ => {
-            return (
-                Family::ALL.to_vec(),
-                Expectations {
-                    ipv4: Any,
-                    ipv6: Any,
-                    ipv6_via: None,
-                },
-            );
-        }
+    // `service-defined` is a record type only; as an address type it is unknown.
+    let (Some((has4, has6)), Some((rec4, rec6))) = (
+        pair(&ip, false).filter(|_| ip != "service-defined"),
+        pair(&records, private_name),
+    ) else {
+        let unjudged = Expectations {
+            ipv4: Any,
+            ipv6: Any,
+            ipv6_via: None,
+        };
+        return (Family::ALL.to_vec(), unjudged);
     };
     let judge = |records: bool, addresses: bool| {
         if records && addresses {
