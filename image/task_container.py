@@ -279,6 +279,11 @@ def render(template_path, container, params):
         elif key == "Ulimits":
             args += [f"--ulimit={u['Name']}={u['SoftLimit']}:{u['HardLimit']}" for u in val]
             facts["ulimits"] = True
+        elif key == "SystemControls":
+            # Namespaced sysctls (net.*), set in the container's own network namespace as
+            # Fargate does for awsvpc tasks: net.ipv4.ping_group_range for the icmp check.
+            args += [f"--sysctl={c['Namespace']}={c['Value']}" for c in val]
+            facts["sysctls"] = {c["Namespace"]: c["Value"] for c in val}
         else:
             raise Fail(f"container field {key}: not mapped to podman in {__file__}; map it or "
                        "list it in IGNORED with the reason")
