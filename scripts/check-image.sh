@@ -229,13 +229,14 @@ region="us-east-1"   # the renderer's AWS::Region
 alb="$(fact environment DUALPROBE_CONFIG | awk '/^  - name: alb$/ {a=1} a && /host:/ {print $2; exit}')"
 [[ -n "$alb" ]] || die "no alb target with a host in the rendered DUALPROBE_CONFIG"
 # ec2.REGION.api.aws is IPv6-only reachable by design: its A record points where no route goes.
-# github.com (github-ipv4only) is an IPv4-only name: an A record only, so AAAA answers NODATA.
+# github.com (github-ipv4only) is an IPv4-only name: an A record only, and --local makes dnsmasq
+# answer its AAAA with NODATA (without it, a server with no upstream answers REFUSED).
 ip netns exec "$ns" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --user=root \
   --listen-address=127.0.0.1 --bind-interfaces --port=53 --log-facility=- \
   --host-record="s3.dualstack.$region.amazonaws.com,192.0.2.10,2001:db8::10" \
   --host-record="ec2.$region.api.aws,198.51.100.20,2001:db8::10" \
   --host-record="$alb,192.0.2.10,2001:db8::10" \
-  --host-record="github.com,198.51.100.30" >"$work/dnsmasq.log" 2>&1 &
+  --host-record="github.com,198.51.100.30" --local=/github.com/ >"$work/dnsmasq.log" 2>&1 &
 peer_pids+=($!)
 ip netns exec "$ns" python3 -c '
 import socket, threading
