@@ -12,6 +12,9 @@ use crate::model::family::Family;
 use crate::model::nat64::{self, KnownPrefix, PrefixSource, Via};
 use crate::net::resolver::{DnsResolver, LookupError};
 
+/// How many discovered prefixes the guard remembers after they are forgotten.
+const MAX_REMEMBERED: usize = 64;
+
 /// The name RFC 7050 discovery asks for.
 pub const DISCOVERY_NAME: &str = "ipv4only.arpa";
 
@@ -50,9 +53,11 @@ impl Nat64Table {
     /// Replaces what discovery found; true when that changed anything.
     pub fn set_discovered(&self, prefixes: Vec<Ipv6Net>) -> bool {
         {
+            // Bounded: a DNS64 answering a new prefix every round must not grow it forever.
+            // Past the bound the current ones are still read (see `guard_readings`).
             let mut ever = self.ever.write().expect("nat64 table lock");
             for p in &prefixes {
-                if !ever.contains(p) {
+                if !ever.contains(p) && ever.len() < MAX_REMEMBERED {
                     ever.push(*p);
                 }
             }
@@ -68,8 +73,10 @@ impl Nat64Table {
     /// longest match, and not only the current ones), as (prefix, IPv4 address).
     pub fn guard_readings(&self, addr: Ipv6Addr) -> Vec<(Ipv6Net, std::net::Ipv4Addr)> {
         let ever = self.ever.read().expect("nat64 table lock");
+        let discovered = self.discovered.read().expect("nat64 table lock");
         std::iter::once(&nat64::WELL_KNOWN)
             .chain(self.configured.iter())
+            .chain(discovered.iter())
             .chain(ever.iter())
             .filter_map(|&p| nat64::extract(p, addr).map(|v4| (p, v4)))
             .collect()
@@ -178,6 +185,23 @@ mod tests {
         );
         assert_eq!(t.classify("2001:db8::10".parse().unwrap()), Via::Native);
         assert_eq!(t.classify_ip("::ffff:192.0.2.1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn remembered_prefixes_are_bounded_and_current_ones_always_read() {
+        let t = Nat64Table::default();
+        let net = |i: u16| -> Ipv6Net { format!("2001:db8:{i:x}::/96").parse().unwrap() };
+        for i in 0..70 {
+            t.set_discovered(vec![net(i)]);
+        }
+        assert_eq!(t.ever.read().unwrap().len(), MAX_REMEMBERED);
+        let addr = |i: u16| nat64::embed(net(i), "169.254.0.9".parse().unwrap());
+        // Past the bound, but current: read.
+        assert_eq!(t.guard_readings(addr(69)).len(), 1);
+        // Within the bound: read after being forgotten.
+        t.set_discovered(Vec::new());
+        assert_eq!(t.guard_readings(addr(3)).len(), 1);
+        assert!(t.guard_readings(addr(69)).is_empty());
     }
 
     #[test]
