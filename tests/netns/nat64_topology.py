@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from topology import HERE, Proc, Suite, SuiteError, log, run, setns
+from topology import HERE, Proc, Suite, SuiteError, log, remove_stale_namespaces, run, setns
 
 # ---- addresses (documentation prefixes only) ---------------------------------------------------
 TASK6, RTR6, DNS64_6 = "2001:db8:6a::10", "2001:db8:6a::1", "2001:db8:6a::53"   # task <-> router
@@ -74,15 +74,6 @@ def dns_query(server, name, qtype, timeout=1.0):
     return flags & 0xF, out
 
 
-def pid_alive(pid):
-    """A process that exists and is not a zombie (a killed run can stay one until reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _skip_name(d, i):
     while d[i]:
         if d[i] & 0xC0 == 0xC0:
@@ -131,18 +122,7 @@ class Nat64Suite(Suite):
 
     def cleanup_stale(self):
         """Deletes namespaces of earlier runs of this suite whose process is gone."""
-        for line in run(["ip", "netns", "list"], check=False).splitlines():
-            m = self.STALE.match(line)
-            if not m or pid_alive(int(m.group(1))):
-                continue
-            name = line.split()[0]
-            log(f"note: removing namespace {name} left by an earlier run (pid {m.group(1)} is gone)")
-            for pid in run(["ip", "netns", "pids", name], check=False).split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            run(["ip", "netns", "del", name], check=False)
+        remove_stale_namespaces(self.STALE)
 
     def sysctl(self, ns, *kv):
         run(["ip", "netns", "exec", ns, "sysctl", "-qw", *kv])

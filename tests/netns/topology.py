@@ -46,6 +46,32 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+
+def pid_alive(pid):
+    """A process that exists and is not a zombie (a killed run can stay one until reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def remove_stale_namespaces(pattern):
+    """Deletes the namespaces whose name `pattern` matches with the creating run's PID as group
+    1, when that run is gone: its processes are killed first. Shared by every netns suite."""
+    for line in run(["ip", "netns", "list"], check=False).splitlines():
+        m = pattern.match(line)
+        if not m or pid_alive(int(m.group(1))):
+            continue
+        name = line.split()[0]
+        log(f"note: removing namespace {name} left by an earlier run (pid {m.group(1)} is gone)")
+        for pid in run(["ip", "netns", "pids", name], check=False).split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        run(["ip", "netns", "del", name], check=False)
+
 class SuiteError(Exception):
     """The suite itself could not do something (setup, a command)."""
 
@@ -247,19 +273,7 @@ class Suite:
 
     def cleanup_stale(self):
         """Deletes namespaces of earlier runs of this suite whose process is gone."""
-        out = run(["ip", "netns", "list"], check=False)
-        for line in out.splitlines():
-            m = re.match(r"^dp(\d+)-(task|aws)\b", line)
-            if not m or os.path.exists(f"/proc/{m.group(1)}"):
-                continue
-            name = line.split()[0]
-            log(f"note: removing namespace {name} left by an earlier run (pid {m.group(1)} is gone)")
-            for pid in run(["ip", "netns", "pids", name], check=False).split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            run(["ip", "netns", "del", name], check=False)
+        remove_stale_namespaces(re.compile(r"^dp(\d+)-(task|aws)\b"))
 
     def make_pki(self):
         if shutil.which("openssl") is None:
