@@ -16,8 +16,8 @@
 #   buildah, podman, runc     the image test (scripts/check-image.sh): build and run the image
 #   tini-static               Debian "tini": the init podman runs for InitProcessEnabled
 #   busybox (static)          Debian "busybox-static": real writes inside the scratch image
-#   cargo-afl                 crates.io "cargo-afl": the fuzz stage (scripts/fuzz.sh); its install
-#                             builds AFL++ (afl-fuzz and the runtime) from the sources it ships
+#   afl-fuzz                  Debian "afl++": the fuzz stage (scripts/fuzz.sh): afl-fuzz and the
+#                             runtime (/usr/lib/afl/afl-compiler-rt.o) linked into the targets
 #   cfn-lint, hadolint, sam,  scripts/install-deploy-tools.sh (with ShellCheck and botocore)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ need=()
 for pair in prometheus:prometheus promtool:prometheus prometheus-blackbox-exporter:prometheus-blackbox-exporter \
             dnsmasq:dnsmasq-base nft:nftables ip:iproute2 chromium:chromium wrk:wrk curl:curl \
             readelf:binutils openssl:openssl buildah:buildah podman:podman runc:runc \
-            tini-static:tini pgrep:procps tayga:tayga unbound:unbound; do
+            tini-static:tini pgrep:procps tayga:tayga unbound:unbound afl-fuzz:afl++; do
   cmd="${pair%%:*}" pkg="${pair#*:}"
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -66,22 +66,6 @@ fi
 if ! python3 -c 'import yaml' 2>/dev/null; then
   echo "install-test-deps: pip install pyyaml"
   python3 -m pip install -q 'pyyaml>=6'
-fi
-
-# cargo-afl builds AFL++ for the installed rustc on install; `config --build` redoes that after a
-# toolchain change (it fails, harmlessly, when that rustc's build is already there).
-# Only when the fuzz stage runs (DUALPROBE_STAGES from scripts/test.sh; unset means every stage).
-if [[ -n "${DUALPROBE_STAGES:-}" && " ${DUALPROBE_STAGES} " != *" fuzz "* ]]; then
-  :
-elif ! command -v cargo-afl >/dev/null 2>&1; then
-  echo "install-test-deps: cargo install cargo-afl"
-  cargo install --locked -q cargo-afl
-fi
-if [[ -n "${DUALPROBE_STAGES:-}" && " ${DUALPROBE_STAGES} " != *" fuzz "* ]]; then
-  :
-elif ! compgen -G "${XDG_DATA_HOME:-$HOME/.local/share}/afl.rs/rustc-$(rustc -V | cut -d' ' -f2)-*/afl.rs-*/afl-llvm/afl-compiler-rt.o" >/dev/null; then
-  echo "install-test-deps: cargo afl config --build"
-  cargo afl config --build
 fi
 
 scripts/install-deploy-tools.sh

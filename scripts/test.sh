@@ -6,9 +6,8 @@
 #   unit      cargo test: unit tests and the one integration crate tests/it (checks, config,
 #             scheduler, binary end to end, /probe, the HTTP server's limits, AWS on moto,
 #             discovery, the guard table, the SSRF table in a network namespace)
-#   fuzz      the AFL++ fuzz targets of fuzz/ (cargo-afl), 20 s each from their seed corpus;
-#             fails on any crash or hang (scripts/fuzz.sh). NOT in the default list yet: its
-#             instrumented build has not completed on a CI-sized machine (see README, Fuzzing)
+#   fuzz      the AFL++ fuzz targets of fuzz/ (Debian's afl++, parsing crates instrumented),
+#             20 s each from their seed corpus; fails on any crash or hang (scripts/fuzz.sh)
 #   metrics   promtool check metrics on a live /metrics
 #   release   the static-pie release binary (scripts/build-release.sh), the same the image ships
 #   image     the image built around that binary (buildah), run as the task definition runs it
@@ -25,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 stages=("$@")
-((${#stages[@]})) || stages=(lint unit metrics release image deploy netns bench)
+((${#stages[@]})) || stages=(lint unit fuzz metrics release image deploy netns bench)
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 step() { printf '\n=== %s\n' "$*"; }
 

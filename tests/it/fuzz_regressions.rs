@@ -61,3 +61,60 @@ fn cloudformation_exponential_references_end() {
         start.elapsed()
     );
 }
+
+/// `6169.254.` (host_guard target): a name ending in a number is what URL parsers read as an
+/// IPv4 address; not being a valid one, it was kept as a name and accepted as an ad-hoc target,
+/// and the http check then built `http://6169.254:80/`, which is no URL. Now refused up front,
+/// as a `/probe` target and as a configured host, by the same name check.
+#[test]
+fn host_ending_in_a_number_is_no_name() {
+    use dualprobe::model::target::Host;
+    use dualprobe::serve::adhoc::split_target;
+    let expected = "`6169.254` is not a host name or IP address (it ends in a number, so URLs read it as an IPv4 address, and it is not a valid one)";
+    let err = split_target("6169.254.").expect_err("no valid host");
+    assert_eq!(err.to_string(), expected);
+    for bad in ["1.2.3.256", "x.300", "example.0x", "a.0XFF."] {
+        assert!(Host::check_name(bad).is_err(), "{bad} accepted");
+    }
+    // Names with digits elsewhere, and a hex-looking label that is not last, stay names.
+    for good in [
+        "s3.dualstack.eu-west-1.amazonaws.com",
+        "0x10.example",
+        "t1.bench.test",
+        "a.0x1g",
+    ] {
+        assert_eq!(Host::check_name(good), Ok(()), "{good}");
+    }
+}
+
+/// `e%2e` (host_guard target): `url` percent-decodes it to `e.` after our trailing-dot trim, so
+/// the name the allowlist judged (`e.`) differed from the host of the URL built from it (`e`).
+#[test]
+fn percent_encoded_trailing_dot_is_the_same_name() {
+    use dualprobe::model::target::Host;
+    use dualprobe::serve::adhoc::split_target;
+    assert_eq!(Host::parse("e%2e"), Host::Name("e".into()));
+    assert_eq!(
+        Host::parse("Example.TEST%2E%2e"),
+        Host::Name("example.test".into())
+    );
+    let (host, ..) = split_target("e%2e:8080").expect("a name");
+    assert_eq!(host, Host::Name("e".into()));
+    let url = url::Url::parse(&format!("http://{}:8080/", host.url_host())).expect("url");
+    assert_eq!(Host::parse(url.host_str().expect("host")), host);
+}
+
+/// `xn--` (host_guard target): letters, digits and `-` only, so the name check passed it, but
+/// no URL can carry a bad punycode label; the http check could not build its URL.
+#[test]
+fn bad_punycode_label_is_no_name() {
+    use dualprobe::serve::adhoc::split_target;
+    let err = split_target("xn--").expect_err("no URL host");
+    assert_eq!(
+        err.to_string(),
+        "`xn--` is not a host name (invalid international domain name)"
+    );
+    assert!(split_target("xn--0xa9fea9ffea9fe").is_err());
+    // A valid punycode name stays a name.
+    assert!(split_target("xn--bcher-kva.example").is_ok());
+}
