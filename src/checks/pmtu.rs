@@ -253,11 +253,6 @@ impl Check for Pmtu {
                 "{asked} is a plain-HTTP GET, but this target speaks TLS (`tls` in its checks, port 443 or `http.scheme: https`): set `pmtu.transfer: tls`, or `http.scheme: http` for a plain-HTTP server"
             ));
         }
-        if let Some(p) = &settings(target).large_path
-            && !is_request_path(p)
-        {
-            return Err(format!("`{p}` is not a request path"));
-        }
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Problems no row reaches, and why:
 //! - `trace.max_hops` that is not a number, or negative: a YAML type error (see `mod.rs`).
-//! - `pmtu: ...: is not a request path` from `validate`: `configure` refuses such a path first.
+//! - `pmtu`'s run-time `is not a request path` (an ad-hoc URL's path on the request line):
+//!   config paths are refused by `configure` first.
 
 use dualprobe::checks::pmtu::{self, Transfer};
 use dualprobe::checks::trace::{self, Proto, Run};
