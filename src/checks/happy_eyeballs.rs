@@ -156,7 +156,7 @@ struct Race {
     addresses: Vec<IpAddr>,
     /// How long IPv6 had been tried when the winning IPv4 attempt started (zero otherwise).
     fallback: Duration,
-    /// The winner's lead (see [`MARGIN`]); `None` when the other family had no address.
+    /// The winner's lead (see [`MARGIN`]); `None` when the other family's lookup gave no address.
     margin: Option<Duration>,
     /// The last failed attempt, or a lookup failure when no address was found.
     last_failure: Option<Failure>,
@@ -287,10 +287,16 @@ async fn race(cx: &CheckContext<'_>, name: &str) -> Result<Race, Failure> {
                         if won == Family::Ipv4 && let Some(t6) = v6.first_start {
                             out.fallback = started.saturating_sub(t6);
                         }
-                        // The other family's first attempt: started, or due at the next slot.
+                        // The other family's first attempt: started, or due at the next slot
+                        // at the earliest (also while its lookup is still out: it could not
+                        // have started sooner). Absent only when it had no address at all.
+                        let other_pending = match won {
+                            Family::Ipv6 => !a_done,
+                            Family::Ipv4 => !aaaa_done,
+                        };
                         out.margin = match other.first_start {
                             Some(t) => Some(at.abs_diff(t)),
-                            None if !other.left.is_empty() => next_attempt
+                            None if !other.left.is_empty() || other_pending => next_attempt
                                 .map(|n| n.saturating_duration_since(Instant::now())),
                             None => None,
                         };

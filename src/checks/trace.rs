@@ -3,21 +3,32 @@
 //! the target), no raw sockets. Every probe goes to the one guarded address.
 //!
 //! As a check it is a diagnosis: in a chain it runs after an earlier check failed (a passing
-//! chain does not send it), and on its own (`--check trace`, `/probe?check=trace`) it always
-//! runs. It passes when the target answered, else fails `unreachable`; the hops go into the
-//! observations (JSON `hops` and `last_hop`, the status page and the log line), never a label.
-//! The `dualprobe trace` command prints the same hops as a table.
+//! chain does not send it, unless `trace.run: always`), and on its own (`--check trace`,
+//! `/probe?check=trace`) it always runs. It passes when the target answered, else fails
+//! `unreachable`; the hops go into the observations (JSON `hops` and `last_hop`, the status
+//! page and the log line), never a label. The `dualprobe trace` command prints the same hops as
+//! a table.
+//!
+//! The `trace:` section of targets and modules (`max_hops`, `proto`, `wait`, `run`) is read
+//! here. The waves of one trace share the check's deadline: a wave waits at most what is left
+//! of it, so a trace that never reaches its target still reports the hops it saw.
 
+use std::any::Any;
 use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
 
-use super::{Check, CheckContext};
+use super::{Check, CheckContext, Configure, line_of};
+use crate::model::check_kind::CheckKind;
 use crate::model::failure::{Failure, FailureReason};
 use crate::model::outcome::{CheckOutput, Observations};
+use crate::model::target::Target;
 use crate::model::trace::{Hop, Trace as Hops};
 use crate::net::errqueue;
 
@@ -30,6 +41,15 @@ pub enum Proto {
     Tcp,
 }
 
+impl Proto {
+    fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
 /// How far and how long a trace goes.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -39,39 +59,230 @@ pub struct Limits {
     pub wave: u8,
     /// How long a wave waits for its answers.
     pub wait: Duration,
+    /// The whole trace's time, when bounded: a wave waits at most what is left of it, and no
+    /// wave starts once it is spent (the hops so far are the answer).
+    pub total: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_hops: 30,
-            wave: 8,
+            wave: WAVE,
             wait: Duration::from_secs(2),
+            total: None,
         }
     }
 }
 
+/// Hop limits probed at once.
+const WAVE: u8 = 8;
+/// The longest `trace.wait`; also the default wait's cap.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// The default wait's cap, tracepath's order of magnitude.
+const DEFAULT_WAIT: Duration = Duration::from_secs(2);
+/// The highest `trace.max_hops`: the default IPv6 hop limit (paths on the internet are well
+/// under 32 hops).
+const MAX_HOPS: u64 = 64;
+
+/// When a trace in a chain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// Only after an earlier check of the chain failed (the default): a diagnosis.
+    AfterFailure,
+    /// Every cycle, the chain passing or not.
+    Always,
+}
+
+/// The `trace:` section of a target or module, as serde reads it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    max_hops: Option<Spanned<u64>>,
+    proto: Option<Spanned<String>>,
+    wait: Option<Spanned<String>>,
+    run: Option<Spanned<String>>,
+}
+
+/// What the `trace` check reads back from a target (the defaults without a section).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The highest hop limit (1-64, default 30).
+    pub max_hops: u8,
+    /// UDP datagrams (default) or TCP SYNs to the target's port.
+    pub proto: Proto,
+    /// How long each wave of hops waits; `None`: sized from the deadline (at most 2 s).
+    pub wait: Option<Duration>,
+    /// When it runs in a chain.
+    pub run: Run,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_hops: 30,
+            proto: Proto::Udp,
+            wait: None,
+            run: Run::AfterFailure,
+        }
+    }
+}
+
+/// `target`'s `trace:` settings (the defaults when it has no section).
+pub fn settings(target: &Target) -> &Settings {
+    static DEFAULT: LazyLock<Settings> = LazyLock::new(Settings::default);
+    target
+        .settings
+        .get::<Settings>(CheckKind::Trace)
+        .unwrap_or(&DEFAULT)
+}
+
+/// How many waves reach `max_hops`.
+fn waves(max_hops: u8) -> u32 {
+    u32::from(max_hops).div_ceil(u32::from(WAVE))
+}
+
+/// The limits a check with `settings` and deadline `timeout` traces with. The whole trace gets
+/// the deadline less a tenth (at most 250 ms), so its hops are reported before the runner's
+/// deadline ends the check; the default wait lets every wave fit in that.
+fn limits_for(s: &Settings, timeout: Duration) -> Limits {
+    let total = timeout.saturating_sub((timeout / 10).min(Duration::from_millis(250)));
+    Limits {
+        max_hops: s.max_hops,
+        wave: WAVE,
+        wait: s
+            .wait
+            .unwrap_or_else(|| (total / waves(s.max_hops)).min(DEFAULT_WAIT)),
+        total: Some(total),
+    }
+}
+
+impl Configure for Trace {
+    type Raw = Raw;
+
+    fn configure(
+        raw: &Raw,
+        field: &str,
+        problem: &mut dyn FnMut(Option<u64>, String, String),
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
+        let mut ok = true;
+        let mut s = Settings::default();
+        if let Some(m) = &raw.max_hops {
+            match u8::try_from(m.value) {
+                Ok(n) if (1..=MAX_HOPS).contains(&m.value) => s.max_hops = n,
+                _ => {
+                    ok = false;
+                    problem(
+                        line_of(m),
+                        format!("{field}.max_hops"),
+                        format!("must be 1-{MAX_HOPS}"),
+                    );
+                }
+            }
+        }
+        match raw.proto.as_ref().map(|p| (p, p.value.trim())) {
+            None => {}
+            Some((_, "udp")) => s.proto = Proto::Udp,
+            Some((_, "tcp")) => s.proto = Proto::Tcp,
+            Some((p, _)) => {
+                ok = false;
+                problem(
+                    line_of(p),
+                    format!("{field}.proto"),
+                    format!("`{}` is not udp or tcp", p.value),
+                );
+            }
+        }
+        if let Some(w) = &raw.wait {
+            match humantime::parse_duration(w.value.trim()) {
+                Ok(d) if d.is_zero() => {
+                    ok = false;
+                    problem(
+                        line_of(w),
+                        format!("{field}.wait"),
+                        "must be greater than zero".into(),
+                    );
+                }
+                Ok(d) if d > MAX_WAIT => {
+                    ok = false;
+                    problem(
+                        line_of(w),
+                        format!("{field}.wait"),
+                        format!("`{}` is longer than 1m", w.value),
+                    );
+                }
+                Ok(d) => s.wait = Some(d),
+                Err(e) => {
+                    ok = false;
+                    problem(
+                        line_of(w),
+                        format!("{field}.wait"),
+                        format!(
+                            "`{}` is not a duration ({e}); write e.g. 15s, 500ms, 1m",
+                            w.value
+                        ),
+                    );
+                }
+            }
+        }
+        match raw.run.as_ref().map(|r| (r, r.value.trim())) {
+            None => {}
+            Some((_, "after_failure")) => s.run = Run::AfterFailure,
+            Some((_, "always")) => s.run = Run::Always,
+            Some((r, _)) => {
+                ok = false;
+                problem(
+                    line_of(r),
+                    format!("{field}.run"),
+                    format!("`{}` is not after_failure or always", r.value),
+                );
+            }
+        }
+        ok.then(|| Arc::new(s) as Arc<dyn Any + Send + Sync>)
+    }
+}
+
 /// The `trace` check.
-pub(super) struct Trace;
+pub struct Trace;
 
 impl Check for Trace {
     fn runs_after_failure(&self) -> bool {
         true
     }
 
+    /// A configured wait must let every wave fit in the target's timeout.
+    fn validate(&self, target: &Target) -> Result<(), String> {
+        let s = settings(target);
+        let Some(wait) = s.wait else { return Ok(()) };
+        let n = waves(s.max_hops);
+        let all = wait * n;
+        if all > target.timeout {
+            return Err(format!(
+                "`trace.wait` {} for each of {n} wave(s) of up to {WAVE} hops (max_hops {}) is {}, more than the timeout {}: lower trace.wait or trace.max_hops, or raise timeout",
+                humantime::format_duration(wait),
+                s.max_hops,
+                humantime::format_duration(all),
+                humantime::format_duration(target.timeout),
+            ));
+        }
+        Ok(())
+    }
+
     fn run<'a>(&'a self, cx: &'a mut CheckContext<'_>) -> BoxFuture<'a, CheckOutput> {
         Box::pin(async move {
-            if !cx.chain_failed() && cx.target.checks.len() > 1 {
+            let s = settings(cx.target).clone();
+            if !cx.chain_failed() && cx.target.checks.len() > 1 && s.run == Run::AfterFailure {
                 cx.debug("the chain passed: no trace needed");
                 return CheckOutput::pass(Observations::default());
             }
-            // Waves share the check's deadline: the wait is sized so about four waves fit.
-            let limits = Limits {
-                max_hops: 30,
-                wave: 8,
-                wait: (cx.timeout / 4).min(Duration::from_secs(2)),
-            };
-            let (to, hops) = match trace_target(cx, Proto::Udp, limits).await {
+            let limits = limits_for(&s, cx.timeout);
+            cx.debug(format!(
+                "trace over {} to hop {}, {:?} a wave",
+                s.proto.as_str(),
+                limits.max_hops,
+                limits.wait
+            ));
+            let (to, hops) = match trace_target(cx, s.proto, limits).await {
                 Ok(t) => t,
                 Err(f) => return CheckOutput::fail(f),
             };
@@ -169,10 +380,18 @@ pub fn render(family: crate::model::family::Family, to: SocketAddr, hops: &Hops)
 pub async fn trace(to: SocketAddr, proto: Proto, limits: Limits) -> std::io::Result<Hops> {
     let mut hops = Vec::new();
     let mut first = 1u8;
+    let deadline = limits.total.map(|t| Instant::now() + t);
     while first <= limits.max_hops {
+        let wait = match deadline {
+            Some(d) => limits.wait.min(d.saturating_duration_since(Instant::now())),
+            None => limits.wait,
+        };
+        if wait.is_zero() {
+            break;
+        }
         let last = first.saturating_add(limits.wave - 1).min(limits.max_hops);
         let mut pending: FuturesUnordered<_> = (first..=last)
-            .map(|ttl| probe(to, proto, ttl, limits.wait))
+            .map(|ttl| probe(to, proto, ttl, wait))
             .collect();
         let mut wave: Vec<Hop> = Vec::new();
         // A wave ends early once the target answered and every lower hop limit is settled:

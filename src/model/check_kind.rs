@@ -23,10 +23,10 @@ macro_rules! check_kinds {
             Tcp "tcp" tcp [],
             Tls "tls" tls [],
             Http "http" http [http],
-            Pmtu "pmtu" pmtu [],
+            Pmtu "pmtu" pmtu [pmtu],
             S3 "s3" s3 [],
             Ec2 "ec2" ec2 [],
-            Trace "trace" trace [],
+            Trace "trace" trace [trace],
         }
     };
 }

@@ -443,6 +443,27 @@ impl Metrics {
         }
     }
 
+    /// Removes `target`'s series of the target measurements `o`'s kind declares but `o` did
+    /// not report: a race that measured (nothing connected, no margin) must not leave the last
+    /// race's values standing. An outcome that reported none (the other family's cycle) keeps
+    /// them.
+    fn forget_unreported(&self, target: &str, o: &crate::model::outcome::Outcome) {
+        let reported = |what: &TargetMeasurement, f: Option<Family>| {
+            o.observations
+                .per_target
+                .iter()
+                .any(|v| v.what == what && v.family == f)
+        };
+        for what in check_for(o.check).target_measurements() {
+            for f in Family::ALL {
+                let family = what.per_family.then_some(f);
+                if !reported(what, family) {
+                    self.forget_per_target(what, target, f);
+                }
+            }
+        }
+    }
+
     fn forget_target_family(&self, target: &str, family: Family) {
         let labels = TargetFamilyLabels {
             target: target.to_string(),
@@ -472,6 +493,9 @@ impl Metrics {
                 if let Some((_, family)) = self.measured.iter().find(|(m, _)| m == what) {
                     family.get_or_create(&tf).set(*value);
                 }
+            }
+            if !o.observations.per_target.is_empty() {
+                self.forget_unreported(target, o);
             }
             for v in &o.observations.per_target {
                 match self.per_target.iter().find(|(m, _)| *m == v.what) {

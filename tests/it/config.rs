@@ -421,7 +421,7 @@ fn type_errors_name_their_field_and_value_and_hide_nothing() {
         ),
         (
             format!("{t}    prot: 443\n"),
-            "c.yml:4: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http",
+            "c.yml:4: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http, pmtu, trace",
         ),
         (
             format!("intervall: 15s\n{t}"),
@@ -450,7 +450,7 @@ fn type_errors_name_their_field_and_value_and_hide_nothing() {
                 "{t}    port: abc\n    prot: 1\n  - name: db\n    host: db.test\n    checks: [ping]\n"
             ),
             "c.yml:4: targets[0].port: `abc` is not a port (1-65535)\n\
-             c.yml:5: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http\n\
+             c.yml:5: targets[0].prot: unknown field `prot`; known fields: name, host, port, checks, interval, timeout, families, addresses, tls, expect, aws, allow_metadata_address, private_dns, http, pmtu, trace\n\
              c.yml:8: targets[1].checks[0]: unknown check `ping`; known checks: dns, private_dns, happy_eyeballs, icmp, tcp, tls, http, pmtu, s3, ec2, trace",
         ),
         // A type error in a module, a semantic one at the top.

@@ -18,6 +18,7 @@ mod emf;
 mod fuzz_regressions;
 mod guard_nat64;
 mod guard_table;
+mod happy_eyeballs_series;
 mod healthcheck;
 mod icmp_he_netns;
 mod logs;

@@ -2,12 +2,17 @@
 //! of network namespaces, per family, with a 1280-byte link between the routers.
 //!
 //! Every scenario builds the chain afresh (so no path MTU is cached from an earlier one), runs
-//! a TLS server with a large certificate (several full-size segments) in the server namespace,
-//! and runs the real dualprobe binary in the task namespace:
+//! a TLS server with a large certificate (several full-size segments) on port 443 and a plain
+//! HTTP server on port 80 (a 200 kB body, `/small` a few bytes) in the server namespace, and
+//! runs the real dualprobe binary in the task namespace:
 //!
-//! - no filtering: `pmtu` reports a path MTU of 1280 on both families;
+//! - no filtering: `pmtu` reports a path MTU of 1280 on both families, over TLS and over plain
+//!   HTTP (`pmtu.large_path` from a config file); a large path that answers a few bytes is
+//!   `other`, naming `pmtu.large_path`;
 //! - the routers drop ICMPv6 Packet Too Big on output: `pmtu_blackhole` on IPv6 only, `tcp`
-//!   still passing there, IPv4 still 1280;
+//!   still passing there, IPv4 still 1280 — for the TLS handshake and for the plain-HTTP GET;
+//!   then, with every data segment from the HTTP server dropped on the way back, both GETs
+//!   stall: `timeout`, "the path is down", on both families;
 //! - the routers drop IPv4 Fragmentation Needed: `pmtu_blackhole` on IPv4 only;
 //! - the second router sends no Time Exceeded: `dualprobe trace` shows hop 1, the gap at hop 2
 //!   and the server at hop 3, per family; as a check after a failing `tcp`, the JSON holds the
@@ -214,6 +219,27 @@ impl Chain {
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).map_err(|e| e.to_string())?;
         let script = r#"
 import socket, ssl, sys, threading
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+class Get(BaseHTTPRequestHandler):
+    timeout = 10
+    def do_GET(self):
+        body = b"small\n" if self.path == "/small" else b"x" * 200000
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except Exception:
+            pass
+    def log_message(self, *args):
+        pass
+class Http(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+threading.Thread(target=Http(("::", 80), Get).serve_forever, daemon=True).start()
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.load_cert_chain(sys.argv[1], sys.argv[2])
 s = socket.socket(socket.AF_INET6)
@@ -262,10 +288,15 @@ while True:
 
     /// `rules` (one a line) on one router's output.
     fn filter_router(&self, router: &str, rules: &str) -> Result<(), String> {
+        self.filter_hook(router, "output", rules)
+    }
+
+    /// `rules` (one a line) on one router's `hook` (`output`, `forward`).
+    fn filter_hook(&self, router: &str, hook: &str, rules: &str) -> Result<(), String> {
         let table = format!(
-            "table inet f {{\n chain o {{\n  type filter hook output priority 0;\n  {rules}\n }}\n}}\n"
+            "table inet f{hook} {{\n chain c {{\n  type filter hook {hook} priority 0;\n  {rules}\n }}\n}}\n"
         );
-        let file = self._dir.path().join(format!("{router}.nft"));
+        let file = self._dir.path().join(format!("{router}-{hook}.nft"));
         std::fs::write(&file, table).map_err(|e| e.to_string())?;
         let file = file.to_string_lossy().into_owned();
         run(
@@ -296,10 +327,15 @@ while True:
 
     /// `probe --check tcp,pmtu --json` of one family: (tcp result, pmtu result, path_mtu).
     fn pmtu(&self, v6: bool) -> (String, String, Option<i64>, String) {
+        self.pmtu_at(v6, 443)
+    }
+
+    /// [`Chain::pmtu`] at `port` (80: the plain-HTTP GET of `/`, the ad-hoc default path).
+    fn pmtu_at(&self, v6: bool, port: u16) -> (String, String, Option<i64>, String) {
         let target = if v6 {
-            format!("[{SERVER6}]:443")
+            format!("[{SERVER6}]:{port}")
         } else {
-            format!("{SERVER4}:443")
+            format!("{SERVER4}:{port}")
         };
         let (_, out) = self.dualprobe(&[
             "probe",
@@ -310,11 +346,37 @@ while True:
             "6s",
             "--json",
         ]);
-        let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        let checks = &json[0]["checks"];
-        let reason = |i: usize| checks[i]["reason"].as_str().unwrap_or("?").to_string();
-        (reason(0), reason(1), checks[1]["path_mtu"].as_i64(), out)
+        pmtu_result(out)
     }
+
+    /// `probe --config FILE NAME --json` of a target of [`HTTP_CONFIG`]: (tcp result, pmtu
+    /// result, path_mtu, output).
+    fn pmtu_configured(&self, name: &str) -> (String, String, Option<i64>, String) {
+        let cfg = self._dir.path().join("http.yml");
+        std::fs::write(&cfg, HTTP_CONFIG).expect("write config");
+        let cfg = cfg.to_string_lossy().into_owned();
+        let (_, out) = self.dualprobe(&["probe", "--config", &cfg, name, "--json"]);
+        pmtu_result(out)
+    }
+}
+
+/// Plain-HTTP targets on the server's port 80 (the port a `large_path` implies), each family
+/// on its own, with the `pmtu` section naming the large path.
+const HTTP_CONFIG: &str = "interval: 30s
+timeout: 6s
+targets:
+  - { name: web6, host: \"2001:db8:3::2\", checks: [tcp, pmtu], pmtu: { large_path: /big } }
+  - { name: web4, host: 203.0.113.2, checks: [tcp, pmtu], pmtu: { large_path: /big } }
+  - { name: small6, host: \"2001:db8:3::2\", checks: [tcp, pmtu], pmtu: { large_path: /small } }
+";
+
+/// (tcp result, pmtu result, path_mtu, output) of a one-family `probe --json` answer.
+fn pmtu_result(out: String) -> (String, String, Option<i64>, String) {
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    let checks = &json[0]["checks"];
+    let reason = |i: usize| checks[i]["reason"].as_str().unwrap_or("?").to_string();
+    let mtu = checks[1]["path_mtu"].as_i64();
+    (reason(0), reason(1), mtu, out)
 }
 
 impl Drop for Chain {
@@ -377,6 +439,101 @@ fn filtered_packet_too_big_is_a_blackhole_on_ipv6_only() {
         ("ok", "ok", Some(1280)),
         "IPv4: {out}"
     );
+}
+
+#[test]
+fn plain_http_gets_tell_a_filtered_packet_too_big_from_a_path_down() {
+    if let Err(e) = prerequisites() {
+        return skip(&e);
+    }
+    // Nothing filtered: the 200 kB GET completes at the default MSS on both families.
+    let chain = Chain::new("hok").expect("chain");
+    for name in ["web6", "web4"] {
+        let (tcp, pmtu, mtu, out) = chain.pmtu_configured(name);
+        assert_eq!(
+            (tcp.as_str(), pmtu.as_str(), mtu),
+            ("ok", "ok", Some(1280)),
+            "{name}: {out}"
+        );
+    }
+    // A large path that is not large cannot tell anything: said, not passed.
+    let (_, pmtu, _, out) = chain.pmtu_configured("small6");
+    assert_eq!(pmtu, "other", "{out}");
+    // (The byte count is the head and the 6-byte body: the head's size varies with Python's.)
+    let detail = serde_json::from_str::<serde_json::Value>(&out).unwrap_or_default()[0]["checks"]
+        [1]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let bytes = detail
+        .strip_prefix(&format!("GET /small from [{SERVER6}]:80 answered "))
+        .and_then(|d| d.split_once(' '))
+        .filter(|(_, rest)| rest.starts_with("bytes, no more than one 1220-byte segment: too few to tell a black hole; point pmtu.large_path at a larger response"))
+        .and_then(|(n, _)| n.parse::<usize>().ok());
+    assert!(bytes.is_some_and(|n| n > 6 && n < 400), "{out}");
+    drop(chain);
+
+    // Packet Too Big dropped: the default-MSS GET stalls, the MSS 1220 one completes, on IPv6
+    // only; the ad-hoc form (port 80, path /) says the same.
+    let chain = Chain::new("hb6").expect("chain");
+    chain
+        .filter_routers("icmpv6 type packet-too-big drop")
+        .expect("nft");
+    let (tcp, pmtu, mtu, out) = chain.pmtu_configured("web6");
+    assert_eq!(
+        (tcp.as_str(), pmtu.as_str(), mtu),
+        ("ok", "pmtu_blackhole", None),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "GET /big from [{SERVER6}]:80 stalls with full-size segments but completes with MSS 1220"
+        )),
+        "{out}"
+    );
+    let (tcp, pmtu, mtu, out) = chain.pmtu_configured("web4");
+    assert_eq!(
+        (tcp.as_str(), pmtu.as_str(), mtu),
+        ("ok", "ok", Some(1280)),
+        "IPv4: {out}"
+    );
+    let (tcp, pmtu, _, out) = chain.pmtu_at(true, 80);
+    assert_eq!(
+        (tcp.as_str(), pmtu.as_str()),
+        ("ok", "pmtu_blackhole"),
+        "ad hoc: {out}"
+    );
+    assert!(out.contains("GET / from"), "ad hoc: {out}");
+
+    // Every data segment from the HTTP server dropped on the way back (the handshake and the
+    // response head still pass): both GETs stall, on both families. That is the path down.
+    for r in ["r1", "r2"] {
+        run(
+            "ip",
+            &["netns", "exec", &chain.ns(r), "nft", "flush", "ruleset"],
+        )
+        .expect("nft flush");
+    }
+    chain
+        .filter_hook("r2", "forward", "tcp sport 80 meta length > 300 drop")
+        .expect("nft");
+    for (name, server) in [
+        ("web6", format!("[{SERVER6}]:80")),
+        ("web4", format!("{SERVER4}:80")),
+    ] {
+        let (tcp, pmtu, mtu, out) = chain.pmtu_configured(name);
+        assert_eq!(
+            (tcp.as_str(), pmtu.as_str(), mtu),
+            ("ok", "timeout", None),
+            "{name}: {out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "GET /big from {server} stalls with the default MSS and with MSS"
+            )) && out.contains("the path is down"),
+            "{name}: {out}"
+        );
+    }
 }
 
 #[test]
@@ -479,4 +636,31 @@ fn trace_shows_the_silent_router_and_the_hops_around_it() {
         serde_json::Value::Null,
         "{out}"
     );
+    // The `trace:` section of a configured target: TCP SYNs after a passing `tcp` (`run:
+    // always`), stopping at hop 2: the silent router is the last hop tried, the server unseen.
+    let cfg = chain._dir.path().join("trace.yml");
+    std::fs::write(
+        &cfg,
+        format!("timeout: 4s\ntargets:\n  - {{ name: tr, host: {SERVER4}, port: 443, checks: [tcp, trace], trace: {{ max_hops: 2, proto: tcp, wait: 1s, run: always }} }}\n"),
+    )
+    .unwrap();
+    let (_, out) = chain.dualprobe(&[
+        "probe",
+        "--config",
+        &cfg.to_string_lossy(),
+        "tr",
+        "--family",
+        "ipv4",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let checks = &json[0]["checks"];
+    assert_eq!(checks[0]["reason"], "ok", "{out}");
+    assert_eq!(checks[1]["reason"], "unreachable", "{out}");
+    assert_eq!(
+        checks[1]["detail"],
+        format!("trace to {SERVER4}:443: last hop 1 192.0.2.1 (target not reached; silent: 2)"),
+        "{out}"
+    );
+    assert_eq!(checks[1]["hops"].as_array().map(Vec::len), Some(2), "{out}");
 }

@@ -8,6 +8,7 @@
 //! the right type that are wrong, requests, templates and files.
 
 mod config;
+mod config_diagnosis;
 mod config_sections;
 mod files;
 mod probe_query;

@@ -17,6 +17,7 @@ mod nat64;
 mod private_dns;
 mod tcp;
 mod tls;
+mod trace;
 
 use std::time::Duration;
 
