@@ -25,7 +25,7 @@ use crate::net::resolver::DnsResolver;
 use crate::report::emf::EmfSink;
 use crate::report::metrics::{BuildLabels, Metrics};
 use crate::report::results::{ReportSink, Results};
-use crate::scheduler::{self, Readiness, SchedulerDeps};
+use crate::scheduler::{self, Phases, Readiness, SchedulerDeps};
 
 /// One loaded config and what runs from it.
 pub struct Generation {
@@ -166,6 +166,8 @@ pub struct Agent {
     pub results: Arc<Results>,
     /// First-cycle readiness.
     pub readiness: Arc<Readiness>,
+    /// Each (target, family)'s next run, so a generation that keeps a pair keeps its phase.
+    phases: Arc<Phases>,
     /// Tracks every spawned task, for shutdown.
     pub tracker: TaskTracker,
     /// Fires on shutdown.
@@ -221,6 +223,7 @@ impl Agent {
             metrics,
             results,
             readiness: Arc::new(Readiness::new()),
+            phases: Arc::default(),
             tracker: TaskTracker::new(),
             shutdown,
             discovery: DiscoveryHealth::default(),
@@ -253,6 +256,8 @@ impl Agent {
             env: Arc::clone(&g.env),
             results: Arc::clone(&self.results) as Arc<dyn scheduler::CycleRecorder>,
             concurrency: Arc::new(Semaphore::new(g.config.concurrency)),
+            starts_per_second: g.config.starts_per_second,
+            phases: Arc::clone(&self.phases),
             readiness: Arc::clone(&self.readiness),
             run: scheduler::real_cycle(),
         };

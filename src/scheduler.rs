@@ -1,8 +1,9 @@
-//! Runs every (target, family) on its interval: one task each, first runs spread across the
-//! interval, a global concurrency bound, missed ticks skipped (never queued), and every task
-//! stopped by one cancellation token.
+//! Runs every (target, family) on its interval: one task each, first runs started at a bounded
+//! rate (at once for a few pairs, never later than an even spread over the interval), each pair's
+//! phase kept across generations, a global concurrency bound, missed ticks skipped (never
+//! queued), and every task stopped by one cancellation token.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,26 +88,51 @@ impl Default for Readiness {
 
 /// First runs land on multiples of this (for intervals of at least [`MIN_SLOTTED_INTERVAL`]),
 /// so the pairs due in one slot share one timer wake-up instead of waking the runtime one by
-/// one: timer coalescing, as the kernel's timer slack does. With 1,000 targets × 2 families every
-/// 10 s that is 10 wake-ups a second instead of 200, while no slot holds more than 1/100 of them.
+/// one: timer coalescing, as the kernel's timer slack does. At 100 starts a second that is 10
+/// wake-ups a second, each starting 10 pairs.
 pub const START_SLOT: Duration = Duration::from_millis(100);
 
 /// Shorter intervals are spread exactly: a slot would be a large share of them.
 pub const MIN_SLOTTED_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where a pair's first run lands: spread evenly over its interval by position, so a start or a
-/// reload never fires every probe at once, and rounded down to a [`START_SLOT`].
-pub fn first_run_offset(index: usize, total: usize, interval: Duration) -> Duration {
-    if total <= 1 {
-        return Duration::ZERO;
-    }
-    let spread = interval.mul_f64(index as f64 / total as f64);
+/// Where the `index`th of `total` pairs waiting for a first run lands: `index / starts_per_second`
+/// (so a few pairs all start at once, and many never more than the rate), but never later than
+/// an even spread over its interval would put it (so a first round never takes longer than one
+/// interval: when the pairs' own intervals demand more starts a second than the rate, every later
+/// round will start them that fast anyway). Rounded down to a [`START_SLOT`].
+pub fn first_run_offset(
+    index: usize,
+    total: usize,
+    interval: Duration,
+    starts_per_second: u32,
+) -> Duration {
+    let index = index as u128;
+    let by_rate = index * 1_000_000_000 / u128::from(starts_per_second.max(1));
+    let spread = interval.as_nanos() * index / (total.max(1) as u128);
+    let at = Duration::from_nanos(u64::try_from(by_rate.min(spread)).unwrap_or(u64::MAX));
     if interval < MIN_SLOTTED_INTERVAL {
-        return spread;
+        return at;
     }
-    let slots = spread.as_nanos() / START_SLOT.as_nanos();
+    let slots = at.as_nanos() / START_SLOT.as_nanos();
     START_SLOT * u32::try_from(slots).unwrap_or(u32::MAX)
 }
+
+/// A (target name, family).
+type PairKey = (String, Family);
+
+/// When one pair runs next, for the next generation to keep.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    interval: Duration,
+    next: Instant,
+}
+
+/// When each (target, family) runs next, shared by every generation of the agent: a reload or a
+/// VPC endpoint swap that keeps a pair (same target name, family and interval) keeps its phase,
+/// instead of running it again at once or re-spreading it, so a reload adds no cycles and no
+/// burst. A kept pair's changed settings (host, checks, ...) apply from its next run.
+#[derive(Debug, Default)]
+pub struct Phases(Mutex<HashMap<PairKey, Arc<Mutex<Due>>>>);
 
 /// The first interval boundary after `now`: a cycle that overran its interval skips the ticks
 /// it missed instead of running them late, back to back.
@@ -140,28 +166,62 @@ pub struct SchedulerDeps {
     pub results: Arc<dyn CycleRecorder>,
     /// Global bound on cycles in flight.
     pub concurrency: Arc<Semaphore>,
+    /// Most first runs started per second (`starts_per_second`).
+    pub starts_per_second: u32,
+    /// Each pair's next run, kept across generations.
+    pub phases: Arc<Phases>,
     /// First-cycle tracking.
     pub readiness: Arc<Readiness>,
     /// What one cycle does.
     pub run: CycleFn,
 }
 
-/// Spawns one task per (target, family) onto `tracker`; all stop when `cancel` fires.
+/// Spawns one task per (target, family) onto `tracker`; all stop when `cancel` fires. A pair the
+/// previous generation ran with the same interval keeps its next run; the others (new, a changed
+/// interval, or overdue because the previous generation was stopped mid-cycle) start from now at
+/// `starts_per_second` ([`first_run_offset`]).
 pub fn spawn(
     targets: &[Arc<Target>],
     deps: SchedulerDeps,
     tracker: &TaskTracker,
     cancel: CancellationToken,
 ) {
-    let pairs: Vec<(Arc<Target>, Family)> = targets
-        .iter()
-        .flat_map(|t| t.families.iter().map(move |f| (Arc::clone(t), *f)))
-        .collect();
-    let total = pairs.len();
+    // A generation replaced before its scheduler started (NAT64 discovery's first round) must
+    // not take over the phases of the one that replaced it.
+    if cancel.is_cancelled() {
+        return;
+    }
     // One start instant for all, so pairs in the same slot share a timer tick.
     let start = Instant::now();
-    for (index, (target, family)) in pairs.into_iter().enumerate() {
-        let first = start + first_run_offset(index, total, target.interval);
+    let mut phases = deps.phases.0.lock().expect("phases lock");
+    let mut previous = std::mem::take(&mut *phases);
+    let mut kept = Vec::new();
+    let mut waiting = Vec::new();
+    for target in targets {
+        for &family in &target.families {
+            let key = (target.name.clone(), family);
+            let due = previous.remove(&key).filter(|due| {
+                let d = *due.lock().expect("due lock");
+                d.interval == target.interval && d.next >= start
+            });
+            match due {
+                Some(due) => kept.push((Arc::clone(target), family, due)),
+                None => waiting.push((Arc::clone(target), family)),
+            }
+        }
+    }
+    let total = waiting.len();
+    let rate = deps.starts_per_second;
+    let fresh = waiting
+        .into_iter()
+        .enumerate()
+        .map(|(index, (target, family))| {
+            let next = start + first_run_offset(index, total, target.interval, rate);
+            let interval = target.interval;
+            (target, family, Arc::new(Mutex::new(Due { interval, next })))
+        });
+    for (target, family, due) in kept.into_iter().chain(fresh.collect::<Vec<_>>()) {
+        phases.insert((target.name.clone(), family), Arc::clone(&due));
         let deps = deps.clone();
         let cancel = cancel.clone();
         // One cancellation wait per task, for its lifetime; dropping the loop stops it at
@@ -172,21 +232,21 @@ pub fn spawn(
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {}
-                _ = run_pair(target, family, first, deps, &cancel) => {}
+                _ = run_pair(target, family, due, deps, &cancel) => {}
             }
         });
     }
 }
 
-/// One (target, family): a cycle at every interval boundary from `first`, until dropped.
+/// One (target, family): a cycle at every interval boundary from its first run, until dropped.
 async fn run_pair(
     target: Arc<Target>,
     family: Family,
-    first: Instant,
+    due: Arc<Mutex<Due>>,
     deps: SchedulerDeps,
     cancel: &CancellationToken,
 ) {
-    let mut next = first;
+    let mut next = due.lock().expect("due lock").next;
     loop {
         tokio::time::sleep_until(next).await;
         let Ok(permit) = deps.concurrency.acquire().await else {
@@ -201,5 +261,12 @@ async fn run_pair(
         deps.results.record(report);
         deps.readiness.done(&target.name, family);
         next = next_boundary(next, target.interval, Instant::now());
+        let mut d = due.lock().expect("due lock");
+        // Checked under the lock: the next generation reads it after cancelling this one, so a
+        // stopped task never moves the phase the next one took over.
+        if cancel.is_cancelled() {
+            return;
+        }
+        d.next = next;
     }
 }

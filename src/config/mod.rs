@@ -35,6 +35,16 @@ pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The most cycles (`concurrency`) or ad-hoc probes (`probe.max_concurrent`) in flight.
 pub const MAX_IN_FLIGHT: usize = 65_536;
 
+/// First runs started per second by default (`starts_per_second`): the embedded default's 4
+/// pairs, or 100 targets × 1 family, all start within a second of a start or reload, and the
+/// queries of a first round stay a tenth of the VPC resolver's 1,024 packets a second per network
+/// interface, which the task's other containers share.
+pub const DEFAULT_STARTS_PER_SECOND: u32 = 100;
+
+/// The highest `starts_per_second`: at 10,000 a second each 100 ms slot starts 1,000 pairs at
+/// once, which is no spreading at all for any config this agent is sized for.
+pub const MAX_STARTS_PER_SECOND: u32 = 10_000;
+
 /// The default listen address: one dual-stack socket on port 9469.
 pub const DEFAULT_LISTEN: &str = "[::]:9469";
 
@@ -53,6 +63,8 @@ pub struct Config {
     pub families: Vec<Family>,
     /// Most (target, family) cycles running at once.
     pub concurrency: usize,
+    /// Most first runs started per second, at start and for the pairs a reload adds.
+    pub starts_per_second: u32,
     /// Nameservers (empty: `/etc/resolv.conf`).
     pub nameservers: Vec<SocketAddr>,
     /// The NAT64 prefixes config names and how discovery learns more (`resolver.nat64_*`).
@@ -263,6 +275,25 @@ impl Config {
             }
             Some(c) => c.value,
         };
+        let starts_per_second = match &raw.starts_per_second {
+            None => DEFAULT_STARTS_PER_SECOND,
+            Some(r) if r.value == 0 => {
+                p.add(line_of(r), "starts_per_second", "must be at least 1");
+                1
+            }
+            Some(r) if r.value > MAX_STARTS_PER_SECOND => {
+                p.add(
+                    line_of(r),
+                    "starts_per_second",
+                    format!(
+                        "`{}` is more than the {MAX_STARTS_PER_SECOND} allowed",
+                        r.value
+                    ),
+                );
+                1
+            }
+            Some(r) => r.value,
+        };
         let mut nameservers = Vec::new();
         let mut nat64 = Nat64Settings::default();
         if let Some(r) = &raw.resolver {
@@ -352,6 +383,7 @@ impl Config {
             timeout,
             families,
             concurrency,
+            starts_per_second,
             nameservers,
             nat64,
             targets,

@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) families: Option<Spanned<Vec<Family>>>,
     pub(super) concurrency: Option<Spanned<usize>>,
+    pub(super) starts_per_second: Option<Spanned<u32>>,
     pub(super) resolver: Option<RawResolver>,
     /// `None` only for an item the reader blanked out after a type error (or a user's `~`).
     #[serde(default)]

@@ -120,6 +120,7 @@ fn valid_fixture_loads_with_its_values() {
     let c = ConfigSource::File(data("valid-full.yaml")).load().unwrap();
     assert_eq!(c.listen.to_string(), "[::]:9469");
     assert_eq!(c.concurrency, 64);
+    assert_eq!(c.starts_per_second, 50);
     assert_eq!(c.nameservers.len(), 2);
     let web = c.target("web").unwrap();
     assert_eq!(web.interval, Duration::from_secs(30));
@@ -159,6 +160,7 @@ fn embedded_default_is_valid_and_targets_dual_stack_endpoints() {
             .any(|h| h.starts_with("ec2.") && h.ends_with(".api.aws"))
     );
     assert_eq!(c.families, Family::ALL.to_vec());
+    assert_eq!(c.starts_per_second, 100, "the default start rate");
 }
 
 #[test]
@@ -425,7 +427,7 @@ fn type_errors_name_their_field_and_value_and_hide_nothing() {
         ),
         (
             format!("intervall: 15s\n{t}"),
-            "c.yml:1: intervall: unknown field `intervall`; known fields: listen, interval, timeout, families, concurrency, resolver, targets, discovery, probe, modules",
+            "c.yml:1: intervall: unknown field `intervall`; known fields: listen, interval, timeout, families, concurrency, starts_per_second, resolver, targets, discovery, probe, modules",
         ),
         (
             format!("{t}    http: {{ pth: /x }}\n"),

@@ -15,6 +15,7 @@ mod checks;
 mod config;
 mod discovery;
 mod emf;
+mod first_results;
 mod fuzz_regressions;
 mod guard_nat64;
 mod guard_table;

@@ -1,5 +1,6 @@
-//! Scheduler behaviour under paused tokio time: first runs spread over the interval, a global
-//! concurrency bound, missed ticks skipped (not queued), a hung pair never delays another, and
+//! Scheduler behaviour under paused tokio time: first runs at once for a few pairs and at the
+//! start rate for many (never later than an even spread over the interval), phases kept across
+//! generations, a global concurrency bound, missed ticks skipped (not queued), a hung pair never delays another, and
 //! cancellation stops everything. The cycle itself is a timed fake here: timing is the subject,
 //! and no real peer can produce exact timings.
 
@@ -14,7 +15,7 @@ use dualprobe::model::target::Target;
 use dualprobe::net::resolver::DnsResolver;
 use dualprobe::report::metrics::Metrics;
 use dualprobe::report::results::Results;
-use dualprobe::scheduler::{self, CycleFn, Readiness, SchedulerDeps, first_run_offset};
+use dualprobe::scheduler::{self, CycleFn, Phases, Readiness, SchedulerDeps, first_run_offset};
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -98,71 +99,155 @@ fn deps(run: CycleFn, concurrency: usize) -> SchedulerDeps {
         )),
         results: Arc::new(Results::new(metrics, vec![])),
         concurrency: Arc::new(Semaphore::new(concurrency)),
+        starts_per_second: dualprobe::config::DEFAULT_STARTS_PER_SECOND,
+        phases: Arc::new(Phases::default()),
         readiness: Arc::new(Readiness::new()),
         run,
     }
 }
 
+const MS: Duration = Duration::from_millis(1);
+
 #[test]
-fn offsets_spread_evenly_over_the_interval() {
-    let i = Duration::from_secs(10);
-    assert_eq!(first_run_offset(0, 1, i), Duration::ZERO);
-    assert_eq!(first_run_offset(0, 4, i), Duration::ZERO);
-    assert_eq!(first_run_offset(1, 4, i), Duration::from_millis(2500));
-    assert_eq!(first_run_offset(3, 4, i), Duration::from_millis(7500));
+fn a_few_pairs_all_start_at_once() {
+    // The embedded default: 2 targets × 2 families every 30 s, at the default rate.
+    let i = Duration::from_secs(30);
+    for index in 0..4 {
+        assert_eq!(first_run_offset(index, 4, i, 100), Duration::ZERO);
+    }
+    // 100 pairs at 100 a second: all within the first second.
+    assert_eq!(first_run_offset(99, 100, i, 100), 900 * MS);
+    assert_eq!(first_run_offset(0, 1, i, 100), Duration::ZERO);
 }
 
 #[test]
-fn offsets_share_100ms_slots_so_due_pairs_wake_together() {
-    let i = Duration::from_secs(10);
-    // 10 s / 3 = 3.333 s, rounded down to its slot.
-    assert_eq!(first_run_offset(1, 3, i), Duration::from_millis(3300));
-    // 2,000 pairs: every slot of the interval is used, none holds more than 20.
+fn many_pairs_start_at_the_rate_on_100ms_slots() {
+    // 2,000 pairs every 60 s at 100 a second: 10 per 100 ms slot, the last at 19.9 s.
+    let i = Duration::from_secs(60);
     let mut per_slot = std::collections::BTreeMap::new();
     for index in 0..2000 {
-        let offset = first_run_offset(index, 2000, i);
+        let offset = first_run_offset(index, 2000, i, 100);
         assert_eq!(
             offset.as_nanos() % 100_000_000,
             0,
             "{offset:?} is on a slot"
         );
-        assert!(offset < i);
+        *per_slot.entry(offset).or_insert(0) += 1;
+    }
+    assert_eq!(per_slot.len(), 200);
+    assert!(per_slot.values().all(|&n| n == 10), "{per_slot:?}");
+    assert_eq!(per_slot.keys().last(), Some(&(19_900 * MS)));
+}
+
+#[test]
+fn a_first_round_never_takes_longer_than_the_interval() {
+    // 2,000 pairs every 10 s need 200 starts a second, as every later round will: the even
+    // spread over the interval wins over the 100-a-second rate (20 per slot, all within 10 s).
+    let i = Duration::from_secs(10);
+    let mut per_slot = std::collections::BTreeMap::new();
+    for index in 0..2000 {
+        let offset = first_run_offset(index, 2000, i, 100);
+        assert!(offset < i, "{offset:?}");
         *per_slot.entry(offset).or_insert(0) += 1;
     }
     assert_eq!(per_slot.len(), 100);
     assert!(per_slot.values().all(|&n| n == 20), "{per_slot:?}");
-    // Sub-second intervals are spread exactly.
+    // 3 pairs every 2 s at 1 a second: 2 s / 3 = 0.667 s, rounded down to its slot.
+    assert_eq!(first_run_offset(1, 3, 2 * i / 10, 1), 600 * MS);
+    // Sub-second intervals are spread exactly, not slotted.
     let short = Duration::from_millis(500);
-    assert_eq!(first_run_offset(1, 4, short), Duration::from_millis(125));
+    assert_eq!(first_run_offset(1, 4, short, 1), 125 * MS);
+    assert_eq!(first_run_offset(1, 4, short, 1000), MS);
 }
 
 #[tokio::test(start_paused = true)]
-async fn first_runs_are_spread_not_a_thundering_herd() {
+async fn a_few_pairs_run_at_once_and_keep_their_phase() {
     let rec = Recorder::new();
     let ts = targets(4, "10s");
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let d = deps(rec.cycle(|_| Duration::from_millis(10)), 100);
+    let d = deps(rec.cycle(|_| 10 * MS), 100);
     d.readiness.expect(&ts);
     scheduler::spawn(&ts, d.clone(), &tracker, cancel.clone());
-    tokio::time::sleep(Duration::from_millis(9_999)).await;
-    assert!(!d.readiness.is_ready() || rec.starts.lock().unwrap().len() == 4);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let firsts: Vec<Duration> = (0..4).map(|i| rec.starts_of(&format!("t{i}"))[0]).collect();
-    assert_eq!(
-        firsts,
-        vec![
-            Duration::ZERO,
-            Duration::from_millis(2500),
-            Duration::from_millis(5000),
-            Duration::from_millis(7500)
-        ]
-    );
+    tokio::time::sleep(20 * MS).await;
     assert!(
         d.readiness.is_ready(),
         "ready after every pair's first cycle"
     );
+    tokio::time::sleep(Duration::from_millis(25_000)).await;
+    for i in 0..4 {
+        assert_eq!(
+            rec.starts_of(&format!("t{i}")),
+            [0, 10, 20].map(Duration::from_secs),
+            "t{i} first at once, then every interval"
+        );
+    }
     cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_first_runs_are_bounded_by_the_rate() {
+    let rec = Recorder::new();
+    let ts = targets(50, "60s");
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut d = deps(rec.cycle(|_| MS), 100);
+    d.starts_per_second = 10;
+    scheduler::spawn(&ts, d, &tracker, cancel.clone());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let starts: Vec<Duration> = rec.starts.lock().unwrap().iter().map(|s| s.1).collect();
+    assert_eq!(starts.len(), 50);
+    // One slot of 1 each 100 ms: 10 a second, the 50th at 4.9 s.
+    for (n, at) in starts.iter().enumerate() {
+        assert_eq!(*at, 100 * MS * n as u32, "start {n}");
+    }
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generation_that_keeps_a_pair_keeps_its_phase() {
+    let rec = Recorder::new();
+    // t2's cycle takes 5 s: it is in flight when the first generation is replaced at 3 s.
+    let run = rec.cycle(|name| if name == "t2" { 5000 * MS } else { MS });
+    let d = deps(run, 100);
+    let tracker = TaskTracker::new();
+    let first = CancellationToken::new();
+    scheduler::spawn(&targets(3, "10s"), d.clone(), &tracker, first.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.cancel();
+    // The new generation: t0 as it was, t1 with a new interval, t2 (stopped mid-cycle), and
+    // t3, which is new.
+    let mut next = targets(4, "10s");
+    next[1] = Arc::clone(&targets(2, "20s")[1]);
+    let second = CancellationToken::new();
+    scheduler::spawn(&next, d, &tracker, second.clone());
+    tokio::time::sleep(Duration::from_millis(18_000)).await;
+    let at_ms = |s: &[u64]| {
+        s.iter()
+            .map(|&m| Duration::from_millis(m))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rec.starts_of("t0"),
+        at_ms(&[0, 10_000, 20_000]),
+        "kept: its phase"
+    );
+    assert_eq!(
+        rec.starts_of("t1"),
+        at_ms(&[0, 3_000]),
+        "new interval: started again"
+    );
+    assert_eq!(
+        rec.starts_of("t2"),
+        at_ms(&[0, 3_000, 13_000]),
+        "stopped mid-cycle: rerun"
+    );
+    assert_eq!(rec.starts_of("t3"), at_ms(&[3_000, 13_000]), "new: at once");
+    second.cancel();
     tracker.close();
     tracker.wait().await;
 }
@@ -220,10 +305,10 @@ async fn missed_ticks_are_skipped_and_a_slow_pair_delays_no_other() {
         ],
         "slow pair runs on interval boundaries only"
     );
-    // The quick pair keeps its own schedule: first at 5s (half the interval), then every 10s.
-    assert_eq!(quick.len(), 6, "quick pair ran every interval: {quick:?}");
-    assert_eq!(quick[0], Duration::from_secs(5));
-    assert_eq!(quick[5], Duration::from_secs(55));
+    // The quick pair keeps its own schedule: first at once, then every 10s.
+    assert_eq!(quick.len(), 7, "quick pair ran every interval: {quick:?}");
+    assert_eq!(quick[0], Duration::ZERO);
+    assert_eq!(quick[6], Duration::from_secs(60));
     cancel.cancel();
     tracker.close();
     tracker.wait().await;

@@ -78,6 +78,21 @@ fn rows() -> Vec<Row> {
             "c.yml:1: concurrency: `65537` is more than the 65536 allowed",
         ),
         row(
+            "starts_per_second zero",
+            "starts_per_second: 0\n",
+            "c.yml:1: starts_per_second: must be at least 1",
+        ),
+        row(
+            "starts_per_second too big",
+            "starts_per_second: 10001\n",
+            "c.yml:1: starts_per_second: `10001` is more than the 10000 allowed",
+        ),
+        row(
+            "starts_per_second not a whole number",
+            "starts_per_second: 2.5\n",
+            "c.yml:1: starts_per_second: `2.5` is not a whole number from 0 to 4294967295",
+        ),
+        row(
             "nameserver not an address",
             "resolver:\n  nameservers: [\"127.0.0.1:53\", \"dns.test\"]\n",
             "c.yml:2: resolver.nameservers[1]: `dns.test` is not an address like 127.0.0.1:53 or [::1]:5353",
