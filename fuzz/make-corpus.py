@@ -39,7 +39,9 @@ put("config", "deep-maps.yaml", "targets:\n  - " + "{a: " * 100 + "1" + "}" * 10
 # cloudformation: the endpoint-bearing templates and the evaluator's test templates.
 put("cloudformation", "ipv6-vpc.yml", (ROOT / "cloudformation" / "ipv6-vpc.yml").read_bytes())
 put("cloudformation", "cfn-unresolvable.yml", (data / "cfn-unresolvable.yml").read_bytes())
-src = (ROOT / "src" / "discovery" / "cloudformation.rs").read_text()
+# The evaluator's own test templates live beside it (cloudformation_tests.rs).
+src = "".join((ROOT / "src" / "discovery" / f).read_text()
+              for f in ("cloudformation.rs", "cloudformation_tests.rs"))
 m = re.search(r'const YAML: &str = r#"(.*?)"#;', src, re.S)
 put("cloudformation", "intrinsics.yml", m.group(1))
 m = re.search(r'let json = r#"(.*?)"#;', src, re.S)
