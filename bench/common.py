@@ -126,6 +126,12 @@ def http_get(port: int, path: str, timeout: float = 5.0, headers: dict | None = 
         conn.close()
 
 
+def ready_bound(pairs: int, interval: float, timeout: float) -> float:
+    """How long to wait for /-/ready: one interval (first runs spread over it) plus the timeout,
+    and 20 ms per pair more, in case first runs are rate-bounded (issue 15) at 50 a second."""
+    return interval + timeout + 15 + pairs / 50
+
+
 def wait_http(port: int, path: str, deadline_s: float, proc: subprocess.Popen, want=200) -> None:
     end = time.monotonic() + deadline_s
     last = None

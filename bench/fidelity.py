@@ -41,7 +41,7 @@ import sys
 import time
 
 from agents import Driver, start_blackbox
-from common import LOOP4, OPENMETRICS, counter_delta, free_port4, http_get, log, parse_probes_total, wait_http
+from common import LOOP4, OPENMETRICS, counter_delta, free_port4, http_get, log, parse_probes_total, ready_bound, wait_http
 from localnet import PEER, Env
 from netns import HERE, Netns
 from procfs import CpuWindow
@@ -198,7 +198,7 @@ def dp_phase(env: Env, topo: Topology, k: int, n: int, window: float, rt: list, 
     ref = None
     try:
         wait_http(port, "/-/healthy", 15, dp)
-        wait_http(port, "/-/ready", interval + timeout + 20, dp)
+        wait_http(port, "/-/ready", ready_bound(2 * (n + k), interval, timeout), dp)
         time.sleep(settle)
         ref = RefProbe(env, rt, window + 10)
         # One scrape on each side (probe counters and the histogram from the same body), 1 s

@@ -8,8 +8,8 @@ is up) and then /-/ready are polled every 10 ms over one keep-alive connection, 
 at most ~10 ms late. The binary is run once (`--version`) first so that every timed run starts
 with its pages in the page cache, as the repeats would anyway. Each N is repeated --repeat times
 (median reported), unless its first run took over 5 s (first runs spread over the interval: a
-repeat measures the same spread again); a run not ready within interval + timeout + 15 s counts
-as that bound.
+repeat measures the same spread again); a run not ready within interval + timeout + 15 s (+ 20 ms
+per pair, common.ready_bound) counts as that bound.
 
 A reload that adds targets (N = 100 only): once ready, the config gets two more targets (four
 pairs), `POST /-/reload`, and /metrics is polled every 25 ms until each new pair has a
@@ -27,7 +27,7 @@ import subprocess
 import time
 
 from agents import BLACKBOX_CONFIG, dualprobe_config
-from common import LOOP4, free_port4, log, parse_probes_by
+from common import LOOP4, free_port4, log, parse_probes_by, ready_bound
 from localnet import Env
 from report import med, spread
 
@@ -67,7 +67,7 @@ def dp_once(env: Env, n: int, interval: float, timeout: float, reload: bool = Fa
     timeout = min(timeout, interval / 2)
     port = free_port4()
     cfg = dualprobe_config(env, "scale", n, interval, timeout, port)
-    bound = interval + timeout + 15
+    bound = ready_bound(2 * n, interval, timeout)
     t0 = time.monotonic()
     p = env.procs.start("dualprobe", [env.args.bin, "run", "--config", cfg, "--listen", f"{LOOP4}:{port}"],
                         env.path(f"dualprobe-first-{n}.log"))

@@ -22,7 +22,8 @@ import statistics
 import time
 
 from agents import start_blackbox, start_driver, start_dualprobe
-from common import MiB, OPENMETRICS, counter_delta, http_get, parse_probes_total, probes_total, wait_http
+from common import (MiB, OPENMETRICS, counter_delta, http_get, parse_probes_total, probes_total, ready_bound,
+                    wait_http)
 from localnet import Env
 from procfs import CpuWindow, MemSampler, mem_full
 from report import med, spread, verdict
@@ -79,7 +80,7 @@ def load(env: Env, n: int, interval: float, timeout: float, window: float, every
     bb = driver = None
     try:
         bb, bport = start_blackbox(env, timeout)
-        warm = interval + timeout + 15
+        warm = ready_bound(2 * n, interval, timeout)
         driver = start_driver(env, bport, "scale", n, interval, warm + window + 5)
         wait_http(dport, "/-/ready", warm, dp)  # every (target, family) pair has run once
         time.sleep(min(2.0, interval / 2))

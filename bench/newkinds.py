@@ -37,7 +37,7 @@ import sys
 import time
 
 from agents import Driver, start_blackbox
-from common import LOOP4, free_port4, http_get, log, parse_probes_by, wait_http
+from common import LOOP4, free_port4, http_get, log, parse_probes_by, ready_bound, wait_http
 from localnet import Env
 from netns import HERE, Netns
 from procfs import CpuWindow
@@ -161,7 +161,7 @@ def dp_phase(env: Env, chain: Chain, kind: str, n: int, interval: float, timeout
                          env.path(f"dualprobe-newkinds-{kind}.log"))
     try:
         wait_http(port, "/-/healthy", 15, dp)
-        wait_http(port, "/-/ready", interval + timeout + 20, dp)
+        wait_http(port, "/-/ready", ready_bound(2 * n, interval, timeout), dp)
         time.sleep(settle)
         c0 = parse_probes_by(http_get(port, "/metrics", timeout=30)[1])
         x0 = chain.tx()
