@@ -41,7 +41,8 @@ import sys
 import time
 
 from agents import Driver, start_blackbox
-from common import LOOP4, OPENMETRICS, counter_delta, free_port4, http_get, log, parse_probes_total, ready_bound, wait_http
+from common import (LOOP4, OPENMETRICS, counter_delta, free_port4, http_get, log, parse_probes_total, ready_bound,
+                    wait_http)
 from localnet import PEER, Env
 from netns import HERE, Netns
 from procfs import CpuWindow
@@ -51,6 +52,8 @@ FAR4, FAR6 = "203.0.113.10", "2001:db8:3::10"  # the target 200 ms away, on s's 
 TUN4, TUN6 = "198.51.100.10", "2001:db8:2::10"  # t's source address on the delayed path
 PORT = 80
 SLOW_INTERVAL = 2.0
+# Above this, more was runnable than there are cores (the bench's own load is about 1.5 at most).
+QUIET_LOADAVG = float(os.cpu_count() or 1)
 RELAY = os.path.join(os.path.dirname(HERE), "tests", "netns", "delay_relay.py")
 REFPROBE = os.path.join(HERE, "refprobe.py")
 SUM_RE = re.compile(r'^dualprobe_probe_duration_seconds_(sum|count)\{([^}]*)\}\s+([0-9.eE+-]+)', re.M)
@@ -316,6 +319,7 @@ def run(env: Env, n: int, k: int, window: float, delay_ms: float, interval: floa
                     st = r["stats"]
                     log(f"  delayed tcp: p50 {st['p50']:.2f} ms, p99 {st['p99']:.2f} ms (n={st['n']}); "
                         f"reference p99 {r['ref']['p99']:.2f} ms; {r['checks_per_s']:.0f}/s; CPU {r['cpu_pct']:.1f}%")
+                    r["loadavg"] = os.getloadavg()[0]  # of the last minute: the phase's
                     out[tool]["loaded" if load else "unloaded"] = r
     finally:
         topo.close()
@@ -345,3 +349,13 @@ def report(res: dict) -> None:
                       f"{r['hist_n']:.0f} observations; EMF lines of the same span: {sp['mean']:.2f} ms over {sp['n']}")
     print(f"  reference = refprobe.py{' under chrt -f' if res['relay_rt'] else ' (no SCHED_FIFO here)'}, "
           f"the delay relay{' too' if res['relay_rt'] else ' without it either'}")
+    busy = busiest(res)
+    if busy > QUIET_LOADAVG:
+        print(f"  WARNING: load average up to {busy:.1f} at the end of a phase, over the {QUIET_LOADAVG:g} cores: "
+              f"other processes competed for the CPUs, so part of these timings is theirs, not the agents' "
+              f"(the reference shows the path's)")
+
+
+def busiest(res: dict) -> float:
+    """The highest 1-minute load average at the end of a phase (0 when none was recorded)."""
+    return max([r.get("loadavg", 0.0) for t in ("dualprobe", "blackbox") for r in res.get(t, {}).values()] + [0.0])

@@ -47,6 +47,15 @@ def _cmd(argv: list, cwd: str | None = None) -> str:
         return ""
 
 
+def _version(binary: str) -> str:
+    """First line of `BINARY --version` (blackbox_exporter prints it on stderr)."""
+    try:
+        p = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return ((p.stdout or p.stderr).strip().splitlines() or ["?"])[0]
+
+
 def meta(results: dict, args) -> dict:
     h = hashlib.sha256()
     with open(args.bin, "rb") as f:
@@ -57,6 +66,7 @@ def meta(results: dict, args) -> dict:
     argv = [os.path.relpath(sys.argv[0], os.getcwd())] + sys.argv[1:]
     return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "version": _cmd([args.bin, "--version"]) or "?", "bin": args.bin, "sha256": h.hexdigest(),
+            "blackbox": _version(args.blackbox),
             "git": (head + (" (uncommitted changes)" if dirty else "")) if head else "?",
             "command": "python3 " + shlex.join(argv), "cpus": os.cpu_count(),
             "load_start": results["machine"]["loadavg_start"][0],

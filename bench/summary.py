@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import fidelity
 import memory
 from common import MiB
 from report import (GOAL_METRICS_HTTP_MS, TARGET_CPU_RATIO, TARGET_METRICS_MS, TARGET_SCALE_CPU_PCT,
@@ -85,6 +86,9 @@ def rows(results: dict) -> list:
 
         out.append(_row("… the path's own p99 in the same phases (reference prober), unloaded / loaded",
                         ref(dp), ref(bb) if bb else "-"))
+        busy = fidelity.busiest(fd)
+        if busy > fidelity.QUIET_LOADAVG:
+            out.append(_row(f"… (not a quiet machine: load average up to {busy:.1f} during these phases)"))
     mem = results.get("memory")
     if mem:
         idle, load = mem["idle"], mem["load"]
@@ -160,7 +164,8 @@ def rows(results: dict) -> list:
             bb = nk["blackbox"].get(kind)
             what, per = (("per race", "") if kind == "happy_eyeballs" else ("per probe", " per family"))
             out.append(_row(f"CPU {what}: {kind} ({nk['targets']} targets{per} every {nk['interval_s']:g} s)",
-                            _f(r["us_per_probe"], "{:.0f}", " µs"), _f(bb["us_per_probe"], "{:.0f}", " µs") if bb else "-",
+                            _f(r["us_per_probe"], "{:.0f}", " µs"),
+                            _f(bb["us_per_probe"], "{:.0f}", " µs") if bb else "-",
                             _ratio(r["us_per_probe"], bb["us_per_probe"]) if bb else "-"))
             b = r["bytes_per_cycle"]
             if kind == "happy_eyeballs":
@@ -174,7 +179,8 @@ def rows(results: dict) -> list:
             bbb = "-"
             if bb:
                 x = bb["bytes_per_cycle"]
-                bbb = f"{_f(x['ipv4'], '{:.0f}')} / {_f(x['ipv6'], '{:.0f}')} B" if "ipv4" in x else _f(x.get("both"), "{:.0f}", " B")
+                bbb = (f"{_f(x['ipv4'], '{:.0f}')} / {_f(x['ipv6'], '{:.0f}')} B" if "ipv4" in x
+                       else _f(x.get("both"), "{:.0f}", " B"))
             out.append(_row(f"bytes sent per cycle: {kind}" + ("" if kind == "happy_eyeballs" else ", IPv4 / IPv6"),
                             dpb, bbb))
     for name, why in results.get("skipped", {}).items():
@@ -201,12 +207,13 @@ def markdown(rs: list, meta: dict, raw: str) -> str:
     lines = [f"### Bench run {meta['when']}: `{meta['version']}`", "",
              f"`{meta['command']}` — {meta['cpus']} cores, load average {meta['load_start']:.2f} at start, "
              f"{meta['load_end']:.2f} at end, {meta['elapsed_s'] / 60:.1f} min. Binary `{meta['bin']}` "
-             f"(sha256 {meta['sha256'][:12]}), tree {meta['git']}.", "",
+             f"(sha256 {meta['sha256'][:12]}), tree {meta['git']}; {meta['blackbox']}.", "",
              "| figure | dualprobe | blackbox_exporter | ratio | goal | |", "|---|---|---|---|---|---|"]
     for fig, dp, bb, ratio, goal, v in rs:
         mark = "**MISS**" if v == "MISS" else ("pass" if v == "PASS" else "")
         lines.append(f"| {fig} | {dp} | {bb} | {ratio} | {goal} | {mark} |")
     misses = [r[0] for r in rs if r[5] == "MISS"]
     lines += ["", f"Misses: {len(misses)}" + (" — " + "; ".join(misses) if misses else "") + ".", "",
-              "<details><summary>Raw output of this run</summary>", "", "```", raw.rstrip(), "```", "", "</details>", ""]
+              "<details><summary>Raw output of this run</summary>", "", "```", raw.rstrip(), "```", "",
+              "</details>", ""]
     return "\n".join(lines)
