@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import math
+import re
 import threading
 import time
 
@@ -60,6 +61,8 @@ BLACKBOX_CONFIG = """modules:
   tcp6: {{prober: tcp, timeout: {t}s, tcp: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false}}}}
   http4: {{prober: http, timeout: {t}s, http: {{preferred_ip_protocol: ip4, ip_protocol_fallback: false}}}}
   http6: {{prober: http, timeout: {t}s, http: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false}}}}
+  icmp4: {{prober: icmp, timeout: {t}s, icmp: {{preferred_ip_protocol: ip4, ip_protocol_fallback: false}}}}
+  icmp6: {{prober: icmp, timeout: {t}s, icmp: {{preferred_ip_protocol: ip6, ip_protocol_fallback: false}}}}
   dns4:
     prober: dns
     timeout: {t}s
@@ -105,12 +108,19 @@ def start_blackbox(env: Env, timeout: float):
     return p, port
 
 
+PROBE_DURATION_RE = re.compile(rb"^probe_duration_seconds ([0-9.eE+-]+)$", re.M)
+
+
 class Driver:
     """Drives blackbox's /probe: `jobs` round-robin, `rate` requests/s in total, evenly spaced,
-    at most `count` requests and never past `deadline_s`; `workers` keep-alive connections."""
+    at most `count` requests and never past `deadline_s`; `workers` keep-alive connections.
+    With `durations`, each successful probe's own `probe_duration_seconds` is kept too."""
 
-    def __init__(self, port: int, jobs, rate: float, deadline_s: float, workers: int = 8) -> None:
+    def __init__(self, port: int, jobs, rate: float, deadline_s: float, workers: int = 8,
+                 durations: bool = False) -> None:
         self.port, self.jobs, self.rate = port, jobs, rate
+        self.want_durations = durations
+        self.durations: list[tuple[float, str, float]] = []  # (end time, kind, seconds)
         self.count = int(math.ceil(rate * deadline_s))
         self.deadline = deadline_s
         self.workers = workers
@@ -151,6 +161,10 @@ class Driver:
                 r = conn.getresponse()
                 body = r.read()
                 ok = r.status == 200 and b"\nprobe_success 1\n" in b"\n" + body
+                m = PROBE_DURATION_RE.search(body) if ok and self.want_durations else None
+                if m:
+                    with self.lock:
+                        self.durations.append((time.monotonic(), kind, float(m.group(1))))
             except (OSError, http.client.HTTPException):
                 if conn is not None:
                     conn.close()

@@ -45,7 +45,7 @@ class Procs:
     def start(self, name: str, argv: list[str], logfile: str, **kw) -> subprocess.Popen:
         out = open(logfile, "ab")
         p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=kw.pop("stdout", out), stderr=out,
+            argv, stdin=kw.pop("stdin", subprocess.DEVNULL), stdout=kw.pop("stdout", out), stderr=out,
             preexec_fn=_die_with_parent, **kw,
         )
         out.close()
@@ -126,6 +126,12 @@ def http_get(port: int, path: str, timeout: float = 5.0, headers: dict | None = 
         conn.close()
 
 
+def ready_bound(pairs: int, interval: float, timeout: float) -> float:
+    """How long to wait for /-/ready: one interval (first runs spread over it) plus the timeout,
+    and 20 ms per pair more, in case first runs are rate-bounded (issue 15) at 50 a second."""
+    return interval + timeout + 15 + pairs / 50
+
+
 def wait_http(port: int, path: str, deadline_s: float, proc: subprocess.Popen, want=200) -> None:
     end = time.monotonic() + deadline_s
     last = None
@@ -158,6 +164,16 @@ def parse_probes_total(body: bytes) -> dict:
     for labels, value in PROBES_RE.findall(body.decode()):
         lab = dict(LABEL_RE.findall(labels))
         key = (lab.get("check", "?"), lab.get("result", "?"))
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
+def parse_probes_by(body: bytes, keys: tuple = ("check", "family", "result")) -> dict:
+    """Sum of dualprobe_probes_total by the given labels, from a /metrics body."""
+    out: dict = {}
+    for labels, value in PROBES_RE.findall(body.decode()):
+        lab = dict(LABEL_RE.findall(labels))
+        key = tuple(lab.get(k, "?") for k in keys)
         out[key] = out.get(key, 0.0) + float(value)
     return out
 

@@ -22,9 +22,10 @@ import statistics
 import time
 
 from agents import start_blackbox, start_driver, start_dualprobe
-from common import MiB, OPENMETRICS, counter_delta, http_get, parse_probes_total, probes_total, wait_http
+from common import (MiB, OPENMETRICS, counter_delta, http_get, parse_probes_total, probes_total, ready_bound,
+                    wait_http)
 from localnet import Env
-from procfs import MemSampler, mem_full
+from procfs import CpuWindow, MemSampler, mem_full
 from report import med, spread, verdict
 
 GOAL_IDLE_ANON = 1 * MiB  # issue 15: anonymous idle <= 1 MiB
@@ -42,8 +43,9 @@ ROWS = (
 )
 
 
-def idle(env: Env, timeout: float) -> dict:
-    """Fresh processes of both tools with no work; one /metrics scrape each; read 5 s after start."""
+def idle(env: Env, timeout: float, after: float = 5.0) -> dict:
+    """Fresh processes of both tools with no work; one /metrics scrape each; read `after` s after
+    start (5 s; --quick reads sooner)."""
     t_start = time.monotonic()
     procs = {}
     try:
@@ -51,7 +53,7 @@ def idle(env: Env, timeout: float) -> dict:
         procs["blackbox"] = start_blackbox(env, timeout)
         for _, port in procs.values():
             http_get(port, "/metrics")
-        time.sleep(max(0.0, 5.0 - (time.monotonic() - t_start)))
+        time.sleep(max(0.0, after - (time.monotonic() - t_start)))
         return {k: mem_full(p.pid) for k, (p, _) in procs.items()}
     finally:
         for p, _ in procs.values():
@@ -78,7 +80,7 @@ def load(env: Env, n: int, interval: float, timeout: float, window: float, every
     bb = driver = None
     try:
         bb, bport = start_blackbox(env, timeout)
-        warm = interval + timeout + 15
+        warm = ready_bound(2 * n, interval, timeout)
         driver = start_driver(env, bport, "scale", n, interval, warm + window + 5)
         wait_http(dport, "/-/ready", warm, dp)  # every (target, family) pair has run once
         time.sleep(min(2.0, interval / 2))
@@ -86,6 +88,9 @@ def load(env: Env, n: int, interval: float, timeout: float, window: float, every
         unscraped = {"dualprobe": mem_full(dp.pid), "blackbox": mem_full(bb.pid)}
         sampler = MemSampler({"dualprobe": dp.pid, "blackbox": bb.pid})
         sampler.start()
+        cpus = {"dualprobe": CpuWindow(), "blackbox": CpuWindow()}
+        cpus["dualprobe"].start(dp.pid)
+        cpus["blackbox"].start(bb.pid)
         t0 = time.monotonic()
         end, next_scrape, scrapes, c0, size = t0 + window, t0, 0, None, 0
         try:
@@ -101,6 +106,7 @@ def load(env: Env, n: int, interval: float, timeout: float, window: float, every
                 time.sleep(max(0.0, min(0.1, end - time.monotonic())))
         finally:
             sampler.stop()
+        cpu = {k: w.stop() for k, w in cpus.items()}
         t1 = time.monotonic()
         c1, tc1 = probes_total(dport), time.monotonic()  # after the window: not sampled
         d = counter_delta(c0, c1)
@@ -115,6 +121,7 @@ def load(env: Env, n: int, interval: float, timeout: float, window: float, every
         ):
             slow = sampler.samples[name]
             out[name] = {"peak": sampler.peak[name], "hwm": mem_full(pid).get("VmHWM", 0),
+                         "cpu_pct": 100 * cpu[name]["cpu_ns"] / 1e9 / cpu[name]["wall_s"],
                          "unscraped": unscraped[name],
                          "median": {f: statistics.median(s.get(f, 0) for s in slow) for f in slow[0]}
                          if slow else {}, "samples": len(slow), **extra}
@@ -135,8 +142,8 @@ def _row(label: str, dp: list, bb: list, goal: str = "", v: str = "") -> str:
     return f"  {label:34} {mib(dp):>22} {mib(bb):>22} {ratio}  {goal:>9} {v}"
 
 
-def report(res: dict, verdicts: list | None) -> None:
-    """Prints idle and load side by side; appends issue 15's verdicts unless `verdicts` is None."""
+def report(res: dict, goals: bool = True) -> None:
+    """Prints idle and load side by side, with issue 15's goals unless `goals` is false."""
     runs = res["load"]
     r0 = runs[0] if runs else None
     print("\n== memory: dualprobe vs blackbox_exporter, same run (MiB, median [min..max] over runs) ==")
@@ -147,9 +154,8 @@ def report(res: dict, verdicts: list | None) -> None:
         dp = [m[field] for m in idle_rows["dualprobe"] if field in m]
         bb = [m[field] for m in idle_rows["blackbox"] if field in m]
         goal = v = ""
-        if field == "RssAnon" and verdicts is not None:
+        if field == "RssAnon" and goals:
             goal, v = "<= 1 MiB", verdict(bool(dp) and med(dp) <= GOAL_IDLE_ANON)
-            verdicts.append(("anonymous RSS idle <= 1 MiB", f"{med(dp) / MiB:.2f} MiB", v))
         print(_row(what, dp, bb, goal, v))
     if not r0:
         return
@@ -159,10 +165,8 @@ def report(res: dict, verdicts: list | None) -> None:
         dp = [r["dualprobe"]["peak"][field] for r in runs if field in r["dualprobe"]["peak"]]
         bb = [r["blackbox"]["peak"][field] for r in runs if field in r["blackbox"]["peak"]]
         goal = v = ""
-        if field == "RssAnon" and verdicts is not None:
+        if field == "RssAnon" and goals:
             goal, v = "<= 16 MiB", verdict(bool(dp) and med(dp) <= GOAL_LOAD_ANON)
-            verdicts.append((f"anonymous RSS at {r0['targets']} targets, scraped, <= 16 MiB",
-                             f"{med(dp) / MiB:.2f} MiB", v))
         print(_row(what, dp, bb, goal, v))
     for label, key in (("anonymous, before the first scrape", "unscraped"),
                        ("anonymous, median between scrapes", "median")):
@@ -170,6 +174,9 @@ def report(res: dict, verdicts: list | None) -> None:
     print(f"  VmHWM (peak of VmRSS since start): dualprobe "
           f"{spread([r['dualprobe']['hwm'] / MiB for r in runs], '{:.1f}')}, blackbox "
           f"{spread([r['blackbox']['hwm'] / MiB for r in runs], '{:.1f}')}")
+    print(f"  CPU % of one core over the window, scrapes included: dualprobe "
+          f"{spread([r['dualprobe'].get('cpu_pct') for r in runs], '{:.2f}')}, blackbox "
+          f"{spread([r['blackbox'].get('cpu_pct') for r in runs], '{:.2f}')} (serving /probe included)")
     print(f"  work: dualprobe {spread([r['dualprobe']['per_s'] for r in runs], '{:.1f}')} checks/s, "
           f"blackbox {spread([r['blackbox']['per_s'] for r in runs], '{:.1f}')} probes/s "
           f"(expected {r0['expected_per_s']:.1f}); failed {sum(r['dualprobe']['failed'] for r in runs):.0f}"

@@ -2,7 +2,8 @@
 """The bench's TCP+HTTP peer, run as a child process by localnet.Env.
 
 Listens on 127.0.0.1:Q and [::1]:Q (the same port on both families; it prints Q on stdout once
-both listen), answers any request with "200 ok" and closes; a connection that sends nothing (a
+both listen; `peer.py ADDR4 ADDR6 [PORT]` listens there instead, e.g. 0.0.0.0 and :: in a bench
+namespace), answers any request with "200 ok" and closes; a connection that sends nothing (a
 bare `tcp` check) is just closed. Counts connections per family, served via GET /__stats.
 """
 
@@ -13,11 +14,12 @@ import json
 import os
 import signal
 import socket
+import sys
 
 from common import LOOP4, LOOP6
 
 
-def peer_main() -> None:
+def peer_main(addr4: str = LOOP4, addr6: str = LOOP6, want_port: int = 0) -> None:
     stats = {"conn_ipv4": 0, "conn_ipv6": 0, "requests": 0, "no_request": 0}
     resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
 
@@ -53,9 +55,9 @@ def peer_main() -> None:
                 s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 for s in (s4, s6):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s6.bind((LOOP6, 0))
+                s6.bind((addr6, want_port))
                 port = s6.getsockname()[1]
-                s4.bind((LOOP4, port))
+                s4.bind((addr4, port))
                 break
             except OSError:
                 s4.close()
@@ -71,4 +73,5 @@ def peer_main() -> None:
 
 
 if __name__ == "__main__":
-    peer_main()
+    a = sys.argv[1:]
+    peer_main(*(a[:2] + [int(x) for x in a[2:3]]) if a else ())

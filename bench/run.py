@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
-"""dualprobe benchmark: CPU per probe and memory, against Prometheus blackbox_exporter.
+"""dualprobe benchmark: CPU per probe, memory, time to first result, timing fidelity under load and
+the new check kinds' cost, against Prometheus blackbox_exporter, ending in one summary table.
 
 Method
 ======
-Everything runs on loopback only (127.0.0.1 and ::1); nothing is built (pass the binaries).
+The loopback scenarios (compare, scale, metrics, memory, first_result) run on 127.0.0.1 and ::1
+only; the root-only ones (fidelity, newkinds) in network namespaces they create and remove
+(netns.py; documentation prefixes only; skipped, and said so, without root). Nothing is built
+(pass the binaries). Each scenario's own module docstring has its method in full:
+first_result.py (exec -> /-/ready), fidelity.py (a target 200 ms away, loaded and not),
+memory.py (anonymous memory and PSS), newkinds.py (icmp, happy_eyeballs, pmtu, trace),
+scenarios.py (compare, scale, metrics); summary.py builds the table.
 
 Peers, started by this script and killed by it on exit (try/finally, Ctrl-C and SIGTERM too):
   * dnsmasq on 127.0.0.1:P and [::1]:P, answering A (127.0.0.1) and AAAA (::1) for
@@ -54,10 +61,11 @@ median wall time per scrape (this includes HTTP handling and the loopback round 
 the CPU dualprobe spent per scrape (CPU during the scrapes minus its background probing rate).
 
 Every load loop is bounded in count and in time. Usage:
-  python3 bench/run.py --bin target/release/dualprobe                 # all scenarios
+  python3 bench/run.py --bin target/release/dualprobe --scenario all --report docs/bench-latest.md
+                       # everything, ~15 min on 2 cores; --report writes the markdown section
   python3 bench/run.py --bin target/release/dualprobe --scenario compare --targets 100
-  python3 bench/run.py --bin target/release/dualprobe --scenario memory
-  python3 bench/run.py --bin target/release/dualprobe --quick         # ~25 s CI smoke test
+  python3 bench/run.py --bin target/release/dualprobe --scenario memory     # or first_result, ...
+  python3 bench/run.py --bin target/release/dualprobe --quick        # CI smoke test, < 60 s
 """
 
 from __future__ import annotations
@@ -68,19 +76,25 @@ sys.dont_write_bytecode = True  # no __pycache__ left in the checkout by a bench
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
 
+import fidelity  # noqa: E402
+import first_result  # noqa: E402
 import memory  # noqa: E402
+import netns  # noqa: E402
+import newkinds  # noqa: E402
+import runinfo  # noqa: E402
+import summary  # noqa: E402
 from common import MiB, log  # noqa: E402
 from localnet import Env  # noqa: E402
 from report import report_compare, report_metrics, report_scale  # noqa: E402
 from scenarios import metrics_run, phase  # noqa: E402
 
-SCENARIOS = ["compare", "scale", "metrics", "memory"]
+SCENARIOS = ["first_result", "fidelity", "memory", "metrics", "compare", "scale", "newkinds"]
+NETNS = {"fidelity", "newkinds"}
 
 
 def parse_args():
@@ -89,24 +103,33 @@ def parse_args():
     ap.add_argument("--bin", default="target/release/dualprobe", help="the dualprobe binary (not built here)")
     ap.add_argument("--blackbox", default=shutil.which("prometheus-blackbox-exporter") or "prometheus-blackbox-exporter")
     ap.add_argument("--scenario", choices=["all"] + SCENARIOS, default="all")
-    ap.add_argument("--targets", type=int, help="N (default: compare 100, scale/metrics/memory 1000)")
+    ap.add_argument("--targets", type=int, help="N (default: compare 100, scale/metrics/memory/fidelity 1000)")
     ap.add_argument("--interval", type=float, help="seconds (default: compare 5, scale/metrics/memory 10)")
-    ap.add_argument("--duration", type=float, help="measurement window, seconds (default 30; memory: "
+    ap.add_argument("--duration", type=float, help="measurement window, seconds (default 20; memory: "
                                                    "at least 3 scrape intervals)")
     ap.add_argument("--timeout", type=float, default=2.0, help="per-check timeout, seconds")
     ap.add_argument("--nameservers", type=int, choices=[1, 2], default=1,
                     help="dualprobe resolver: 1 = 127.0.0.1:P (like blackbox's one server), "
                          "2 = also [::1]:P")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
+    ap.add_argument("--repeat", type=int, help="runs per measurement (default 2; first_result 3)")
     ap.add_argument("--kinds", default="dns,tcp,http,chain", help="compare phases")
     ap.add_argument("--scrape-every", type=float, default=15.0,
                     help="scale and memory: Prometheus-style scrape interval (s)")
     ap.add_argument("--taskset", help="run dualprobe under `taskset -c CPUS` (tokio starts one "
                                       "worker per allowed CPU: e.g. 1 for a one-worker experiment)")
     ap.add_argument("--scrapes", type=int, default=100, help="GET /metrics per run (metrics)")
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run (~25 s), no thresholds")
+    ap.add_argument("--first-sizes", default="2,100,1000", help="first_result: target counts")
+    ap.add_argument("--first-interval", type=float, default=30.0, help="first_result: interval (s)")
+    ap.add_argument("--delay-ms", type=float, default=200.0, help="fidelity: added round-trip time")
+    ap.add_argument("--fidelity-window", type=float, default=30.0, help="fidelity: window per phase (s)")
+    ap.add_argument("--fidelity-copies", type=int, default=20,
+                    help="fidelity: delayed targets per family (each every 2 s)")
+    ap.add_argument("--newkinds-targets", type=int, default=25, help="newkinds: targets per family")
+    ap.add_argument("--newkinds-interval", type=float, default=5.0, help="newkinds: interval (s)")
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (< 60 s), no thresholds")
     ap.add_argument("--json", help="write every raw result to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--report", help="write the markdown section (summary table, raw output) here")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     ap.add_argument("--keep", action="store_true", help="keep the workdir (configs, logs)")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
@@ -122,71 +145,69 @@ def opt(v, default):
     return default if v is None else v
 
 
-def run_quick(env: Env, args, results: dict) -> int:
-    """Every scenario kind once, tiny: checks that the bench runs and yields numbers."""
-    t_all = time.monotonic()
-    n, iv, dur = opt(args.targets, 4), opt(args.interval, 2.0), opt(args.duration, 4.0)
+def netns_ok(results: dict, name: str) -> bool:
+    why = netns.available()
+    if why:
+        log(f"SKIPPED {name}: {why}")
+        results.setdefault("skipped", {})[name] = why
+    return why is None
+
+
+def run_quick(env: Env, args, results: dict) -> bool:
+    """Every scenario once, tiny: checks that the bench runs and yields numbers."""
+    n, iv, dur = opt(args.targets, 4), opt(args.interval, 2.0), opt(args.duration, 2.0)
     to = min(args.timeout, iv / 2)
-    mem_res = {"idle": {k: [v] for k, v in memory.idle(env, to).items()},
+    mem_res = {"idle": {k: [v] for k, v in memory.idle(env, to, after=2.0).items()},
                "load": [memory.load(env, n, iv, to, dur, min(args.scrape_every, dur / 2))]}
     results["memory"] = mem_res
-    memory.report(mem_res, None)
+    memory.report(mem_res, goals=False)
     ph = phase(env, "chain", n, iv, dur, to)
     results["compare"] = {"phases": {"chain": [ph]}}
-    report_compare(results["compare"], [])
+    report_compare(results["compare"])
+    fr = first_result.run(env, [2], iv, to, 1)
+    results["first_result"] = fr
+    first_result.report(fr)
     dp, bb = ph["dualprobe"], ph["blackbox"]
-    nums = [dp["us_per_check"], bb["us_per_probe"], dp["anon_max"], bb["anon_max"]]
-    ok = all(isinstance(x, (int, float)) and x > 0 and not math.isnan(x) for x in nums)
-    ok = ok and dp["checks"] > 0 and bb["probes"] > 0 and memory.sane(mem_res)
-    print(f"\nquick: {'OK' if ok else 'FAILED'} ({time.monotonic() - t_all:.0f}s; no thresholds checked)")
-    return 0 if ok else 1
+    checks = [dp["us_per_check"], bb["us_per_probe"], dp["anon_max"], bb["anon_max"],
+              fr["sizes"][2][0]["ready_s"], fr["blackbox"][0]["healthy_s"]]
+    ok = dp["checks"] > 0 and bb["probes"] > 0 and memory.sane(mem_res) and not fr["sizes"][2][0]["timed_out"]
+    if netns_ok(results, "fidelity"):
+        fd = fidelity.run(env, n=10, k=2, window=dur, delay_ms=args.delay_ms, interval=iv, settle=0.5)
+        results["fidelity"] = fd
+        fidelity.report(fd)
+        for tool in ("dualprobe", "blackbox"):
+            for cond in ("unloaded", "loaded"):
+                r = fd[tool][cond]
+                checks += [r["stats"]["p99"], r["ref"]["p99"]]
+                ok = ok and r["stats"]["n"] > 0 and r["failed"] == 0
+    if netns_ok(results, "newkinds"):
+        nk = newkinds.run(env, n=2, interval=1.0, window=dur, settle=0.5)
+        results["newkinds"] = nk
+        newkinds.report(nk)
+        for r in list(nk["dualprobe"].values()) + list(nk["blackbox"].values()):
+            checks += [r["us_per_probe"], *r["bytes_per_cycle"].values()]
+            ok = ok and r["probes"] > 0 and r["failed"] == 0
+    return ok and all(summary._ok(x) and x > 0 for x in checks)
 
 
-def run_full(env: Env, args, scenarios: list, results: dict, verdicts: list) -> None:
-    repeat = max(1, args.repeat)
-    if "compare" in scenarios:
-        n, iv, dur = opt(args.targets, 100), opt(args.interval, 5.0), opt(args.duration, 30.0)
-        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-        res = {"phases": {k: [] for k in kinds}}
-        for rep in range(repeat):
-            for k in kinds:
-                log(f"compare run {rep + 1}/{repeat}: {k}, {n} targets x 2 families every {iv:g}s, {dur:g}s window")
-                r = phase(env, k, n, iv, dur, args.timeout)
-                log(f"  dualprobe {r['dualprobe']['us_per_check']:.1f} us/check ({r['dualprobe']['checks']:.0f}), "
-                    f"blackbox {r['blackbox']['us_per_probe']:.1f} us/probe ({r['blackbox']['probes']})")
-                res["phases"][k].append(r)
-        results["compare"] = res
-        report_compare(res, verdicts)
+def run_full(env: Env, args, scenarios: list, results: dict) -> None:
+    repeat = max(1, opt(args.repeat, 2))
+    dur = opt(args.duration, 20.0)
+    if "first_result" in scenarios:
+        sizes = [int(x) for x in args.first_sizes.split(",") if x.strip()]
+        res = first_result.run(env, sizes, args.first_interval, args.timeout, max(1, opt(args.repeat, 3)))
+        results["first_result"] = res
+        first_result.report(res)
 
-    if "scale" in scenarios:
-        n, iv, dur = opt(args.targets, 1000), opt(args.interval, 10.0), opt(args.duration, 30.0)
-        runs = []
-        for rep in range(repeat):
-            log(f"scale run {rep + 1}/{repeat}: {n} targets x 2 families x (dns, tcp) every {iv:g}s")
-            r = phase(env, "scale", n, iv, dur, args.timeout, with_blackbox=False,
-                      scrape_every=args.scrape_every)
-            sc = r["dualprobe"].get("scraped")
-            scraped = (f"; scraped every {args.scrape_every:g}s: {sc['cpu_pct']:.2f}% CPU, "
-                       f"{sc['rss_max'] / MiB:.1f} MiB") if sc else ""
-            log(f"  {r['dualprobe']['cpu_pct']:.2f}% CPU, {r['dualprobe']['rss_max'] / MiB:.1f} MiB{scraped}")
-            runs.append(r)
-        results["scale"] = runs
-        report_scale(runs, verdicts)
-
-    if "metrics" in scenarios:
-        n, iv = opt(args.targets, 1000), opt(args.interval, 10.0)
-        res = {}
-        for kind in ("scale", "chain"):
-            res[kind] = []
-            for rep in range(repeat):
-                log(f"metrics run {rep + 1}/{repeat}: {n} targets, checks of `{kind}`")
-                res[kind].append(metrics_run(env, n, iv, args.timeout, args.scrapes, kind))
-        results["metrics"] = {("dns+tcp" if k == "scale" else "dns+tcp+http"): v for k, v in res.items()}
-        report_metrics(results["metrics"], verdicts)
+    if "fidelity" in scenarios and netns_ok(results, "fidelity"):
+        res = fidelity.run(env, n=opt(args.targets, 1000), k=args.fidelity_copies, window=args.fidelity_window,
+                           delay_ms=args.delay_ms)
+        results["fidelity"] = res
+        fidelity.report(res)
 
     if "memory" in scenarios:
         n, iv = opt(args.targets, 1000), opt(args.interval, 10.0)
-        window = max(opt(args.duration, 30.0), 3 * args.scrape_every)
+        window = max(dur, 3 * args.scrape_every)
         res = {"idle": {"dualprobe": [], "blackbox": []}, "load": []}
         for rep in range(repeat):
             log(f"memory run {rep + 1}/{repeat}: idle, then {n} targets x 2 families x (dns, tcp) "
@@ -198,7 +219,50 @@ def run_full(env: Env, args, scenarios: list, results: dict, verdicts: list) -> 
                 f"blackbox {r['blackbox']['peak'].get('RssAnon', 0) / MiB:.2f} MiB")
             res["load"].append(r)
         results["memory"] = res
-        memory.report(res, verdicts)
+        memory.report(res)
+
+    if "metrics" in scenarios:
+        n, iv = opt(args.targets, 1000), opt(args.interval, 10.0)
+        res = {}
+        for kind in ("scale", "chain"):
+            res[kind] = []
+            for rep in range(repeat):
+                log(f"metrics run {rep + 1}/{repeat}: {n} targets, checks of `{kind}`")
+                res[kind].append(metrics_run(env, n, iv, args.timeout, args.scrapes, kind))
+        results["metrics"] = {("dns+tcp" if k == "scale" else "dns+tcp+http"): v for k, v in res.items()}
+        report_metrics(results["metrics"])
+
+    if "compare" in scenarios:
+        n, iv = opt(args.targets, 100), opt(args.interval, 5.0)
+        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+        res = {"phases": {k: [] for k in kinds}}
+        for rep in range(repeat):
+            for k in kinds:
+                log(f"compare run {rep + 1}/{repeat}: {k}, {n} targets x 2 families every {iv:g}s, {dur:g}s window")
+                r = phase(env, k, n, iv, dur, args.timeout)
+                log(f"  dualprobe {r['dualprobe']['us_per_check']:.1f} us/check ({r['dualprobe']['checks']:.0f}), "
+                    f"blackbox {r['blackbox']['us_per_probe']:.1f} us/probe ({r['blackbox']['probes']})")
+                res["phases"][k].append(r)
+        results["compare"] = res
+        report_compare(res)
+
+    if "scale" in scenarios:
+        n, iv = opt(args.targets, 1000), opt(args.interval, 10.0)
+        # With `all`, the memory scenario already measures this load scraped (CPU of both tools).
+        scrape = None if len(scenarios) > 1 else args.scrape_every
+        runs = []
+        for rep in range(repeat):
+            log(f"scale run {rep + 1}/{repeat}: {n} targets x 2 families x (dns, tcp) every {iv:g}s")
+            r = phase(env, "scale", n, iv, dur, args.timeout, with_blackbox=False, scrape_every=scrape)
+            log(f"  {r['dualprobe']['cpu_pct']:.2f}% CPU, {r['dualprobe']['rss_max'] / MiB:.1f} MiB")
+            runs.append(r)
+        results["scale"] = runs
+        report_scale(runs)
+
+    if "newkinds" in scenarios and netns_ok(results, "newkinds"):
+        res = newkinds.run(env, n=args.newkinds_targets, interval=args.newkinds_interval, window=dur)
+        results["newkinds"] = res
+        newkinds.report(res)
 
 
 def main() -> int:
@@ -214,31 +278,38 @@ def main() -> int:
     if args.quick:
         max_names = opt(args.targets, 4)
     else:
-        max_names = max(opt(args.targets, 100 if s == "compare" else 1000) for s in scenarios)
+        max_names = max(opt(args.targets, 100 if s == "compare" else 1000) for s in scenarios) + 2
+    tee = runinfo.Tee() if args.report else None
     env = Env(args)
     results: dict = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()},
                      "binaries": {"dualprobe": args.bin, "blackbox": args.blackbox}}
-    verdicts: list = []
     try:
         env.start_peers(max_names)
         t_all = time.monotonic()
         if args.quick:
-            rc = run_quick(env, args, results)
+            ok = run_quick(env, args, results)
         else:
-            run_full(env, args, scenarios, results, verdicts)
-            rc = 1 if args.strict and any(v == "MISS" for _, _, v in verdicts) else 0
+            run_full(env, args, scenarios, results)
         results["machine"]["loadavg_end"] = os.getloadavg()
         results["elapsed_s"] = time.monotonic() - t_all
-        if not args.quick:
-            print("\n== targets (issues 2 and 15) ==")
-            for name, value, v in verdicts:
-                print(f"{v:4}  {name:48} {value}")
-            print(f"({os.cpu_count()} cores, shared and noisy; load average at start "
-                  f"{results['machine']['loadavg_start'][0]:.2f}, end {results['machine']['loadavg_end'][0]:.2f}; "
-                  f"{results['elapsed_s']:.0f}s)")
+        rows = summary.rows(results)
+        if args.quick:
+            rows = summary.unjudged(rows)
+        summary.print_table(rows)
+        print(f"({os.cpu_count()} cores, shared and noisy; load average at start "
+              f"{results['machine']['loadavg_start'][0]:.2f}, end {results['machine']['loadavg_end'][0]:.2f}; "
+              f"{results['elapsed_s']:.0f}s)")
+        if args.quick:
+            print(f"\nquick: {'OK' if ok else 'FAILED'} ({results['elapsed_s']:.0f}s; no thresholds checked)")
+            rc = 0 if ok else 1
+        else:
+            rc = 1 if args.strict and any(r[5] == "MISS" for r in rows) else 0
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1, default=str)
+        if tee:
+            runinfo.write_report(args.report, rows, results, tee.text(), args)
+            log(f"wrote {args.report}")
         return rc
     except KeyboardInterrupt as e:
         log(f"interrupted ({e}); stopping everything")
@@ -247,6 +318,8 @@ def main() -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # let cleanup finish
             signal.signal(sig, signal.SIG_IGN)
         env.close()
+        if tee:
+            tee.close()
 
 
 if __name__ == "__main__":

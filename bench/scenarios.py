@@ -8,7 +8,7 @@ import statistics
 import time
 
 from agents import start_blackbox, start_driver, start_dualprobe
-from common import LOOP4, OPENMETRICS, counter_delta, http_get, probes_total, wait_http
+from common import LOOP4, OPENMETRICS, counter_delta, http_get, probes_total, ready_bound, wait_http
 from localnet import Env
 from procfs import CpuWindow, mem
 
@@ -66,7 +66,7 @@ def phase(env: Env, kind: str, n: int, interval: float, duration: float, timeout
             bb, bport = start_blackbox(env, timeout)
             driver = start_driver(env, bport, kind, n, interval, interval + timeout + 2 + duration + 5)
         # dualprobe spreads first runs over one interval; ready = every pair ran once.
-        wait_http(dport, "/-/ready", interval + timeout + 15, dp)
+        wait_http(dport, "/-/ready", ready_bound(2 * n, interval, timeout), dp)
         time.sleep(min(2.0, interval / 2))
         rss_unscraped = mem(dp.pid)  # before the first /metrics scrape of this process
         c0 = probes_total(dport)
@@ -143,7 +143,7 @@ def phase(env: Env, kind: str, n: int, interval: float, duration: float, timeout
 def metrics_run(env: Env, n: int, interval: float, timeout: float, scrapes: int, kind: str) -> dict:
     dp, port = start_dualprobe(env, kind, n, interval, timeout)
     try:
-        wait_http(port, "/-/ready", interval + timeout + 20, dp)
+        wait_http(port, "/-/ready", ready_bound(2 * n, interval, timeout), dp)
         time.sleep(1.0)
         # Background probing CPU, to subtract from the scrape window.
         w = CpuWindow()
