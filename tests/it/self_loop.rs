@@ -93,6 +93,18 @@ fn refused_loops(agent: &AgentProc) -> usize {
     agent.logs().matches("own check refused").count()
 }
 
+/// `refused_loops` once it reaches `want` or 2 s have passed: the agent writes the line before
+/// it answers, but the test's reader thread may not have taken it off the pipe yet.
+async fn refused_loops_settled(agent: &AgentProc, want: usize) -> usize {
+    for _ in 0..40 {
+        if refused_loops(agent) >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    refused_loops(agent)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_back_into_the_agent_is_refused_not_followed() {
     let web = Redirector::start().await;
@@ -133,7 +145,12 @@ async fn a_redirect_back_into_the_agent_is_refused_not_followed() {
         reply.body
     );
     assert_eq!(web.hits() - before, 1, "the loop was followed");
-    assert_eq!(refused_loops(&agent), 1, "{}", agent.logs());
+    assert_eq!(
+        refused_loops_settled(&agent, 1).await,
+        1,
+        "{}",
+        agent.logs()
+    );
 
     // An ad-hoc literal target on the agent's own port is refused (403) before any connection.
     let reply = get(&agent.url(&format!("/probe?target=127.0.0.1:{agent_port}&check=tcp"))).await;
