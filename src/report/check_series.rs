@@ -42,9 +42,6 @@ fn result_index(outcome: &Outcome) -> usize {
     })
 }
 
-/// The most bounds `metrics.duration_buckets` may list (every bound is one line per series).
-pub const MAX_DURATION_BUCKETS: usize = 32;
-
 /// A duration histogram's bucket bounds, with their `le` labels in both formats, built once.
 #[derive(Debug)]
 pub(crate) struct Layout {

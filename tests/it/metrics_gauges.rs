@@ -3,7 +3,9 @@
 //! its encoder, not the client crate's. These tests hold that encoder to the client crate's
 //! output for the same gauges in both formats (integer and float values, non-finite ones, label
 //! values that need escaping, removals), check that a body cut into chunks of any size is the
-//! same body, and follow the gauges `Metrics` keeps through reports and target changes.
+//! same body, and follow the gauges `Metrics` keeps through reports and target changes. And
+//! `metrics.duration_buckets`: the agent's histograms take the configured bounds, and a reload
+//! that changes them starts each histogram afresh under the new ones.
 
 use std::borrow::Cow;
 use std::net::Ipv6Addr;
@@ -338,4 +340,188 @@ fn metrics_keeps_the_per_target_gauges_of_its_targets() {
         text.contains(r#"dualprobe_dns_answers{target="web",family="ipv4"} 2"#),
         "{text}"
     );
+}
+
+/// The `le` values of `series`' buckets, in order, in the classic format.
+fn les(text: &str, series: &str) -> Vec<String> {
+    let prefix = format!("dualprobe_probe_duration_seconds_bucket{{{series},le=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|l| l.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn configured_duration_buckets_reach_the_histograms_and_a_reload_changes_them() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yml");
+    let yaml = |buckets: &str| {
+        format!(
+            "interval: 1s\ntimeout: 500ms\n{buckets}targets:\n  - {{ name: local, host: 127.0.0.1, port: {closed}, checks: [tcp], families: [ipv4] }}\n"
+        )
+    };
+    std::fs::write(
+        &path,
+        yaml("metrics:\n  duration_buckets: [1e-5, 0.001, 2.5, 3e6]\n"),
+    )
+    .unwrap();
+    let source = dualprobe::config::ConfigSource::File(path.clone());
+    let config = source.load().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let agent = dualprobe::agent::Agent::start(
+        source,
+        config,
+        dualprobe::agent::RunOptions::default(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    let series = r#"target="local",check="tcp",family="ipv4""#;
+    let scrape = || {
+        render(
+            &agent.registry,
+            &agent.metrics.checks,
+            Format::PrometheusText,
+        )
+    };
+    wait_until("a first tcp run", || !les(&scrape(), series).is_empty()).await;
+    assert_eq!(
+        les(&scrape(), series),
+        ["1e-05", "0.001", "2.5", "3e+06", "+Inf"]
+    );
+    let om = render(&agent.registry, &agent.metrics.checks, Format::OpenMetrics);
+    assert!(
+        om.contains(&format!(
+            "dualprobe_probe_duration_seconds_bucket{{le=\"0.00001\",{series}}}"
+        )),
+        "{om}"
+    );
+
+    // Back to the default buckets: the next run restarts the histogram under them.
+    std::fs::write(&path, yaml("")).unwrap();
+    agent.reload().await.unwrap();
+    let default_les = [
+        "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+        "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+    ];
+    wait_until("the default buckets", || {
+        les(&scrape(), series) == default_les
+    })
+    .await;
+    let text = scrape();
+    let count = dualprobe_count(&text, series);
+    let runs = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "dualprobe_probes_total{{{series},result=\"refused\"}} "
+            ))
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("runs counted");
+    assert!(
+        count >= 1 && count < runs,
+        "the histogram restarted: {count} of {runs} runs"
+    );
+    shutdown.cancel();
+    agent.stop(Duration::from_millis(200)).await;
+}
+
+fn dualprobe_count(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "dualprobe_probe_duration_seconds_count{{{series}}} "
+            ))
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("a count")
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Configured bounds outside [1e-4, 1e6) are spelled as the client crate spells them (Go's
+/// exponent form in the classic format).
+#[test]
+fn configured_buckets_are_spelled_as_the_client_crate_spells_them() {
+    use prometheus_client::metrics::histogram::Histogram;
+    const BOUNDS: [f64; 6] = [1e-5, 0.001, 0.3, 2.5, 3e6, 1.5e7];
+    let ours = CheckSeries::default();
+    ours.set_duration_buckets(Some(&BOUNDS));
+    let mut registry = Registry::default();
+    let theirs =
+        MetricFamily::<TargetFamily, Histogram, _>::new_with_constructor(|| Histogram::new(BOUNDS));
+    registry.register(
+        "dualprobe_probe_duration_seconds",
+        "Duration of each check run",
+        theirs.clone(),
+    );
+    for (micros, f) in [
+        (5, Family::Ipv4),
+        (300_000, Family::Ipv6),
+        (20_000_000, Family::Ipv4),
+    ] {
+        let outcome = Outcome {
+            check: CheckKind::Tcp,
+            result: Ok(()),
+            duration: Duration::from_micros(micros),
+            observations: Observations::default(),
+        };
+        ours.record("web", f, &outcome, 1.0);
+        theirs
+            .get_or_create(&TargetFamily {
+                target: "web".into(),
+                family: f.as_str(),
+            })
+            .observe(outcome.duration.as_secs_f64());
+    }
+    for format in [Format::OpenMetrics, Format::PrometheusText] {
+        let mut mine = String::new();
+        ours.encode(&mut mine, format);
+        let mine: Vec<String> = mine
+            .lines()
+            .filter(|l| l.starts_with("dualprobe_probe_duration_seconds"))
+            .map(|l| l.replace(",check=\"tcp\"", ""))
+            .collect();
+        let mut reference = String::new();
+        match format {
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode_registry(&mut reference, &registry)
+            }
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut reference, &registry)
+            }
+        }
+        .unwrap();
+        let mut theirs: Vec<String> = reference
+            .lines()
+            .filter(|l| l.starts_with("dualprobe_probe_duration_seconds"))
+            .map(str::to_string)
+            .collect();
+        let mut sorted = mine.clone();
+        sorted.sort();
+        theirs.sort();
+        assert_eq!(sorted, theirs, "{format:?}");
+        if format == Format::PrometheusText {
+            assert!(mine.iter().any(|l| l.contains("le=\"1e-05\"")), "{mine:#?}");
+            assert!(
+                mine.iter().any(|l| l.contains("le=\"1.5e+07\"")),
+                "{mine:#?}"
+            );
+        }
+    }
 }
