@@ -233,6 +233,10 @@ impl Agent {
             current: RwLock::new(Arc::clone(&generation)),
             reload_lock: tokio::sync::Mutex::new(None),
         });
+        agent
+            .metrics
+            .checks
+            .set_duration_buckets(generation.config.metrics.duration_buckets.as_deref());
         agent.metrics.set_targets(&[], &generation.targets);
         agent.metrics.reload_result(true);
         agent.readiness.expect(&generation.targets);
@@ -501,6 +505,9 @@ impl Agent {
         for gone in self.discovery.retain_configured(&new.config.discovery) {
             self.metrics.forget_discovery(gone);
         }
+        self.metrics
+            .checks
+            .set_duration_buckets(new.config.metrics.duration_buckets.as_deref());
         self.metrics.set_targets(&old.targets, &new.targets);
         self.results.retain(&new.targets);
         self.spawn_generation(&new, vpc_refresh_waits);

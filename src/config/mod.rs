@@ -3,6 +3,7 @@
 //! runtime [`Target`]s. Every problem names the origin, the line and the field.
 
 mod discovery;
+mod metrics;
 mod probe_endpoint;
 mod problems;
 mod raw;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use metrics::{MAX_DURATION_BUCKETS, MetricsSettings};
 pub use probe_endpoint::ProbeEndpointSettings;
 pub use problems::{ConfigError, Problem, parse_nameserver};
 pub use yaml::{MAX_ALIAS_EVENTS, MAX_DEPTH, MAX_NODES};
@@ -77,6 +79,8 @@ pub struct Config {
     pub probe_endpoint: ProbeEndpointSettings,
     /// Named modules for `/probe?module=NAME`: target templates without a host.
     pub modules: HashMap<String, Arc<Target>>,
+    /// What `/metrics` writes (`metrics:`).
+    pub metrics: MetricsSettings,
 }
 
 /// `resolver.nat64_prefixes`, `nat64_discovery`, `nat64_refresh`.
@@ -356,6 +360,7 @@ impl Config {
         };
 
         let probe = probe_endpoint::build_probe_settings(&mut p, raw.probe.as_ref(), base_dir);
+        let metrics = metrics::build_metrics_settings(&mut p, raw.metrics.as_ref());
         let mut modules = HashMap::new();
         for (name, m) in raw.modules.take().unwrap_or_default() {
             let field = format!("modules.{}", name.value);
@@ -390,6 +395,7 @@ impl Config {
             discovery,
             probe_endpoint: probe,
             modules,
+            metrics,
         })
     }
 

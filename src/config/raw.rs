@@ -26,6 +26,13 @@ pub(super) struct RawConfig {
     pub(super) discovery: Option<RawDiscovery>,
     pub(super) probe: Option<RawProbe>,
     pub(super) modules: Option<HashMap<Spanned<String>, RawModule>>,
+    pub(super) metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub(super) duration_buckets: Option<Spanned<Vec<Spanned<f64>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,11 +1,15 @@
-//! The per-(target, check, family) series: `dualprobe_probe_success`,
+//! Every series of `/metrics` that scales with the targets, in one table keyed by target name:
+//! the per-(target, check, family) families `dualprobe_probe_success`,
 //! `dualprobe_probe_duration_seconds`, `dualprobe_last_success_timestamp_seconds` and
-//! `dualprobe_probes_total`. They are nine in ten lines of `/metrics`, so they live in one table
-//! of their own and are written straight to text: each series' labels are escaped once, when it
-//! is created, instead of on every line of every scrape. The output is the same, byte for byte,
-//! as the client crate's encoder would write for these families (a test holds the two together);
-//! every other metric stays in the client crate's registry.
+//! `dualprobe_probes_total`, and the per-target gauges `metrics` declares
+//! (`dualprobe_expectation_met`, `dualprobe_target_info`, the checks' measurements, …). They are
+//! all but a few dozen lines of `/metrics`, so they are kept here and written straight to text
+//! (`series_encode`), each series' labels escaped once, when it is created, and in bounded
+//! chunks, a batch of targets at a time, so a scrape never holds the whole body. The output is
+//! the same, byte for byte, as the client crate's encoder would write for these families (tests
+//! hold the two together); the metrics that do not scale with targets stay in its registry.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
@@ -13,12 +17,12 @@ use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use crate::model::failure::FailureReason;
 use crate::model::family::Family;
 use crate::model::outcome::Outcome;
-use crate::report::prom_text::{
-    DURATION_BUCKETS, Format, bucket_bounds, escape_label_value, sample,
-};
+use crate::report::prom_text::{DURATION_BUCKETS, Format, bucket_bounds, escape_label_value};
+
+pub use crate::report::series_encode::Cursor;
 
 /// The values of the `result` label, `ok` first, as [`Outcome::result_label`] names them.
-static RESULTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+pub(crate) static RESULTS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     std::iter::once("ok")
         .chain(FailureReason::ALL.iter().map(|r| r.as_str()))
         .collect()
@@ -38,81 +42,199 @@ fn result_index(outcome: &Outcome) -> usize {
     })
 }
 
+/// A duration histogram's bucket bounds, with their `le` labels in both formats, built once.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    bounds: Box<[f64]>,
+    le_openmetrics: Box<[String]>,
+    le_text: Box<[String]>,
+}
+
+impl Layout {
+    fn new(bounds: &[f64]) -> Layout {
+        Layout {
+            bounds: bounds.into(),
+            le_openmetrics: bucket_bounds(bounds, Format::OpenMetrics).into(),
+            le_text: bucket_bounds(bounds, Format::PrometheusText).into(),
+        }
+    }
+
+    /// The `le="…"` labels in `format`, `+Inf` last.
+    pub(crate) fn les(&self, format: Format) -> &[String] {
+        match format {
+            Format::OpenMetrics => &self.le_openmetrics,
+            Format::PrometheusText => &self.le_text,
+        }
+    }
+}
+
+static DEFAULT_LAYOUT: LazyLock<Arc<Layout>> =
+    LazyLock::new(|| Arc::new(Layout::new(&DURATION_BUCKETS)));
+
 /// The values of one series, behind one lock.
-#[derive(Debug, Clone, Default)]
-struct SeriesValues {
+#[derive(Debug)]
+pub(crate) struct SeriesValues {
     /// The last run passed.
-    success: bool,
+    pub(crate) success: bool,
+    /// The bounds `buckets` counts under (a changed bucket set starts the histogram afresh).
+    pub(crate) layout: Arc<Layout>,
     /// Observations per duration bucket (not cumulative); the last slot is `+Inf`.
-    buckets: [u64; DURATION_BUCKETS.len() + 1],
+    pub(crate) buckets: Box<[u64]>,
     /// Number of durations observed; skipped runs are not observed.
-    count: u64,
+    pub(crate) count: u64,
     /// Sum of the durations observed, in seconds.
-    sum: f64,
+    pub(crate) sum: f64,
     /// Unix time of the last pass.
-    last_success: Option<f64>,
+    pub(crate) last_success: Option<f64>,
     /// Runs per `result` label value, by [`result_index`].
-    results: [u64; RESULT_COUNT],
+    pub(crate) results: [u64; RESULT_COUNT],
+}
+
+impl SeriesValues {
+    fn new(layout: Arc<Layout>) -> SeriesValues {
+        SeriesValues {
+            success: false,
+            buckets: vec![0; layout.bounds.len() + 1].into(),
+            layout,
+            count: 0,
+            sum: 0.0,
+            last_success: None,
+            results: [0; RESULT_COUNT],
+        }
+    }
 }
 
 /// One (target, check, family).
 #[derive(Debug)]
-struct Series {
+pub(crate) struct Series {
     /// `target="…",check="…",family="…"`, escaped.
-    labels: String,
-    values: Mutex<SeriesValues>,
+    pub(crate) labels: String,
+    pub(crate) values: Mutex<SeriesValues>,
 }
 
-/// (check, family) → series, within one target.
-type TargetSeries = BTreeMap<(&'static str, Family), Arc<Series>>;
+/// A gauge family of the table: its name and HELP text (without the final period, which is
+/// added as the client crate adds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GaugeFamily {
+    /// Full metric name, e.g. `dualprobe_expectation_met`.
+    pub name: &'static str,
+    /// HELP text.
+    pub help: &'static str,
+}
 
-/// Every per-check series, by target name, so that the output is sorted and a lookup by
-/// `&str` needs no allocation.
-#[derive(Debug, Clone, Default)]
+/// A gauge's value: the client crate writes integer and float gauges differently.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GaugeValue {
+    /// An `i64` gauge.
+    Int(i64),
+    /// An `f64` gauge.
+    Float(f64),
+}
+
+/// A target's gauges: (family index, key within the family) → (the labels after `target`,
+/// escaped; the value). The key orders a target's series within a family (ipv4 before ipv6).
+pub(crate) type GaugeMap = BTreeMap<(u16, u8), (Cow<'static, str>, GaugeValue)>;
+
+/// A target's gauge series.
+#[derive(Debug)]
+pub(crate) struct GaugeRow {
+    /// `target="…"`, escaped.
+    pub(crate) target: String,
+    pub(crate) values: Mutex<GaugeMap>,
+}
+
+/// Everything of one target.
+#[derive(Debug, Default)]
+pub(crate) struct TargetEntry {
+    /// (check, family) → series.
+    pub(crate) checks: BTreeMap<(&'static str, Family), Arc<Series>>,
+    pub(crate) gauges: Option<GaugeRow>,
+}
+
+impl TargetEntry {
+    fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+            && self
+                .gauges
+                .as_ref()
+                .is_none_or(|g| g.values.lock().expect("gauge lock").is_empty())
+    }
+}
+
+/// The table behind [`CheckSeries`].
+#[derive(Debug)]
+pub(crate) struct Table {
+    /// By target name, so that the output is sorted, a chunk can resume after the last target
+    /// it wrote, and a lookup by `&str` needs no allocation.
+    pub(crate) by_target: RwLock<BTreeMap<String, TargetEntry>>,
+    /// The bucket bounds new observations are counted under.
+    layout: RwLock<Arc<Layout>>,
+    /// The gauge families, in output order (a gauge's family index is its place here).
+    pub(crate) gauges: Vec<GaugeFamily>,
+}
+
+/// Every per-target series (see the module doc). Clones share the table.
+#[derive(Debug, Clone)]
 pub struct CheckSeries {
-    by_target: Arc<RwLock<BTreeMap<String, TargetSeries>>>,
+    pub(crate) table: Arc<Table>,
 }
 
-/// A family's name, HELP text and TYPE.
-struct Header {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
+impl Default for CheckSeries {
+    /// The four per-check families only, with the default buckets.
+    fn default() -> CheckSeries {
+        CheckSeries::with_gauges(Vec::new())
+    }
 }
-
-const SUCCESS: Header = Header {
-    name: "dualprobe_probe_success",
-    help: "1 if the last run of the check passed.",
-    kind: "gauge",
-};
-const DURATION: Header = Header {
-    name: "dualprobe_probe_duration_seconds",
-    help: "Duration of each check run.",
-    kind: "histogram",
-};
-const LAST_SUCCESS: Header = Header {
-    name: "dualprobe_last_success_timestamp_seconds",
-    help: "Unix time the check last passed.",
-    kind: "gauge",
-};
-const PROBES: Header = Header {
-    name: "dualprobe_probes",
-    help: "Check runs by result (ok or a failure reason).",
-    kind: "counter",
-};
 
 impl CheckSeries {
+    /// A table that also holds the gauge families `gauges`, written after the per-check ones,
+    /// in this order.
+    pub fn with_gauges(gauges: Vec<GaugeFamily>) -> CheckSeries {
+        CheckSeries {
+            table: Arc::new(Table {
+                by_target: RwLock::default(),
+                layout: RwLock::new(Arc::clone(&DEFAULT_LAYOUT)),
+                gauges,
+            }),
+        }
+    }
+
+    /// Sets the duration buckets (`None`: the default ones). A series keeps its old buckets
+    /// until its next observation, which starts its histogram afresh under the new ones (a
+    /// reset, as after a restart); unchanged bounds change nothing.
+    pub fn set_duration_buckets(&self, bounds: Option<&[f64]>) {
+        let bounds = bounds.unwrap_or(&DURATION_BUCKETS);
+        let mut layout = self.table.layout.write().expect("layout lock");
+        if *layout.bounds != *bounds {
+            *layout = if *bounds == DURATION_BUCKETS {
+                Arc::clone(&DEFAULT_LAYOUT)
+            } else {
+                Arc::new(Layout::new(bounds))
+            };
+        }
+    }
+
     /// Records one check's outcome at unix time `now`.
     pub fn record(&self, target: &str, family: Family, outcome: &Outcome, now: f64) {
         let series = self.series(target, outcome.check.name(), family);
         let mut v = series.values.lock().expect("series lock");
         v.success = outcome.passed();
         if !matches!(&outcome.result, Err(f) if f.reason == FailureReason::Skipped) {
+            {
+                let layout = self.table.layout.read().expect("layout lock");
+                if !Arc::ptr_eq(&v.layout, &layout) {
+                    v.buckets = vec![0; layout.bounds.len() + 1].into();
+                    v.layout = Arc::clone(&layout);
+                    v.count = 0;
+                    v.sum = 0.0;
+                }
+            }
             let secs = outcome.duration.as_secs_f64();
-            let bucket = DURATION_BUCKETS
+            let bounds = &v.layout.bounds;
+            let bucket = bounds
                 .iter()
                 .position(|&le| secs <= le)
-                .unwrap_or(DURATION_BUCKETS.len());
+                .unwrap_or(bounds.len());
             v.buckets[bucket] += 1;
             v.count += 1;
             v.sum += secs;
@@ -125,17 +247,19 @@ impl CheckSeries {
 
     fn series(&self, target: &str, check: &'static str, family: Family) -> Arc<Series> {
         if let Some(s) = self
+            .table
             .by_target
             .read()
             .expect("series table lock")
             .get(target)
-            .and_then(|t| t.get(&(check, family)))
+            .and_then(|t| t.checks.get(&(check, family)))
         {
             return Arc::clone(s);
         }
-        let mut table = self.by_target.write().expect("series table lock");
-        let per_target = table.entry(target.to_string()).or_default();
-        Arc::clone(per_target.entry((check, family)).or_insert_with(|| {
+        let layout = Arc::clone(&self.table.layout.read().expect("layout lock"));
+        let mut table = self.table.by_target.write().expect("series table lock");
+        let entry = table.entry(target.to_string()).or_default();
+        Arc::clone(entry.checks.entry((check, family)).or_insert_with(|| {
             let mut labels = String::from("target=\"");
             escape_label_value(&mut labels, target);
             let _ = write!(
@@ -145,119 +269,125 @@ impl CheckSeries {
             );
             Arc::new(Series {
                 labels,
-                values: Mutex::default(),
+                values: Mutex::new(SeriesValues::new(layout)),
             })
         }))
     }
 
     /// Removes the series of one (target, check, family).
     pub fn remove(&self, target: &str, check: &'static str, family: Family) {
-        let mut table = self.by_target.write().expect("series table lock");
-        if let Some(per_target) = table.get_mut(target) {
-            per_target.remove(&(check, family));
-            if per_target.is_empty() {
+        let mut table = self.table.by_target.write().expect("series table lock");
+        if let Some(entry) = table.get_mut(target) {
+            entry.checks.remove(&(check, family));
+            if entry.is_empty() {
                 table.remove(target);
             }
         }
     }
 
-    /// Number of series (for tests and sizing).
-    pub fn len(&self) -> usize {
-        let table = self.by_target.read().expect("series table lock");
-        table.values().map(BTreeMap::len).sum()
+    /// Sets gauge `family` (an index into the families given to [`CheckSeries::with_gauges`])
+    /// of `target` under `key` to `value`; `labels` (the labels after `target`, escaped) is
+    /// asked for only when the series is new.
+    pub fn set_gauge(
+        &self,
+        target: &str,
+        family: u16,
+        key: u8,
+        labels: impl FnOnce() -> Cow<'static, str>,
+        value: GaugeValue,
+    ) {
+        debug_assert!(usize::from(family) < self.table.gauges.len());
+        {
+            let table = self.table.by_target.read().expect("series table lock");
+            if let Some(row) = table.get(target).and_then(|e| e.gauges.as_ref()) {
+                let mut values = row.values.lock().expect("gauge lock");
+                match values.get_mut(&(family, key)) {
+                    Some(slot) => slot.1 = value,
+                    None => {
+                        values.insert((family, key), (labels(), value));
+                    }
+                }
+                return;
+            }
+        }
+        let mut table = self.table.by_target.write().expect("series table lock");
+        let entry = table.entry(target.to_string()).or_default();
+        let row = entry.gauges.get_or_insert_with(|| {
+            let mut label = String::from("target=\"");
+            escape_label_value(&mut label, target);
+            label.push('"');
+            GaugeRow {
+                target: label,
+                values: Mutex::default(),
+            }
+        });
+        let mut values = row.values.lock().expect("gauge lock");
+        values
+            .entry((family, key))
+            .and_modify(|slot| slot.1 = value)
+            .or_insert_with(|| (labels(), value));
     }
 
-    /// True when there are no series.
+    /// Removes gauge `family` of `target` under `key`.
+    pub fn remove_gauge(&self, target: &str, family: u16, key: u8) {
+        let present = {
+            let table = self.table.by_target.read().expect("series table lock");
+            table
+                .get(target)
+                .and_then(|e| e.gauges.as_ref())
+                .is_some_and(|row| {
+                    row.values
+                        .lock()
+                        .expect("gauge lock")
+                        .contains_key(&(family, key))
+                })
+        };
+        if !present {
+            return;
+        }
+        let mut table = self.table.by_target.write().expect("series table lock");
+        if let Some(entry) = table.get_mut(target) {
+            if let Some(row) = &entry.gauges {
+                row.values
+                    .lock()
+                    .expect("gauge lock")
+                    .remove(&(family, key));
+            }
+            if entry.is_empty() {
+                table.remove(target);
+            }
+        }
+    }
+
+    /// Removes every series of gauge `family`.
+    pub fn clear_gauges(&self, family: u16) {
+        let mut table = self.table.by_target.write().expect("series table lock");
+        table.retain(|_, entry| {
+            if let Some(row) = &entry.gauges {
+                row.values
+                    .lock()
+                    .expect("gauge lock")
+                    .retain(|(f, _), _| *f != family);
+            }
+            !entry.is_empty()
+        });
+    }
+
+    /// Number of per-check series (for tests and sizing).
+    pub fn len(&self) -> usize {
+        let table = self.table.by_target.read().expect("series table lock");
+        table.values().map(|e| e.checks.len()).sum()
+    }
+
+    /// True when there are no per-check series.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Appends the four families to `out` in `format`. Families without samples are left out,
-    /// as the client crate does.
+    /// Appends every family to `out` in `format`: the four per-check ones, then the gauges.
+    /// Families without samples are left out, as the client crate does.
     pub fn encode(&self, out: &mut String, format: Format) {
-        let table = self.by_target.read().expect("series table lock");
-        let all: Vec<&Series> = table
-            .values()
-            .flat_map(|t| t.values().map(Arc::as_ref))
-            .collect();
-        let all = all.as_slice();
-        let mut int = itoa::Buffer::new();
-        let mut float = dtoa::Buffer::new();
-        // Locking each series once per family is cheaper than copying every value out.
-        write_family(out, format, &SUCCESS, all, |out, s, v| {
-            let value = int.format(u8::from(v.success));
-            sample(out, SUCCESS.name, &[&s.labels], value);
-        });
-        let sum = format!("{}_sum", DURATION.name);
-        let count = format!("{}_count", DURATION.name);
-        let bucket = format!("{}_bucket", DURATION.name);
-        let bounds = bucket_bounds(format);
-        write_family(out, format, &DURATION, all, |out, s, v| {
-            if v.count == 0 {
-                return;
-            }
-            // The client crate's order: OpenMetrics puts sum and count first and `le`
-            // first among the labels, the classic format the other way round.
-            let om = format == Format::OpenMetrics;
-            if om {
-                sample(out, &sum, &[&s.labels], float.format(v.sum));
-                sample(out, &count, &[&s.labels], int.format(v.count));
-            }
-            let mut cumulative = 0;
-            for (le, n) in bounds.iter().zip(v.buckets) {
-                cumulative += n;
-                let (le, series): (&str, &str) = (le, &s.labels);
-                let labels = if om { [le, series] } else { [series, le] };
-                sample(out, &bucket, &labels, int.format(cumulative));
-            }
-            if !om {
-                sample(out, &sum, &[&s.labels], float.format(v.sum));
-                sample(out, &count, &[&s.labels], int.format(v.count));
-            }
-        });
-        write_family(out, format, &LAST_SUCCESS, all, |out, s, v| {
-            if let Some(t) = v.last_success {
-                sample(out, LAST_SUCCESS.name, &[&s.labels], float.format(t));
-            }
-        });
-        let total = format!("{}_total", PROBES.name);
-        let results: Vec<String> = RESULTS.iter().map(|r| format!("result=\"{r}\"")).collect();
-        write_family(out, format, &PROBES, all, |out, s, v| {
-            for (result, &n) in results.iter().zip(&v.results) {
-                if n > 0 {
-                    sample(out, &total, &[&s.labels, result], int.format(n));
-                }
-            }
-        });
-    }
-}
-
-/// Writes one family's HELP and TYPE lines and its samples; nothing when it has no samples.
-fn write_family(
-    out: &mut String,
-    format: Format,
-    &Header { name, help, kind }: &Header,
-    all: &[&Series],
-    mut samples: impl FnMut(&mut String, &Series, &SeriesValues),
-) {
-    let header_at = out.len();
-    // Counters are named with `_total` in the classic format's headers, without it in
-    // OpenMetrics'.
-    let suffix = if kind == "counter" && format == Format::PrometheusText {
-        "_total"
-    } else {
-        ""
-    };
-    let _ = write!(
-        out,
-        "# HELP {name}{suffix} {help}\n# TYPE {name}{suffix} {kind}\n"
-    );
-    let samples_at = out.len();
-    for s in all {
-        let v = s.values.lock().expect("series lock");
-        samples(out, s, &v);
-    }
-    if out.len() == samples_at {
-        out.truncate(header_at);
+        let mut cursor = Cursor::default();
+        while !self.encode_some(&mut cursor, out, format, usize::MAX) {}
     }
 }

@@ -1,6 +1,7 @@
 //! The Prometheus metrics: registered once with [`Metrics::register`], which returns the handles
 //! `results` writes through. Checks never see this module.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -17,52 +18,67 @@ use crate::model::family::Family;
 use crate::model::outcome::CycleReport;
 use crate::model::outcome::{Measurement, TargetMeasurement};
 use crate::model::target::{Target, TargetSource};
-use crate::report::check_series::CheckSeries;
+use crate::report::check_series::{CheckSeries, GaugeFamily, GaugeValue};
+use crate::report::exposition::Exposition;
+use crate::report::prom_text::label;
 pub use crate::report::prom_text::{DURATION_BUCKETS, Format};
 
-/// `{target, family}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TargetFamilyLabels {
-    /// Target name.
-    pub target: String,
-    /// `ipv4` or `ipv6`.
-    pub family: &'static str,
+/// The per-target gauge families, by their index in the table ([`CheckSeries`] writes them in
+/// this order, after the per-check families); the checks' measurements follow.
+const EXPECTATION_MET: u16 = 0;
+const TARGET_EXPECTED: u16 = 1;
+const TARGET_INFO: u16 = 2;
+const TARGET_EXPECTED_VIA: u16 = 3;
+const IPV6_PATH: u16 = 4;
+const FIRST_MEASURED: u16 = 5;
+
+/// The fixed gauge families, in index order.
+const FIXED_GAUGES: [GaugeFamily; 5] = [
+    GaugeFamily {
+        name: "dualprobe_expectation_met",
+        help: "1 if the last cycle matched the target's expectation for the family",
+    },
+    GaugeFamily {
+        name: "dualprobe_target_expected",
+        help: "The expectation configured per target and family (always 1)",
+    },
+    GaugeFamily {
+        name: "dualprobe_target_info",
+        help: "Targets being probed (always 1)",
+    },
+    GaugeFamily {
+        name: "dualprobe_target_expected_via",
+        help: "The IPv6 path a target asserts with expect.via.ipv6 (always 1)",
+    },
+    GaugeFamily {
+        name: "dualprobe_ipv6_path",
+        help: "1 for the IPv6 path the last cycle used (native, or nat64: a DNS64-synthesized address), 0 for the other",
+    },
+];
+
+/// A gauge's key within its family for a `{target, family}` series (ipv4 first).
+fn family_key(f: Family) -> u8 {
+    match f {
+        Family::Ipv4 => 0,
+        Family::Ipv6 => 1,
+    }
 }
 
-/// `{target}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TargetLabels {
-    /// Target name.
-    pub target: String,
+/// `family="…"`.
+fn family_label(f: Family) -> Cow<'static, str> {
+    Cow::Borrowed(match f {
+        Family::Ipv4 => "family=\"ipv4\"",
+        Family::Ipv6 => "family=\"ipv6\"",
+    })
 }
 
-/// The gauge family of a [`TargetMeasurement`]: by family or by target only.
-#[derive(Clone)]
-pub enum TargetGauges {
-    /// `{target, family}`.
-    ByFamily(MetricFamily<TargetFamilyLabels, FloatGauge>),
-    /// `{target}`.
-    ByTarget(MetricFamily<TargetLabels, FloatGauge>),
-}
+/// The IPv6 paths, in key order, with their `via="…"` labels.
+const VIAS: [(&str, &str); 2] = [("native", "via=\"native\""), ("nat64", "via=\"nat64\"")];
 
-/// `{target, family, expect}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ExpectLabels {
-    /// Target name.
-    pub target: String,
-    /// `ipv4` or `ipv6`.
-    pub family: &'static str,
-    /// `reachable`, `unreachable`, `nodata` or `any`.
-    pub expect: &'static str,
-}
-
-/// `{target, via}`: the IPv6 path of a target.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PathLabels {
-    /// Target name.
-    pub target: String,
-    /// `native` or `nat64`.
-    pub via: &'static str,
+/// `via`'s key and label.
+fn via(via: &str) -> (u8, Cow<'static, str>) {
+    let key = VIAS.iter().position(|(v, _)| *v == via).unwrap_or(0);
+    (key as u8, Cow::Borrowed(VIAS[key].1))
 }
 
 /// `{prefix, source}`: a known NAT64 prefix.
@@ -71,19 +87,6 @@ pub struct PrefixLabels {
     /// The prefix, e.g. `64:ff9b::/96`.
     pub prefix: String,
     /// `well_known`, `config` or `discovered`.
-    pub source: &'static str,
-}
-
-/// `{target, host, port, source}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TargetInfoLabels {
-    /// Target name.
-    pub target: String,
-    /// Host probed.
-    pub host: String,
-    /// Port probed.
-    pub port: String,
-    /// Where the target came from.
     pub source: &'static str,
 }
 
@@ -130,33 +133,24 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 /// Handles to every dualprobe metric.
 #[derive(Clone)]
 pub struct Metrics {
-    /// `dualprobe_probe_success`, `dualprobe_probe_duration_seconds`,
-    /// `dualprobe_last_success_timestamp_seconds` and `dualprobe_probes_total`: written by
-    /// their own encoder, outside the registry.
+    /// Every series that scales with targets, written by their own encoder, outside the
+    /// registry: `dualprobe_probe_success`, `dualprobe_probe_duration_seconds`,
+    /// `dualprobe_last_success_timestamp_seconds`, `dualprobe_probes_total`, then the gauges
+    /// `dualprobe_expectation_met`, `dualprobe_target_expected`, `dualprobe_target_info`,
+    /// `dualprobe_target_expected_via` (the IPv6 path `expect.via.ipv6` asserts),
+    /// `dualprobe_ipv6_path` (1 for the path the last IPv6 cycle used, 0 for the other), and
+    /// one per measurement and target measurement a check kind declares.
     pub checks: CheckSeries,
-    /// `dualprobe_expectation_met`.
-    pub expectation_met: MetricFamily<TargetFamilyLabels, Gauge>,
-    /// `dualprobe_target_expected`.
-    pub target_expected: MetricFamily<ExpectLabels, Gauge>,
-    /// `dualprobe_target_info`.
-    pub target_info: MetricFamily<TargetInfoLabels, Gauge>,
-    /// `dualprobe_target_expected_via`: the IPv6 path a target asserts (`expect.via.ipv6`).
-    pub target_expected_via: MetricFamily<PathLabels, Gauge>,
-    /// `dualprobe_ipv6_path`: 1 for the path the last IPv6 cycle used, 0 for the other.
-    pub ipv6_path: MetricFamily<PathLabels, Gauge>,
+    /// The measurements a check kind declares (`dualprobe_dns_answers`, …), in chain order:
+    /// gauge family `FIRST_MEASURED + i`.
+    measured: Vec<&'static Measurement>,
+    /// The target measurements a check kind declares (`dualprobe_happy_eyeballs_winner`, …),
+    /// in chain order, after `measured`.
+    per_target: Vec<&'static TargetMeasurement>,
     /// `dualprobe_nat64_prefix`: the NAT64 prefixes known.
     pub nat64_prefix: MetricFamily<PrefixLabels, Gauge>,
     /// `dualprobe_targets`.
     pub targets: MetricFamily<SourceLabels, Gauge>,
-    /// One gauge per measurement a check kind declares (`dualprobe_dns_answers`, …), in chain
-    /// order.
-    pub measured: Vec<(
-        &'static Measurement,
-        MetricFamily<TargetFamilyLabels, Gauge>,
-    )>,
-    /// One float gauge per target measurement a check kind declares
-    /// (`dualprobe_happy_eyeballs_winner`, …), in chain order.
-    pub per_target: Vec<(&'static TargetMeasurement, TargetGauges)>,
     /// `dualprobe_build_info`.
     pub build_info: MetricFamily<BuildLabels, Gauge>,
     /// `dualprobe_config_last_reload_successful`.
@@ -172,34 +166,37 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric (and the process collector) and returns the handles.
+    /// Registers every metric that does not scale with targets (and the process collector),
+    /// declares the per-target gauge families to the table, and returns the handles.
     pub fn register(registry: &mut Registry) -> Metrics {
+        let measured: Vec<&'static Measurement> = CheckKind::ALL
+            .iter()
+            .flat_map(|k| check_for(*k).measurements())
+            .copied()
+            .collect();
+        let per_target: Vec<&'static TargetMeasurement> = CheckKind::ALL
+            .iter()
+            .flat_map(|k| check_for(*k).target_measurements())
+            .copied()
+            .collect();
+        let gauges = FIXED_GAUGES
+            .iter()
+            .copied()
+            .chain(measured.iter().map(|m| GaugeFamily {
+                name: m.metric,
+                help: m.help,
+            }))
+            .chain(per_target.iter().map(|m| GaugeFamily {
+                name: m.metric,
+                help: m.help,
+            }))
+            .collect();
         let m = Metrics {
-            checks: CheckSeries::default(),
-            expectation_met: MetricFamily::default(),
-            target_expected: MetricFamily::default(),
-            target_info: MetricFamily::default(),
-            target_expected_via: MetricFamily::default(),
-            ipv6_path: MetricFamily::default(),
+            checks: CheckSeries::with_gauges(gauges),
+            measured,
+            per_target,
             nat64_prefix: MetricFamily::default(),
             targets: MetricFamily::default(),
-            measured: CheckKind::ALL
-                .iter()
-                .flat_map(|k| check_for(*k).measurements())
-                .map(|m| (*m, MetricFamily::default()))
-                .collect(),
-            per_target: CheckKind::ALL
-                .iter()
-                .flat_map(|k| check_for(*k).target_measurements())
-                .map(|m| {
-                    let gauges = if m.per_family {
-                        TargetGauges::ByFamily(MetricFamily::default())
-                    } else {
-                        TargetGauges::ByTarget(MetricFamily::default())
-                    };
-                    (*m, gauges)
-                })
-                .collect(),
             build_info: MetricFamily::default(),
             reload_successful: Gauge::default(),
             reload_success_time: FloatGauge::default(),
@@ -209,53 +206,11 @@ impl Metrics {
         };
         let r = registry.sub_registry_with_prefix("dualprobe");
         r.register(
-            "expectation_met",
-            "1 if the last cycle matched the target's expectation for the family",
-            m.expectation_met.clone(),
-        );
-        r.register(
-            "target_expected",
-            "The expectation configured per target and family (always 1)",
-            m.target_expected.clone(),
-        );
-        r.register(
-            "target_info",
-            "Targets being probed (always 1)",
-            m.target_info.clone(),
-        );
-        r.register(
-            "target_expected_via",
-            "The IPv6 path a target asserts with expect.via.ipv6 (always 1)",
-            m.target_expected_via.clone(),
-        );
-        r.register(
-            "ipv6_path",
-            "1 for the IPv6 path the last cycle used (native, or nat64: a DNS64-synthesized address), 0 for the other",
-            m.ipv6_path.clone(),
-        );
-        r.register(
             "nat64_prefix",
             "NAT64 prefixes known: well-known, configured, or discovered from ipv4only.arpa (always 1)",
             m.nat64_prefix.clone(),
         );
         r.register("targets", "Number of targets per source", m.targets.clone());
-        for (what, family) in &m.measured {
-            let name = what
-                .metric
-                .strip_prefix("dualprobe_")
-                .unwrap_or(what.metric);
-            r.register(name, what.help, family.clone());
-        }
-        for (what, gauges) in &m.per_target {
-            let name = what
-                .metric
-                .strip_prefix("dualprobe_")
-                .unwrap_or(what.metric);
-            match gauges {
-                TargetGauges::ByFamily(g) => r.register(name, what.help, g.clone()),
-                TargetGauges::ByTarget(g) => r.register(name, what.help, g.clone()),
-            }
-        }
         r.register(
             "build_info",
             "Build and task information (always 1)",
@@ -290,6 +245,20 @@ impl Metrics {
             crate::report::process_metrics::ProcessCollector::new(),
         ));
         m
+    }
+
+    /// The gauge family of measurement `what`.
+    fn measured_family(&self, what: &Measurement) -> Option<u16> {
+        let i = self.measured.iter().position(|m| *m == what)?;
+        u16::try_from(i).ok().map(|i| FIRST_MEASURED + i)
+    }
+
+    /// The gauge family of target measurement `what`.
+    fn per_target_family(&self, what: &TargetMeasurement) -> Option<u16> {
+        let i = self.per_target.iter().position(|m| *m == what)?;
+        u16::try_from(self.measured.len() + i)
+            .ok()
+            .map(|i| FIRST_MEASURED + i)
     }
 
     /// Sets `dualprobe_build_info`.
@@ -366,35 +335,44 @@ impl Metrics {
                 }
             }
         }
-        self.target_info.clear();
-        self.target_expected.clear();
-        self.target_expected_via.clear();
+        for family in [TARGET_INFO, TARGET_EXPECTED, TARGET_EXPECTED_VIA] {
+            self.checks.clear_gauges(family);
+        }
         self.targets.clear();
         for t in new {
-            self.target_info
-                .get_or_create(&TargetInfoLabels {
-                    target: t.name.clone(),
-                    host: t.host.to_string(),
-                    port: t.port.to_string(),
-                    source: t.source.as_str(),
-                })
-                .set(1);
-            if let Some(via) = t.expect.ipv6_via {
-                self.target_expected_via
-                    .get_or_create(&PathLabels {
-                        target: t.name.clone(),
-                        via: via.as_str(),
-                    })
-                    .set(1);
+            self.checks.set_gauge(
+                &t.name,
+                TARGET_INFO,
+                0,
+                || {
+                    let host = label("host", &t.host.to_string());
+                    let port = label("port", &t.port.to_string());
+                    let source = label("source", t.source.as_str());
+                    Cow::Owned(format!("{host},{port},{source}"))
+                },
+                GaugeValue::Int(1),
+            );
+            if let Some(v) = t.expect.ipv6_via {
+                let (key, labels) = via(v.as_str());
+                self.checks.set_gauge(
+                    &t.name,
+                    TARGET_EXPECTED_VIA,
+                    key,
+                    || labels,
+                    GaugeValue::Int(1),
+                );
             }
             for &f in &t.families {
-                self.target_expected
-                    .get_or_create(&ExpectLabels {
-                        target: t.name.clone(),
-                        family: f.as_str(),
-                        expect: t.expect.for_family(f).as_str(),
-                    })
-                    .set(1);
+                self.checks.set_gauge(
+                    &t.name,
+                    TARGET_EXPECTED,
+                    family_key(f),
+                    || {
+                        let expect = label("expect", t.expect.for_family(f).as_str());
+                        Cow::Owned(format!("{},{expect}", family_label(f)))
+                    },
+                    GaugeValue::Int(1),
+                );
             }
             self.targets
                 .get_or_create(&SourceLabels {
@@ -423,23 +401,13 @@ impl Metrics {
 
     /// Removes `what`'s series of `target` (the `family` one, when it has a family label).
     fn forget_per_target(&self, what: &TargetMeasurement, target: &str, family: Family) {
-        for (m, gauges) in &self.per_target {
-            if *m != what {
-                continue;
-            }
-            match gauges {
-                TargetGauges::ByFamily(g) => {
-                    g.remove(&TargetFamilyLabels {
-                        target: target.to_string(),
-                        family: family.as_str(),
-                    });
-                }
-                TargetGauges::ByTarget(g) => {
-                    g.remove(&TargetLabels {
-                        target: target.to_string(),
-                    });
-                }
-            }
+        if let Some(g) = self.per_target_family(what) {
+            let key = if what.per_family {
+                family_key(family)
+            } else {
+                0
+            };
+            self.checks.remove_gauge(target, g, key);
         }
     }
 
@@ -465,81 +433,86 @@ impl Metrics {
     }
 
     fn forget_target_family(&self, target: &str, family: Family) {
-        let labels = TargetFamilyLabels {
-            target: target.to_string(),
-            family: family.as_str(),
-        };
-        self.expectation_met.remove(&labels);
+        self.checks
+            .remove_gauge(target, EXPECTATION_MET, family_key(family));
         if family == Family::Ipv6 {
             self.forget_path(target);
         }
-        for (_, family) in &self.measured {
-            family.remove(&labels);
+        for i in 0..self.measured.len() {
+            let g = FIRST_MEASURED + u16::try_from(i).expect("few measurements");
+            self.checks.remove_gauge(target, g, family_key(family));
         }
     }
 
     /// Writes one cycle's results.
     pub fn record(&self, report: &CycleReport) {
         let target = &report.target.name;
-        let family = report.family.as_str();
+        let family = report.family;
         let now = unix_now();
         for o in &report.checks {
-            self.checks.record(target, report.family, o, now);
-            let tf = TargetFamilyLabels {
-                target: target.clone(),
-                family,
-            };
+            self.checks.record(target, family, o, now);
             for (what, value) in &o.observations.measured {
-                if let Some((_, family)) = self.measured.iter().find(|(m, _)| m == what) {
-                    family.get_or_create(&tf).set(*value);
+                if let Some(g) = self.measured_family(what) {
+                    self.checks.set_gauge(
+                        target,
+                        g,
+                        family_key(family),
+                        || family_label(family),
+                        GaugeValue::Int(*value),
+                    );
                 }
             }
             if !o.observations.per_target.is_empty() {
                 self.forget_unreported(target, o);
             }
             for v in &o.observations.per_target {
-                match self.per_target.iter().find(|(m, _)| *m == v.what) {
-                    Some((_, TargetGauges::ByFamily(g))) => {
-                        if let Some(f) = v.family {
-                            g.get_or_create(&TargetFamilyLabels {
-                                target: target.clone(),
-                                family: f.as_str(),
-                            })
-                            .set(v.value);
-                        }
-                    }
-                    Some((_, TargetGauges::ByTarget(g))) => {
-                        g.get_or_create(&TargetLabels {
-                            target: target.clone(),
-                        })
-                        .set(v.value);
-                    }
-                    None => {}
+                let Some(g) = self.per_target_family(v.what) else {
+                    continue;
+                };
+                match (v.what.per_family, v.family) {
+                    (true, Some(f)) => self.checks.set_gauge(
+                        target,
+                        g,
+                        family_key(f),
+                        || family_label(f),
+                        GaugeValue::Float(v.value),
+                    ),
+                    (true, None) => {}
+                    (false, _) => self.checks.set_gauge(
+                        target,
+                        g,
+                        0,
+                        || Cow::Borrowed(""),
+                        GaugeValue::Float(v.value),
+                    ),
                 }
             }
         }
-        let tf = TargetFamilyLabels {
-            target: target.clone(),
-            family,
-        };
         match report.expectation_met {
-            Some(met) => {
-                self.expectation_met.get_or_create(&tf).set(i64::from(met));
-            }
-            None => {
-                self.expectation_met.remove(&tf);
-            }
+            Some(met) => self.checks.set_gauge(
+                target,
+                EXPECTATION_MET,
+                family_key(family),
+                || family_label(family),
+                GaugeValue::Int(i64::from(met)),
+            ),
+            None => self
+                .checks
+                .remove_gauge(target, EXPECTATION_MET, family_key(family)),
         }
-        if report.family == Family::Ipv6 {
+        if family == Family::Ipv6 {
             match report.ipv6_path {
                 Some(path) => {
-                    for via in ["native", "nat64"] {
-                        self.ipv6_path
-                            .get_or_create(&PathLabels {
-                                target: target.clone(),
-                                via,
-                            })
-                            .set(i64::from(path.via.as_str() == via));
+                    for (name, _) in VIAS {
+                        let (key, labels) = via(name);
+                        let used = i64::from(path.via.as_str() == name);
+                        self.checks.set_gauge(
+                            target,
+                            IPV6_PATH,
+                            key,
+                            || labels,
+                            GaugeValue::Int(used),
+                        );
                     }
                 }
                 // No address this cycle: no path to show (a stale one would mislead).
@@ -549,11 +522,8 @@ impl Metrics {
     }
 
     fn forget_path(&self, target: &str) {
-        for via in ["native", "nat64"] {
-            self.ipv6_path.remove(&PathLabels {
-                target: target.to_string(),
-                via,
-            });
+        for (name, _) in VIAS {
+            self.checks.remove_gauge(target, IPV6_PATH, via(name).0);
         }
     }
 
@@ -576,20 +546,13 @@ pub fn unix_now() -> f64 {
     UNIX_EPOCH.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Renders a registry in `format`. The buffer starts at the size of the last render, so a large
-/// exposition is not grown by doubling (and copied) on every scrape.
+/// Renders the whole exposition in `format` into one `String` (tests and benches; `/metrics`
+/// streams the same chunks, see [`Exposition`]).
 pub fn render(registry: &Registry, checks: &CheckSeries, format: Format) -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static LAST_LEN: AtomicUsize = AtomicUsize::new(16 * 1024);
-    let mut out = String::with_capacity(LAST_LEN.load(Ordering::Relaxed) + 4096);
-    // Writing to a String cannot fail.
-    checks.encode(&mut out, format);
-    let _ = match format {
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
-        Format::PrometheusText => {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
-        }
-    };
-    LAST_LEN.store(out.len(), Ordering::Relaxed);
+    let mut exposition = Exposition::new(registry, checks.clone(), format);
+    let mut out = String::new();
+    while let Some(chunk) = exposition.next_chunk() {
+        out.push_str(&chunk);
+    }
     out
 }

@@ -7,7 +7,7 @@
 //!
 //! A connection is busy from the moment hyper hands us a complete request head until hyper has
 //! taken the last piece of its response body, and only idle connections are evicted: a scrape
-//! whose 8 MiB body is still being written, or a `/probe` waiting on its checks, is never cut.
+//! whose streamed body is still being written, or a `/probe` waiting on its checks, is never cut.
 //! A client that has had its whole answer queued and does not read it is idle, and goes.
 
 use std::collections::{BTreeSet, HashMap};
@@ -42,7 +42,30 @@ pub(crate) trait Listen: Send + 'static {
 impl Listen for tokio::net::TcpListener {
     type Io = tokio::net::TcpStream;
     fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
-        tokio::net::TcpListener::poll_accept(self, cx).map_ok(|(s, _)| s)
+        tokio::net::TcpListener::poll_accept(self, cx).map_ok(|(s, _)| {
+            cap_send_buffer(&s);
+            s
+        })
+    }
+}
+
+/// The kernel send buffer of an accepted connection, at most. Left alone, Linux grows it to
+/// `net.ipv4.tcp_wmem`'s maximum (4 MiB): 300 clients that send `GET /metrics` and never read
+/// then park 950 MB of the agent's answers in kernel memory (the task's memory under cgroup
+/// v2), and the agent renders all of it. At 64 KiB (the kernel doubles it for its own
+/// bookkeeping) a stalled client holds about 128 KiB there, and a scrape still moves at
+/// 128 KiB per round trip: 1 GB/s at a VPC's 0.1 ms.
+const SEND_BUFFER: usize = 64 * 1024;
+
+/// Lowers the connection's send buffer to [`SEND_BUFFER`]; a smaller one (set on the
+/// listener) stays.
+fn cap_send_buffer(stream: &tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    // Linux reports the doubled value it keeps.
+    if socket.send_buffer_size().is_ok_and(|n| n > 2 * SEND_BUFFER)
+        && let Err(e) = socket.set_send_buffer_size(SEND_BUFFER)
+    {
+        tracing::debug!(error = %e, "cannot cap a connection's send buffer");
     }
 }
 
@@ -353,9 +376,10 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
 
 /// The largest piece of a response body handed to hyper at once. hyper takes a piece only while
 /// its write buffer has room, so while more than this is left, the body (and so the busy mark)
-/// lives: an 8 MiB `/metrics` body, one piece as rendered, would otherwise be handed over whole
-/// at once and its connection look idle while the client is still reading it.
-const PIECE: usize = 16 * 1024;
+/// lives: a big body rendered as one piece would otherwise be handed over whole at once and its
+/// connection look idle while the client is still reading it. The size of a `/metrics` chunk
+/// (`report::exposition::CHUNK`), so each chunk goes to the kernel in one write.
+const PIECE: usize = crate::report::exposition::CHUNK;
 
 /// A response body that keeps its connection busy until hyper has taken all of it.
 struct TrackedBody {

@@ -6,6 +6,7 @@ pub mod adhoc;
 mod conn;
 pub mod local;
 pub(crate) mod probe_endpoint;
+mod scrape;
 pub(crate) mod status_page;
 
 use std::sync::Arc;
@@ -142,7 +143,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
 
 fn routes(served: Arc<Served>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(scrape::metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
@@ -173,13 +174,6 @@ pub fn negotiate(headers: &HeaderMap) -> Format {
     } else {
         Format::PrometheusText
     }
-}
-
-async fn metrics(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
-    let agent = &served.agent;
-    let format = negotiate(&headers);
-    let body = crate::report::metrics::render(&agent.registry, &agent.metrics.checks, format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn healthy() -> &'static str {

@@ -23,13 +23,13 @@ use crate::support::{
     DUAL_HOST, DnsServer, Tasks, standard_zone, tcp_listener_pair, with_free_port,
 };
 
-const MEMORY_LIMIT: u64 = 64 << 20;
+pub(crate) const MEMORY_LIMIT: u64 = 64 << 20;
 /// Each health sample must be answered within this.
-const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Raises this test process's open-file limit to `n` (the client side of the abuse needs
 /// thousands of sockets; CI's default soft limit is 1024).
-fn raise_own_nofile(n: u64) {
+pub(crate) fn raise_own_nofile(n: u64) {
     let ok = std::process::Command::new("prlimit")
         .arg(format!("--pid={}", std::process::id()))
         .arg(format!("--nofile={n}:{n}"))
@@ -41,9 +41,9 @@ fn raise_own_nofile(n: u64) {
 /// A memory cgroup made for one test: v2 (`memory.max`, `memory.swap.max`) where the memory
 /// controller is enabled at the root, else v1 (`memory.limit_in_bytes`, `memory.memsw.*`).
 /// Removed on drop (after the agent in it is gone: declare it before the agent).
-struct MemCgroup {
+pub(crate) struct MemCgroup {
     path: PathBuf,
-    v2: bool,
+    pub(crate) v2: bool,
 }
 
 fn write(path: &Path, value: &str) -> Result<(), String> {
@@ -51,8 +51,13 @@ fn write(path: &Path, value: &str) -> Result<(), String> {
 }
 
 impl MemCgroup {
-    fn create(limit: u64) -> Result<MemCgroup, String> {
-        let name = format!("dualprobe-test-{}", std::process::id());
+    pub(crate) fn create(limit: u64) -> Result<MemCgroup, String> {
+        MemCgroup::create_named(limit, "abuse")
+    }
+
+    /// [`MemCgroup::create`] under a name of its own (tests run in parallel in one process).
+    pub(crate) fn create_named(limit: u64, tag: &str) -> Result<MemCgroup, String> {
+        let name = format!("dualprobe-test-{}-{tag}", std::process::id());
         let root = Path::new("/sys/fs/cgroup");
         let controllers = std::fs::read_to_string(root.join("cgroup.controllers"));
         if controllers.is_ok_and(|c| c.split_whitespace().any(|c| c == "memory")) {
@@ -88,7 +93,7 @@ impl MemCgroup {
     }
 
     /// A shell that moves itself into the cgroup, then execs the agent (same pid).
-    fn wrapper(&self) -> Vec<String> {
+    pub(crate) fn wrapper(&self) -> Vec<String> {
         let procs = self.path.join("cgroup.procs");
         vec![
             "sh".into(),
@@ -102,7 +107,7 @@ impl MemCgroup {
         std::fs::read_to_string(self.path.join(file)).unwrap_or_default()
     }
 
-    fn members(&self) -> Vec<u32> {
+    pub(crate) fn members(&self) -> Vec<u32> {
         self.read("cgroup.procs")
             .lines()
             .filter_map(|l| l.trim().parse().ok())
@@ -110,7 +115,7 @@ impl MemCgroup {
     }
 
     /// OOM kills in the cgroup so far.
-    fn oom_kills(&self) -> u64 {
+    pub(crate) fn oom_kills(&self) -> u64 {
         let file = if self.v2 {
             "memory.events"
         } else {
@@ -124,7 +129,7 @@ impl MemCgroup {
     }
 
     /// Charged memory now (bytes): anonymous, page cache, and (v2) kernel socket buffers.
-    fn current(&self) -> u64 {
+    pub(crate) fn current(&self) -> u64 {
         let file = if self.v2 {
             "memory.current"
         } else {
@@ -134,7 +139,7 @@ impl MemCgroup {
     }
 
     /// The kernel's high-water mark, where it keeps one.
-    fn peak(&self) -> Option<u64> {
+    pub(crate) fn peak(&self) -> Option<u64> {
         let file = if self.v2 {
             "memory.peak"
         } else {
@@ -179,7 +184,7 @@ fn tcp_peer(tasks: &mut Tasks) -> u16 {
 /// kept until the returned sender drops: the local peers of the scheduled checks must answer
 /// promptly while the test's own runtime is busy with thousands of hostile clients, or a slow
 /// answer would be the test's fault, not the agent's.
-fn on_own_runtime<T: Send + 'static>(
+pub(crate) fn on_own_runtime<T: Send + 'static>(
     start: impl FnOnce() -> T + Send + 'static,
 ) -> (T, tokio::sync::oneshot::Sender<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -199,7 +204,7 @@ fn on_own_runtime<T: Send + 'static>(
 
 /// One GET on a fresh connection, as a health checker or Prometheus makes it: the time until a
 /// `200` arrived, retrying a connection closed without an answer until [`HEALTH_DEADLINE`].
-async fn timed_get(addr: &str, path: &str) -> Result<(Duration, usize), String> {
+pub(crate) async fn timed_get(addr: &str, path: &str) -> Result<(Duration, usize), String> {
     let started = Instant::now();
     let mut attempts = 0;
     let mut last = String::new();

@@ -24,6 +24,8 @@ mod healthcheck;
 mod icmp_he_netns;
 mod logs;
 mod metrics_exposition;
+mod metrics_gauges;
+mod metrics_stall;
 mod nat64_agent;
 mod pmtu_netns;
 mod probe_endpoint;

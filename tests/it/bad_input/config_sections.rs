@@ -1,5 +1,5 @@
 //! Config rows for the sections: `aws:`, `http:`, `tls:`, `private_dns:`, `discovery:`,
-//! `probe:` and `modules:`.
+//! `probe:`, `modules:` and `metrics:`.
 //!
 //! Problems no row reaches, and why:
 //! - `targets[i].aws: no endpoint: ...` (the SDK's endpoint resolver refusing): `aws.region` is
@@ -215,6 +215,48 @@ fn rows() -> Vec<Row> {
             "module timeout of a day",
             "modules:\n  m:\n    timeout: 2d\n",
             "c.yml:3: modules.m.timeout: must be less than interval (2days >= 1day)",
+        ),
+        row(
+            "metrics no duration bucket",
+            "metrics:\n  duration_buckets: []\n",
+            "c.yml:2: metrics.duration_buckets: lists no bound; give at least one (seconds), or leave it out for the default buckets",
+        ),
+        row(
+            "metrics duration buckets not increasing",
+            "metrics:\n  duration_buckets: [0.1, 0.5, 0.5, 0.25]\n",
+            "c.yml:2: metrics.duration_buckets[2]: `0.5` is not above the bound before it (`0.5`); bounds must increase\n\
+             c.yml:2: metrics.duration_buckets[3]: `0.25` is not above the bound before it (`0.5`); bounds must increase",
+        ),
+        row(
+            "metrics duration bucket zero",
+            "metrics:\n  duration_buckets:\n    - 0\n    - 1\n",
+            "c.yml:3: metrics.duration_buckets[0]: `0` is not a positive, finite number of seconds",
+        ),
+        row(
+            "metrics duration bucket negative",
+            "metrics:\n  duration_buckets: [-1, 1]\n",
+            "c.yml:2: metrics.duration_buckets[0]: `-1` is not a positive, finite number of seconds",
+        ),
+        row(
+            "metrics duration bucket infinite",
+            "metrics:\n  duration_buckets: [1, .inf]\n",
+            "c.yml:2: metrics.duration_buckets[1]: `inf` is not a positive, finite number of seconds",
+        ),
+        row(
+            "metrics duration bucket not a number",
+            "metrics:\n  duration_buckets: [1, .nan]\n",
+            "c.yml:2: metrics.duration_buckets[1]: `NaN` is not a positive, finite number of seconds",
+        ),
+        row(
+            "metrics too many duration buckets",
+            format!(
+                "metrics:\n  duration_buckets: [{}]\n",
+                (1..=33)
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "c.yml:2: metrics.duration_buckets: lists 33 bounds, more than the 32 allowed",
         ),
     ]
 }
