@@ -40,13 +40,16 @@ impl hyper::body::Body for Chunks {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        // A chunk is tens of microseconds of work: rendered right here, on the runtime.
-        Poll::Ready(
-            self.get_mut()
-                .0
-                .next_chunk()
-                .map(|chunk| Ok(Frame::data(Bytes::from(chunk)))),
-        )
+        // A chunk is tens of microseconds of work: rendered right here, on the runtime. An
+        // empty one would read as the end of a chunked body; none is sent.
+        let exposition = &mut self.get_mut().0;
+        loop {
+            match exposition.next_chunk() {
+                Some(chunk) if chunk.is_empty() => continue,
+                Some(chunk) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk))))),
+                None => return Poll::Ready(None),
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

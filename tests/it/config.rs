@@ -427,7 +427,7 @@ fn type_errors_name_their_field_and_value_and_hide_nothing() {
         ),
         (
             format!("intervall: 15s\n{t}"),
-            "c.yml:1: intervall: unknown field `intervall`; known fields: listen, interval, timeout, families, concurrency, starts_per_second, resolver, targets, discovery, probe, modules",
+            "c.yml:1: intervall: unknown field `intervall`; known fields: listen, interval, timeout, families, concurrency, starts_per_second, resolver, targets, discovery, probe, modules, metrics",
         ),
         (
             format!("{t}    http: {{ pth: /x }}\n"),
