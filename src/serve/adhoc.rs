@@ -155,6 +155,14 @@ pub fn build(req: &AdhocRequest) -> Result<Arc<Target>, AdhocError> {
             }
         }
     }
+    // `check=` or `check=,` names nothing: an error, not a target with no checks (which would
+    // answer success having checked nothing; found by the probe_query fuzz target).
+    if checks.is_empty() {
+        return Err(AdhocError(format!(
+            "`check` names no check; known checks: {}",
+            CheckKind::all_names().join(", ")
+        )));
+    }
     checks.sort();
     if matches!(host, Host::Ip(_)) {
         checks.retain(|k| crate::checks::check_for(*k).layer() != Layer::Resolve);

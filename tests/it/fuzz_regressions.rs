@@ -118,3 +118,28 @@ fn bad_punycode_label_is_no_name() {
     // A valid punycode name stays a name.
     assert!(split_target("xn--bcher-kva.example").is_ok());
 }
+
+/// `target=app.amazonaws.com&check&…` (probe_query target): an empty `check` made an ad-hoc
+/// target with no checks at all, which would answer success having checked nothing.
+#[test]
+fn an_empty_check_parameter_is_an_error() {
+    use dualprobe::serve::adhoc::{AdhocRequest, build};
+    for checks in [
+        vec![String::new()],
+        vec![",".to_string()],
+        vec![" , ".to_string()],
+    ] {
+        let req = AdhocRequest {
+            target: "app.amazonaws.com".into(),
+            checks: checks.clone(),
+            families: Vec::new(),
+            timeout: std::time::Duration::from_secs(2),
+        };
+        let err = build(&req).expect_err("no check named");
+        assert!(
+            err.to_string()
+                .starts_with("`check` names no check; known checks: dns, "),
+            "{checks:?}: {err}"
+        );
+    }
+}
