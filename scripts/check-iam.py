@@ -460,8 +460,15 @@ def log_problems(log: str) -> list[str]:
                 v = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(v, dict) and v.get("level") in ("WARN", "ERROR"):
-                out.append(f"log: {line.strip()[:400]}")
+            if not isinstance(v, dict) or v.get("level") not in ("WARN", "ERROR"):
+                continue
+            # The discovered endpoints (vpce-*) are probed too, and their private names exist
+            # in no DNS here: their failing checks are expected, not an IAM problem. (They run
+            # at once since first runs are no longer spread over the interval.)
+            if str(v.get("target", "")).startswith("vpce-") and \
+                    str(v.get("message", "")).startswith(("first probe:", "now failing")):
+                continue
+            out.append(f"log: {line.strip()[:400]}")
     return out
 
 
