@@ -13,6 +13,10 @@ from common import LOOP4, LOOP6, free_port4, wait_http
 from localnet import Env
 
 
+# `metrics.duration_buckets` of the `chain5` kind (README's example).
+FIVE_BUCKETS = (0.005, 0.05, 0.25, 1, 5)
+
+
 def dualprobe_config(env: Env, kind: str, n: int, interval: float, timeout: float, port: int) -> str:
     q = env.peer_port
     lines = [
@@ -24,9 +28,13 @@ def dualprobe_config(env: Env, kind: str, n: int, interval: float, timeout: floa
         "  nameservers: [" + ", ".join(
             [f'"{LOOP4}:{env.dns_port}"', f'"[{LOOP6}]:{env.dns_port}"'][: env.args.nameservers]) + "]",
     ]
+    if kind == "chain5":
+        # The same series with the bucket set README's example suggests: what the knob saves.
+        lines += ["metrics:", f"  duration_buckets: [{', '.join(map(str, FIVE_BUCKETS))}]"]
     targets = []
-    if kind in ("dns", "chain", "scale"):
-        checks = {"dns": "[dns]", "chain": "[dns, tcp, http]", "scale": "[dns, tcp]"}[kind]
+    if kind in ("dns", "chain", "chain5", "scale"):
+        checks = {"dns": "[dns]", "chain": "[dns, tcp, http]", "chain5": "[dns, tcp, http]",
+                  "scale": "[dns, tcp]"}[kind]
         for i in range(n):
             t = f"  - {{name: t{i}, host: t{i}.bench.test, port: {q}, checks: {checks}"
             t += ", http: {path: /health}}" if "http" in checks else "}"

@@ -56,9 +56,11 @@ Each phase starts fresh processes of both tools; every phase is repeated --repea
 
 Scenario `scale`: 1,000 targets x 2 families x (dns, tcp) every 10 s, dualprobe alone:
 CPU % of one core over the window and RSS. Scenario `metrics`: 1,000 targets, after the first
-full cycle, many sequential GET /metrics over one keep-alive loopback connection; reports the
-median wall time per scrape (this includes HTTP handling and the loopback round trip) and
-the CPU dualprobe spent per scrape (CPU during the scrapes minus its background probing rate).
+full cycle, many sequential GET /metrics over one keep-alive loopback connection, with checks
+(dns, tcp), (dns, tcp, http), and (dns, tcp, http) with 5 duration buckets instead of 16 (what
+`metrics.duration_buckets` saves); reports the median wall time per scrape (this includes HTTP
+handling and the loopback round trip) and the CPU dualprobe spent per scrape (CPU during the
+scrapes minus its background probing rate).
 
 Every load loop is bounded in count and in time. Usage:
   python3 bench/run.py --bin target/release/dualprobe --scenario all --report docs/bench-latest.md
@@ -167,9 +169,14 @@ def run_quick(env: Env, args, results: dict) -> bool:
     fr = first_result.run(env, [2], iv, to, 1)
     results["first_result"] = fr
     first_result.report(fr)
+    mt = metrics_run(env, n, iv, to, 3, "chain5")
+    results["metrics"] = {"dns+tcp+http, 5 buckets": [mt]}
+    report_metrics(results["metrics"])
     dp, bb = ph["dualprobe"], ph["blackbox"]
     checks = [dp["us_per_check"], bb["us_per_probe"], dp["anon_max"], bb["anon_max"],
-              fr["sizes"][2][0]["ready_s"], fr["blackbox"][0]["healthy_s"]]
+              fr["sizes"][2][0]["ready_s"], fr["blackbox"][0]["healthy_s"],
+              mt["openmetrics"]["median_ms"], mt["text"]["median_ms"],
+              mt["openmetrics"]["lines"], mt["text"]["lines"]]
     ok = dp["checks"] > 0 and bb["probes"] > 0 and memory.sane(mem_res) and not fr["sizes"][2][0]["timed_out"]
     if netns_ok(results, "fidelity"):
         fd = fidelity.run(env, n=10, k=2, window=dur, delay_ms=args.delay_ms, interval=iv, settle=0.5)
@@ -224,12 +231,13 @@ def run_full(env: Env, args, scenarios: list, results: dict) -> None:
     if "metrics" in scenarios:
         n, iv = opt(args.targets, 1000), opt(args.interval, 10.0)
         res = {}
-        for kind in ("scale", "chain"):
+        for kind in ("scale", "chain", "chain5"):
             res[kind] = []
             for rep in range(repeat):
                 log(f"metrics run {rep + 1}/{repeat}: {n} targets, checks of `{kind}`")
                 res[kind].append(metrics_run(env, n, iv, args.timeout, args.scrapes, kind))
-        results["metrics"] = {("dns+tcp" if k == "scale" else "dns+tcp+http"): v for k, v in res.items()}
+        label = {"scale": "dns+tcp", "chain": "dns+tcp+http", "chain5": "dns+tcp+http, 5 buckets"}
+        results["metrics"] = {label[k]: v for k, v in res.items()}
         report_metrics(results["metrics"])
 
     if "compare" in scenarios:
