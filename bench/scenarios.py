@@ -155,9 +155,11 @@ class ScrapeClient:
         head = "GET /metrics HTTP/1.1\r\nHost: bench\r\n"
         self.request = (head + (f"Accept: {accept}\r\n" if accept else "") + "\r\n").encode()
         self.buf = bytearray(32 << 20)
+        self.at = 0
 
-    def get(self) -> tuple[float, bytes]:
-        """(milliseconds from sending the request to the body's last byte, the raw response)."""
+    def get(self) -> float:
+        """Milliseconds from sending the request to the body's last byte; the answer must be a
+        200 (checked after the clock stops). `last()` is its raw response."""
         view, at = memoryview(self.buf), 0
         s = time.perf_counter()
         self.sock.sendall(self.request)
@@ -171,16 +173,22 @@ class ScrapeClient:
             if self.buf[max(0, at - len(self.END)):at] == self.END:
                 break
         ms = (time.perf_counter() - s) * 1e3
-        return ms, bytes(self.buf[:at])
+        self.at = at
+        if not self.buf.startswith(b"HTTP/1.1 200 "):
+            raise RuntimeError("/metrics answered " + bytes(self.buf[:40]).decode(errors="replace"))
+        return ms
+
+    def last(self) -> bytes:
+        """The raw response of the last `get()`."""
+        return bytes(self.buf[:self.at])
 
     def close(self) -> None:
         self.sock.close()
 
 
-def dechunk(raw: bytes) -> tuple[int, bytes]:
-    """(status, body) of one chunked HTTP/1.1 response."""
+def dechunk(raw: bytes) -> bytes:
+    """The body of one chunked HTTP/1.1 response."""
     head, _, rest = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
     if b"transfer-encoding: chunked" not in head.lower():
         raise RuntimeError("/metrics was not chunked: " + head.decode(errors="replace"))
     parts, at = [], 0
@@ -188,7 +196,7 @@ def dechunk(raw: bytes) -> tuple[int, bytes]:
         eol = rest.index(b"\r\n", at)
         size = int(rest[at:eol].split(b";")[0], 16)
         if size == 0:
-            return status, b"".join(parts)
+            return b"".join(parts)
         parts.append(rest[eol + 2:eol + 2 + size])
         at = eol + 2 + size + 2
 
@@ -208,21 +216,17 @@ def metrics_run(env: Env, n: int, interval: float, timeout: float, scrapes: int,
         for mode, accept in (("openmetrics", OPENMETRICS["Accept"]), ("text", None)):
             client = ScrapeClient(port, accept)
             lat = []
-            raw = b""
             w.start(dp.pid)
             end = time.monotonic() + 120  # bounded in time as well as in count
             try:
                 for _ in range(scrapes):
                     if time.monotonic() > end:
                         break
-                    ms, raw = client.get()
-                    lat.append(ms)
+                    lat.append(client.get())
             finally:
                 client.close()
             cw = w.stop()
-            status, body = dechunk(raw)
-            if status != 200:
-                raise RuntimeError(f"/metrics answered {status}")
+            body = dechunk(client.last())
             if mode == "openmetrics" and not body.endswith(b"# EOF\n"):
                 raise RuntimeError("/metrics (OpenMetrics) did not end in # EOF")
             cpu_scrapes = cw["cpu_ns"] - bg_rate * cw["wall_s"]
