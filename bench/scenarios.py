@@ -148,6 +148,7 @@ class ScrapeClient:
     is the agent's."""
 
     END = b"\r\n0\r\n\r\n"  # exposition lines end in a bare \n, so only the body's end matches
+    OK = b"HTTP/1.1 200 "
 
     def __init__(self, port: int, accept: str | None) -> None:
         self.sock = socket.create_connection((LOOP4, port), timeout=30)
@@ -159,7 +160,7 @@ class ScrapeClient:
 
     def get(self) -> float:
         """Milliseconds from sending the request to the body's last byte; the answer must be a
-        200 (checked after the clock stops). `last()` is its raw response."""
+        200 (checked once its status line is in). `last()` is its raw response."""
         view, at = memoryview(self.buf), 0
         s = time.perf_counter()
         self.sock.sendall(self.request)
@@ -169,13 +170,14 @@ class ScrapeClient:
             n = self.sock.recv_into(view[at:])
             if n == 0:
                 raise RuntimeError("/metrics: connection closed before the end of the body")
+            if at < len(self.OK) <= at + n and not self.buf.startswith(self.OK):
+                # Anything else may not be chunked: say what it was instead of waiting it out.
+                raise RuntimeError("/metrics answered " + bytes(self.buf[:40]).decode(errors="replace"))
             at += n
             if self.buf[max(0, at - len(self.END)):at] == self.END:
                 break
         ms = (time.perf_counter() - s) * 1e3
         self.at = at
-        if not self.buf.startswith(b"HTTP/1.1 200 "):
-            raise RuntimeError("/metrics answered " + bytes(self.buf[:40]).decode(errors="replace"))
         return ms
 
     def last(self) -> bytes:
